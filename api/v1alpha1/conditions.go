@@ -1,0 +1,24 @@
+package v1alpha1
+
+// Condition types of an FTPServer, following the kstatus conventions that Flux and Argo CD read:
+// Ready is always present; Reconciling and Stalled are present only while True.
+const (
+	// ConditionReady is True when clients can use the server: pods available, the passive
+	// address known and in the daemon's config, the ports exposed.
+	ConditionReady = "Ready"
+	// ConditionReconciling is True while the operator is still converging (e.g. a rollout).
+	ConditionReconciling = "Reconciling"
+	// ConditionStalled is True when progress needs a human (e.g. a missing Secret).
+	ConditionStalled = "Stalled"
+)
+
+// Reasons used on the conditions above.
+const (
+	ReasonReady             = "Ready"
+	ReasonProgressing       = "Progressing"
+	ReasonWaitingForAddress = "WaitingForAddress"
+	ReasonWaitingForPods    = "WaitingForPods"
+	ReasonSecretNotFound    = "SecretNotFound"
+	ReasonPortConflict      = "PortConflict"
+	ReasonInvalidSpec       = "InvalidSpec"
+)

@@ -1,0 +1,575 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// FTPServer is a managed FTP service: the operator turns it into a daemon Deployment serving files
+// from PersistentVolumes, a Service whose ports match the passive-port range, the address the
+// daemon advertises in PASV replies, and a NetworkPolicy.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=ftpsrv,categories=ftp
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Passive",type=string,JSONPath=`.status.passivePorts`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type FTPServer struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec FTPServerSpec `json:"spec"`
+
+	// +optional
+	Status FTPServerStatus `json:"status,omitempty"`
+}
+
+// FTPServerList is a list of FTPServers.
+//
+// +kubebuilder:object:root=true
+type FTPServerList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []FTPServer `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&FTPServer{}, &FTPServerList{})
+}
+
+// FTPServerSpec is the desired state of an FTPServer.
+//
+// Cross-field rules live here because CEL on a field only sees that field.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.users) || self.users.all(u, !has(u.home) || !has(u.home.volume) || self.volumes.exists(v, v.name == u.home.volume))",message="a user's home.volume names a volume that is not declared in spec.volumes; declare that volume or point the home at a declared one",reason=FieldValueInvalid,fieldPath=".users"
+// +kubebuilder:validation:XValidation:rule="!has(self.anonymous) || !has(self.anonymous.volume) || self.volumes.exists(v, v.name == self.anonymous.volume)",message="anonymous.volume must name a volume declared in spec.volumes",reason=FieldValueInvalid,fieldPath=".anonymous.volume"
+// +kubebuilder:validation:XValidation:rule="self.service.type != 'NodePort' || (self.ports.passive.start >= 30000 && self.ports.passive.end <= 32767)",message="service type NodePort exposes each passive port as the node port of the same number, so ports.passive must lie within 30000-32767 (the default NodePort range)",reason=FieldValueInvalid,fieldPath=".ports.passive"
+// +kubebuilder:validation:XValidation:rule="self.service.type != 'NodePort' || (has(self.passiveAddress.address) && size(self.passiveAddress.address) > 0)",message="service type NodePort has no load balancer to read the PASV address from: set passiveAddress.address to the node IP or DNS name that clients reach",reason=FieldValueRequired,fieldPath=".passiveAddress.address"
+// +kubebuilder:validation:XValidation:rule="!has(self.service.controlNodePort) || self.service.controlNodePort < self.ports.passive.start || self.service.controlNodePort > self.ports.passive.end",message="service.controlNodePort lies inside ports.passive; the passive ports use the node ports of the same numbers, so pick a control node port outside the passive range",reason=FieldValueInvalid,fieldPath=".service.controlNodePort"
+type FTPServerSpec struct {
+	// Replicas is the number of daemon pods. Only 1 is supported until multi-replica passive mode
+	// (one passive sub-range and address per replica) lands.
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:XValidation:rule="self == 1",message="replicas must be 1 for now: passive mode needs every data connection to reach the pod that sent the PASV reply, and per-replica passive ranges are not implemented yet"
+	// +optional
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// Image overrides the daemon image. By default the daemon runs from the operator's own image,
+	// so that the operator and its daemons never skew.
+	// +kubebuilder:validation:MaxLength=512
+	// +optional
+	Image string `json:"image,omitempty"`
+
+	// ImagePullPolicy of the daemon container.
+	// +kubebuilder:validation:Enum=Always;IfNotPresent;Never
+	// +optional
+	ImagePullPolicy corev1.PullPolicy `json:"imagePullPolicy,omitempty"`
+
+	// Volumes the daemon serves files from. Users' homes are directories inside them.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(v, self.exists_one(w, w.name == v.name))",message="a volume name is declared more than once; give each volume a unique name"
+	// +listType=atomic
+	Volumes []FTPVolume `json:"volumes"`
+
+	// Users who may log in, each with a password from a Secret and a home inside a volume.
+	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:XValidation:rule="self.all(u, self.exists_one(w, w.name == u.name))",message="a user name appears more than once; each user needs a unique name"
+	// +listType=atomic
+	// +optional
+	Users []FTPUser `json:"users,omitempty"`
+
+	// Anonymous enables read-only anonymous access (user "anonymous" or "ftp", any password).
+	// +optional
+	Anonymous *AnonymousAccess `json:"anonymous,omitempty"`
+
+	// Ports are the control port and the passive-port range. The one passive range drives the
+	// daemon, the Service ports and the NetworkPolicy, so they always agree.
+	// +kubebuilder:default={}
+	// +optional
+	Ports FTPPorts `json:"ports,omitzero"`
+
+	// PassiveAddress chooses the address the daemon advertises in PASV replies.
+	// +kubebuilder:default={}
+	// +optional
+	PassiveAddress PassiveAddressSpec `json:"passiveAddress,omitzero"`
+
+	// Service shapes the Service that exposes the daemon.
+	// +kubebuilder:default={}
+	// +optional
+	Service ServiceSpec `json:"service,omitzero"`
+
+	// NetworkPolicy restricts who may reach the daemon.
+	// +kubebuilder:default={}
+	// +optional
+	NetworkPolicy NetworkPolicySpec `json:"networkPolicy,omitzero"`
+
+	// TLS configures FTPS.
+	// +kubebuilder:default={}
+	// +optional
+	TLS TLSSpec `json:"tls,omitzero"`
+
+	// ActiveMode configures PORT/EPRT, where the server connects back to the client.
+	// +kubebuilder:default={}
+	// +optional
+	ActiveMode ActiveModeSpec `json:"activeMode,omitzero"`
+
+	// Limits protect the daemon from overload and password guessing.
+	// +kubebuilder:default={}
+	// +optional
+	Limits LimitsSpec `json:"limits,omitzero"`
+
+	// Pod holds scheduling and resource knobs for the daemon pods.
+	// +optional
+	Pod PodSpec `json:"pod,omitzero"`
+
+	// DrainTimeout is how long in-flight transfers may run after the pod is asked to stop.
+	// The pod's terminationGracePeriodSeconds follows it.
+	// +kubebuilder:default="2m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('0s') && duration(self) <= duration('24h')",message="drainTimeout must be between 0s and 24h"
+	// +optional
+	DrainTimeout *metav1.Duration `json:"drainTimeout,omitempty"`
+}
+
+// FTPVolume is a PersistentVolumeClaim the daemon mounts: an existing claim, or one the operator
+// creates from a template.
+//
+// +kubebuilder:validation:XValidation:rule="has(self.claimName) != has(self.claimTemplate)",message="a volume needs exactly one of claimName (an existing PersistentVolumeClaim) or claimTemplate (a claim the operator creates)"
+type FTPVolume struct {
+	// Name identifies the volume in users' homes.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=40
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// ClaimName is an existing PersistentVolumeClaim in the FTPServer's namespace.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ClaimName string `json:"claimName,omitempty"`
+
+	// ClaimTemplate makes the operator create a claim named <ftpserver>-<volume>.
+	// +optional
+	ClaimTemplate *ClaimTemplate `json:"claimTemplate,omitempty"`
+}
+
+// ReclaimPolicy says what happens to an operator-created claim when its FTPServer is deleted.
+// +kubebuilder:validation:Enum=Retain;Delete
+type ReclaimPolicy string
+
+const (
+	// ReclaimRetain keeps the claim (and the data) after the FTPServer is gone. The default.
+	ReclaimRetain ReclaimPolicy = "Retain"
+	// ReclaimDelete deletes the claim with the FTPServer.
+	ReclaimDelete ReclaimPolicy = "Delete"
+)
+
+// ClaimTemplate describes a PersistentVolumeClaim the operator creates.
+type ClaimTemplate struct {
+	// Size is the requested storage.
+	Size resource.Quantity `json:"size"`
+
+	// StorageClassName of the claim; the cluster default when omitted.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	StorageClassName *string `json:"storageClassName,omitempty"`
+
+	// AccessModes of the claim. With ReadWriteOnce the Deployment uses the Recreate strategy.
+	// +kubebuilder:default={ReadWriteOnce}
+	// +kubebuilder:validation:MaxItems=4
+	// +kubebuilder:validation:items:Enum=ReadWriteOnce;ReadOnlyMany;ReadWriteMany;ReadWriteOncePod
+	// +listType=set
+	// +optional
+	AccessModes []corev1.PersistentVolumeAccessMode `json:"accessModes,omitempty"`
+
+	// ReclaimPolicy: Retain (default) keeps the claim and its data when the FTPServer is deleted;
+	// Delete removes it.
+	// +kubebuilder:default=Retain
+	// +optional
+	ReclaimPolicy ReclaimPolicy `json:"reclaimPolicy,omitempty"`
+}
+
+// FTPUser is an account that may log in.
+type FTPUser struct {
+	// Name is the login name.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9][A-Za-z0-9._@-]*$`
+	// +kubebuilder:validation:XValidation:rule="!(self.lowerAscii() in ['anonymous', 'ftp'])",message="user names 'anonymous' and 'ftp' are reserved for anonymous access; use spec.anonymous instead"
+	Name string `json:"name"`
+
+	// PasswordSecretRef points at the Secret key holding the password, plain or as a bcrypt hash
+	// ($2a$, $2b$ or $2y$). Plain passwords are hashed by the operator and never reach the daemon.
+	PasswordSecretRef SecretKeyRef `json:"passwordSecretRef"`
+
+	// Home is the user's directory; the user is confined to it.
+	// +optional
+	Home UserHome `json:"home,omitzero"`
+
+	// ReadOnly users may list and download but not upload, delete, rename or create directories.
+	// +optional
+	ReadOnly bool `json:"readOnly,omitempty"`
+}
+
+// SecretKeyRef selects a key of a Secret in the FTPServer's namespace.
+type SecretKeyRef struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+
+	// Key within the Secret.
+	// +kubebuilder:default=password
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Key string `json:"key,omitempty"`
+}
+
+// UserHome is a directory inside one of the FTPServer's volumes.
+type UserHome struct {
+	// Volume names an entry of spec.volumes; the first volume when omitted.
+	// +kubebuilder:validation:MaxLength=40
+	// +optional
+	Volume string `json:"volume,omitempty"`
+
+	// SubPath is the directory inside the volume, relative; the user's name when omitted.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.split('/').exists(p, p == '..')",message="home.subPath must be a relative path inside the volume, without '..' segments"
+	// +optional
+	SubPath string `json:"subPath,omitempty"`
+}
+
+// AnonymousAccess configures read-only anonymous logins.
+type AnonymousAccess struct {
+	// Enabled turns anonymous logins on.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+
+	// Volume holding the anonymous tree; the first volume when omitted.
+	// +kubebuilder:validation:MaxLength=40
+	// +optional
+	Volume string `json:"volume,omitempty"`
+
+	// SubPath of the anonymous tree inside the volume; "pub" when omitted.
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('/') && !self.split('/').exists(p, p == '..')",message="anonymous.subPath must be a relative path inside the volume, without '..' segments"
+	// +optional
+	SubPath string `json:"subPath,omitempty"`
+}
+
+// FTPPorts are the ports clients use.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.control) || !has(self.passive) || self.control < self.passive.start || self.control > self.passive.end",message="ports.control lies inside the passive range ports.passive.start..end; choose a control port outside it",reason=FieldValueInvalid,fieldPath=".control"
+type FTPPorts struct {
+	// Control is the Service port of the FTP control connection.
+	// The daemon itself listens on an unprivileged port and the Service maps this one to it.
+	// +kubebuilder:default=21
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +optional
+	Control int32 `json:"control,omitempty"`
+
+	// Passive is the range of data-connection ports, both ends included. Each port becomes its
+	// own Service port, so keep it small: passive-port multiplexing lets many clients share it.
+	// +kubebuilder:default={start: 30000, end: 30019}
+	// +optional
+	Passive PassivePortRange `json:"passive,omitzero"`
+}
+
+// PassivePortRange is an inclusive range of TCP ports.
+//
+// +kubebuilder:validation:XValidation:rule="self.start <= self.end",message="passive port range is reversed: ports.passive.start must not be greater than ports.passive.end",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="self.end - self.start < 1000",message="passive port range has more than 1000 ports: each passive port becomes a Service port, so keep end - start below 1000 (a few dozen ports are plenty with passive-port multiplexing)",reason=FieldValueInvalid
+type PassivePortRange struct {
+	// Start is the first passive port.
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=65535
+	Start int32 `json:"start"`
+
+	// End is the last passive port, included.
+	// +kubebuilder:validation:Minimum=1024
+	// +kubebuilder:validation:Maximum=65535
+	End int32 `json:"end"`
+}
+
+// PassiveAddressSpec chooses the address advertised in PASV replies. By default it is read from
+// the LoadBalancer Service's status (an IP, or a hostname the daemon resolves), or the Service's
+// cluster IP for type ClusterIP; Address overrides that, and Overrides pick another address for
+// particular client networks.
+type PassiveAddressSpec struct {
+	// Address is a fixed IP or DNS name to advertise instead of the discovered one.
+	// Required for service type NodePort.
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="isIP(self) || self.matches('^([a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?\\\\.)*[a-zA-Z0-9]([-a-zA-Z0-9]*[a-zA-Z0-9])?$')",message="passiveAddress.address must be an IP address or a DNS name"
+	// +optional
+	Address string `json:"address,omitempty"`
+
+	// Overrides give clients from particular networks another address, e.g. in-cluster clients
+	// the Service's cluster IP. The first matching override wins.
+	// +kubebuilder:validation:MaxItems=32
+	// +listType=atomic
+	// +optional
+	Overrides []PassiveAddressOverride `json:"overrides,omitempty"`
+}
+
+// PassiveAddressSource says where an override's address comes from.
+// +kubebuilder:validation:Enum=Static;ServiceClusterIP;PodIP
+type PassiveAddressSource string
+
+const (
+	// PassiveAddressStatic advertises the override's Address.
+	PassiveAddressStatic PassiveAddressSource = "Static"
+	// PassiveAddressServiceClusterIP advertises the Service's cluster IP.
+	PassiveAddressServiceClusterIP PassiveAddressSource = "ServiceClusterIP"
+	// PassiveAddressPodIP advertises the daemon pod's own IP.
+	PassiveAddressPodIP PassiveAddressSource = "PodIP"
+)
+
+// PassiveAddressOverride advertises another PASV address to clients from some networks.
+//
+// +kubebuilder:validation:XValidation:rule="(self.source == 'Static') == (has(self.address) && size(self.address) > 0)",message="an override with source Static needs an address, and only Static overrides may set one"
+type PassiveAddressOverride struct {
+	// CIDRs of the client networks this override applies to.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="every entry of overrides[].cidrs must be a CIDR such as 10.0.0.0/8"
+	// +listType=atomic
+	CIDRs []string `json:"cidrs"`
+
+	// Source of the address: Static (Address), ServiceClusterIP or PodIP.
+	// +kubebuilder:default=Static
+	// +optional
+	Source PassiveAddressSource `json:"source,omitempty"`
+
+	// Address is the IP or DNS name for source Static.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	Address string `json:"address,omitempty"`
+}
+
+// ServiceSpec shapes the Service exposing the daemon.
+//
+// +kubebuilder:validation:XValidation:rule="self.type == 'LoadBalancer' || (!has(self.loadBalancerClass) && !has(self.loadBalancerSourceRanges))",message="loadBalancerClass and loadBalancerSourceRanges only apply to service type LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="self.type != 'ClusterIP' || !has(self.controlNodePort)",message="controlNodePort does not apply to service type ClusterIP"
+type ServiceSpec struct {
+	// Type of the Service: LoadBalancer (default), NodePort or ClusterIP.
+	// +kubebuilder:default=LoadBalancer
+	// +kubebuilder:validation:Enum=LoadBalancer;NodePort;ClusterIP
+	// +optional
+	Type corev1.ServiceType `json:"type,omitempty"`
+
+	// Annotations added to the Service, e.g. for the cloud's load balancer controller.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// Labels added to the Service.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// LoadBalancerClass selects a load balancer implementation.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	LoadBalancerClass *string `json:"loadBalancerClass,omitempty"`
+
+	// LoadBalancerSourceRanges restricts the client networks the load balancer accepts.
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="every entry of loadBalancerSourceRanges must be a CIDR such as 203.0.113.0/24"
+	// +listType=atomic
+	// +optional
+	LoadBalancerSourceRanges []string `json:"loadBalancerSourceRanges,omitempty"`
+
+	// ExternalTrafficPolicy defaults to Local so the daemon sees real client IPs, which per-IP
+	// limits, bans and the data-connection IP check depend on.
+	// +kubebuilder:default=Local
+	// +kubebuilder:validation:Enum=Local;Cluster
+	// +optional
+	ExternalTrafficPolicy corev1.ServiceExternalTrafficPolicy `json:"externalTrafficPolicy,omitempty"`
+
+	// ControlNodePort pins the node port of the control connection (types NodePort and
+	// LoadBalancer); assigned by Kubernetes when omitted. Passive ports always use node ports of
+	// the same numbers for type NodePort.
+	// +kubebuilder:validation:Minimum=30000
+	// +kubebuilder:validation:Maximum=32767
+	// +optional
+	ControlNodePort *int32 `json:"controlNodePort,omitempty"`
+}
+
+// NetworkPolicySpec restricts ingress to the daemon.
+type NetworkPolicySpec struct {
+	// Enabled creates the NetworkPolicy (default true).
+	// +kubebuilder:default=true
+	// +optional
+	Enabled *bool `json:"enabled,omitempty"`
+
+	// AllowedSources may reach the control port and the passive range; anyone when empty.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	AllowedSources []networkingv1.NetworkPolicyPeer `json:"allowedSources,omitempty"`
+
+	// MetricsSources may scrape the daemon's metrics port; nobody when empty.
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=atomic
+	// +optional
+	MetricsSources []networkingv1.NetworkPolicyPeer `json:"metricsSources,omitempty"`
+}
+
+// TLSMode selects how FTPS is offered.
+// +kubebuilder:validation:Enum=Disabled;Explicit;Required;Implicit
+type TLSMode string
+
+const (
+	// TLSDisabled serves plain FTP only.
+	TLSDisabled TLSMode = "Disabled"
+	// TLSExplicit offers AUTH TLS; clients may stay in plain text.
+	TLSExplicit TLSMode = "Explicit"
+	// TLSRequired requires AUTH TLS before login.
+	TLSRequired TLSMode = "Required"
+	// TLSImplicit speaks TLS from the first byte (classically on port 990).
+	TLSImplicit TLSMode = "Implicit"
+)
+
+// TLSSpec configures FTPS.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.mode) || self.mode == 'Disabled' || (has(self.secretName) && size(self.secretName) > 0)",messageExpression="'tls.mode ' + self.mode + ' needs tls.secretName: a Secret of type kubernetes.io/tls, e.g. one cert-manager issues'",reason=FieldValueRequired,fieldPath=".secretName"
+type TLSSpec struct {
+	// Mode: Disabled (default), Explicit, Required or Implicit.
+	// +kubebuilder:default=Disabled
+	// +optional
+	Mode TLSMode `json:"mode,omitempty"`
+
+	// SecretName of a kubernetes.io/tls Secret with the certificate and key; renewals are
+	// picked up without a restart.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// MinVersion of TLS: "1.2" (default) or "1.3".
+	// +kubebuilder:default="1.2"
+	// +kubebuilder:validation:Enum="1.2";"1.3"
+	// +optional
+	MinVersion string `json:"minVersion,omitempty"`
+}
+
+// ActiveModeSpec configures active mode (PORT/EPRT).
+type ActiveModeSpec struct {
+	// Enabled allows active mode. Off by default: it breaks behind client NAT and can be abused
+	// to make the server connect elsewhere. When on, the daemon only connects back to the
+	// control connection's client IP, never to ports below 1024.
+	// +optional
+	Enabled bool `json:"enabled,omitempty"`
+}
+
+// LimitsSpec protects the daemon.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.maxSessionsPerIP) || !has(self.maxSessions) || self.maxSessionsPerIP <= self.maxSessions",message="limits.maxSessionsPerIP cannot exceed limits.maxSessions"
+type LimitsSpec struct {
+	// MaxSessions is the number of concurrent sessions per pod.
+	// +kubebuilder:default=200
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	MaxSessions int32 `json:"maxSessions,omitempty"`
+
+	// MaxSessionsPerIP is the number of concurrent sessions from one client IP.
+	// +kubebuilder:default=20
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100000
+	// +optional
+	MaxSessionsPerIP int32 `json:"maxSessionsPerIP,omitempty"`
+
+	// IdleTimeout closes sessions without activity.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="limits.idleTimeout must be at least 1s"
+	// +optional
+	IdleTimeout *metav1.Duration `json:"idleTimeout,omitempty"`
+
+	// LoginTimeout closes connections that have not logged in by then.
+	// +kubebuilder:default="30s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="limits.loginTimeout must be at least 1s"
+	// +optional
+	LoginTimeout *metav1.Duration `json:"loginTimeout,omitempty"`
+
+	// MaxFailedLogins from one IP within BanDuration bans that IP for BanDuration.
+	// +kubebuilder:default=5
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	MaxFailedLogins int32 `json:"maxFailedLogins,omitempty"`
+
+	// BanDuration of an IP after too many failed logins.
+	// +kubebuilder:default="15m"
+	// +optional
+	BanDuration *metav1.Duration `json:"banDuration,omitempty"`
+}
+
+// PodSpec holds the knobs of the daemon pods.
+type PodSpec struct {
+	// Resources of the daemon container.
+	// +optional
+	Resources corev1.ResourceRequirements `json:"resources,omitzero"`
+
+	// NodeSelector for the daemon pods.
+	// +optional
+	NodeSelector map[string]string `json:"nodeSelector,omitempty"`
+
+	// Tolerations of the daemon pods.
+	// +listType=atomic
+	// +optional
+	Tolerations []corev1.Toleration `json:"tolerations,omitempty"`
+
+	// Affinity of the daemon pods.
+	// +optional
+	Affinity *corev1.Affinity `json:"affinity,omitempty"`
+
+	// Annotations added to the daemon pods.
+	// +optional
+	Annotations map[string]string `json:"annotations,omitempty"`
+
+	// Labels added to the daemon pods.
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
+
+	// PriorityClassName of the daemon pods.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	PriorityClassName string `json:"priorityClassName,omitempty"`
+}
+
+// FTPServerStatus is the observed state of an FTPServer.
+type FTPServerStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Conditions: Ready is always present; Reconciling and Stalled only while True.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// Endpoint clients connect to, e.g. ftp://203.0.113.7:21.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// PassiveAddress currently advertised in PASV replies (to clients without an override).
+	// +optional
+	PassiveAddress string `json:"passiveAddress,omitzero"`
+
+	// PassivePorts is the exposed passive range, e.g. 30000-30019.
+	// +optional
+	PassivePorts string `json:"passivePorts,omitempty"`
+
+	// ReadyReplicas is the number of daemon pods ready to serve.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+}

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/kubeftp/ftp-operator/ftpd"
+)
+
+// ftpdOptions is the parsed command line of `ftp-operator ftpd`.
+type ftpdOptions struct {
+	cfg       ftpd.Config
+	logFormat string
+	logLevel  string
+}
+
+// userFlag collects repeated --user values.
+type userFlag struct{ users *[]ftpd.User }
+
+func (u userFlag) String() string { return "" }
+
+func (u userFlag) Set(v string) error {
+	user, err := ftpd.ParseUserSpec(v)
+	if err != nil {
+		return err
+	}
+	*u.users = append(*u.users, user)
+	return nil
+}
+
+// portRangeFlag parses --passive-ports.
+type portRangeFlag struct{ r *ftpd.PortRange }
+
+func (p portRangeFlag) String() string {
+	if p.r == nil {
+		return ""
+	}
+	return p.r.String()
+}
+
+func (p portRangeFlag) Set(v string) error {
+	r, err := ftpd.ParsePortRange(v)
+	if err != nil {
+		return err
+	}
+	*p.r = r
+	return nil
+}
+
+const ftpdUsageHeader = `Usage: ftp-operator ftpd [flags]
+
+Runs the FTP daemon standalone, configured from flags. Each user's home is ROOT/NAME (created
+when missing) and the user cannot leave it. The daemon stops accepting sessions on SIGTERM or
+SIGINT, lets in-flight transfers finish (up to --drain-timeout) and exits with status 0.
+
+Example:
+  ftp-operator ftpd --listen 127.0.0.1:2121 --root /tmp/ftp --user alice:secret \
+      --user guest:guest:ro --passive-ports 30000-30009 --public-host 127.0.0.1
+
+Flags:
+`
+
+// parseFTPDFlags parses the arguments of `ftp-operator ftpd`. On --help it prints the usage to
+// stdout and returns flag.ErrHelp; bad input is returned as a usageError.
+func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
+	var o ftpdOptions
+	fs := flag.NewFlagSet("ftpd", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.cfg.ListenAddr, "listen", ftpd.DefaultListenAddr, "`address` (host:port) of the FTP control connection")
+	fs.StringVar(&o.cfg.Root, "root", "", "`directory` holding the users' homes (required)")
+	fs.Var(userFlag{&o.cfg.Users}, "user", "a user as `NAME:PASSWORD[:ro]` (repeatable, at least one); PASSWORD may be a bcrypt hash ($2a$/$2b$/$2y$); :ro makes the user read-only")
+	fs.Var(portRangeFlag{&o.cfg.PassivePorts}, "passive-ports", "`START-END` port range for passive data connections (default: any free port)")
+	fs.StringVar(&o.cfg.PublicHost, "public-host", "", "IPv4 `address` advertised in PASV replies (default: the local address of the client's control connection)")
+	fs.StringVar(&o.cfg.HealthAddr, "health-addr", "", "`address` (host:port) serving HTTP /healthz and /readyz (default: disabled)")
+	fs.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", ftpd.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight transfers may continue")
+	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", ftpd.DefaultIdleTimeout, "disconnect sessions idle for this long")
+	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
+
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			printFlags(stdout, fs)
+			return o, flag.ErrHelp
+		}
+		return o, usageError{err}
+	}
+	if fs.NArg() > 0 {
+		return o, usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	}
+	if _, err := ftpd.NewLogger(io.Discard, o.logFormat, o.logLevel); err != nil {
+		return o, usageError{err}
+	}
+	if err := o.cfg.Validate(); err != nil {
+		return o, usageError{err}
+	}
+	return o, nil
+}
+
+// printFlags prints the usage with GNU-style double-dash flag names.
+func printFlags(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, ftpdUsageHeader)
+	fs.VisitAll(func(f *flag.Flag) {
+		typ, usage := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s %s\n      %s", f.Name, typ, usage)
+		if f.DefValue != "" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+func runFTPD(args []string) error {
+	o, err := parseFTPDFlags(args, os.Stdout)
+	if err != nil {
+		return err
+	}
+	logger, err := ftpd.NewLogger(os.Stderr, o.logFormat, o.logLevel)
+	if err != nil {
+		return usageError{err}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	return ftpd.Run(ctx, o.cfg, logger)
+}

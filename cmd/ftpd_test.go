@@ -1,0 +1,102 @@
+package main
+
+import (
+	"bytes"
+	"errors"
+	"flag"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kubeftp/ftp-operator/ftpd"
+)
+
+func TestParseFTPDFlags(t *testing.T) {
+	root := t.TempDir()
+	tests := []struct {
+		name    string
+		args    []string
+		check   func(t *testing.T, o ftpdOptions)
+		wantErr string // "" = success; "help" = flag.ErrHelp
+	}{
+		{
+			name: "full standalone command line",
+			args: []string{"--listen", "127.0.0.1:2121", "--root", root, "--user", "alice:secret", "--user", "guest:guest:ro",
+				"--passive-ports", "30000-30009", "--public-host", "127.0.0.1", "--health-addr", "127.0.0.1:8081",
+				"--drain-timeout", "5s", "--log-format", "text"},
+			check: func(t *testing.T, o ftpdOptions) {
+				c := o.cfg
+				want := []ftpd.User{{Name: "alice", Password: "secret"}, {Name: "guest", Password: "guest", ReadOnly: true}}
+				if len(c.Users) != 2 || c.Users[0] != want[0] || c.Users[1] != want[1] {
+					t.Errorf("users = %+v", c.Users)
+				}
+				if c.PassivePorts != (ftpd.PortRange{Start: 30000, End: 30009}) {
+					t.Errorf("passive ports = %v", c.PassivePorts)
+				}
+				if c.ListenAddr != "127.0.0.1:2121" || c.PublicHost != "127.0.0.1" || c.HealthAddr != "127.0.0.1:8081" || c.Root != root {
+					t.Errorf("config = %+v", c)
+				}
+				if c.DrainTimeout != 5*time.Second || o.logFormat != "text" {
+					t.Errorf("drain %v format %q", c.DrainTimeout, o.logFormat)
+				}
+			},
+		},
+		{
+			name: "defaults",
+			args: []string{"--root", root, "--user", "a:b"},
+			check: func(t *testing.T, o ftpdOptions) {
+				if o.cfg.ListenAddr != ftpd.DefaultListenAddr || o.cfg.DrainTimeout != 30*time.Second || o.logFormat != "json" || !o.cfg.PassivePorts.IsZero() {
+					t.Errorf("defaults = %+v, %q", o.cfg, o.logFormat)
+				}
+			},
+		},
+		{name: "bcrypt user", args: []string{"--root", root, "--user", "h:$2y$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ012:ro"}, check: func(t *testing.T, o ftpdOptions) {
+			if u := o.cfg.Users[0]; !u.ReadOnly || !strings.HasPrefix(u.Password, "$2y$10$") {
+				t.Errorf("user = %+v", u)
+			}
+		}},
+		{name: "help", args: []string{"--help"}, wantErr: "help"},
+		{name: "no user", args: []string{"--root", root}, wantErr: "no users"},
+		{name: "no root", args: []string{"--user", "a:b"}, wantErr: "root"},
+		{name: "user without password", args: []string{"--root", root, "--user", "alice"}, wantErr: "NAME:PASSWORD"},
+		{name: "user with empty password", args: []string{"--root", root, "--user", "alice:"}, wantErr: "empty password"},
+		{name: "user with slash", args: []string{"--root", root, "--user", "../etc:x"}, wantErr: "user name"},
+		{name: "duplicate user", args: []string{"--root", root, "--user", "a:b", "--user", "a:c"}, wantErr: "twice"},
+		{name: "reversed passive ports", args: []string{"--root", root, "--user", "a:b", "--passive-ports", "30009-30000"}, wantErr: "passive-ports"},
+		{name: "passive port out of range", args: []string{"--root", root, "--user", "a:b", "--passive-ports", "65000-70000"}, wantErr: "out of range"},
+		{name: "passive ports not numbers", args: []string{"--root", root, "--user", "a:b", "--passive-ports", "lots"}, wantErr: "passive-ports"},
+		{name: "hostname public host", args: []string{"--root", root, "--user", "a:b", "--public-host", "ftp.example.com"}, wantErr: "public host"},
+		{name: "bad log format", args: []string{"--root", root, "--user", "a:b", "--log-format", "xml"}, wantErr: "log format"},
+		{name: "unknown flag", args: []string{"--root", root, "--user", "a:b", "--bogus"}, wantErr: "bogus"},
+		{name: "stray argument", args: []string{"--root", root, "--user", "a:b", "extra"}, wantErr: "unexpected"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out bytes.Buffer
+			o, err := parseFTPDFlags(tt.args, &out)
+			switch tt.wantErr {
+			case "":
+				if err != nil {
+					t.Fatal(err)
+				}
+				tt.check(t, o)
+			case "help":
+				if !errors.Is(err, flag.ErrHelp) {
+					t.Fatalf("got %v, want flag.ErrHelp", err)
+				}
+				for _, f := range []string{"--listen", "--root", "--user", "--passive-ports", "--public-host", "--health-addr", "--drain-timeout", "--log-format"} {
+					if !strings.Contains(out.String(), f) {
+						t.Errorf("--help does not document %s", f)
+					}
+				}
+			default:
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got %v, want an error containing %q", err, tt.wantErr)
+				}
+				if !errors.As(err, new(usageError)) {
+					t.Fatalf("error %v is not a usageError", err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,72 @@
+package controllers
+
+import (
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+)
+
+func TestObserveSetsKstatusConditions(t *testing.T) {
+	cases := []struct {
+		name            string
+		in              readiness
+		wantReady       metav1.ConditionStatus
+		wantReconciling bool
+		wantStalled     bool
+	}{
+		{name: "ready", in: readiness{ready: true, reason: ftpv1alpha1.ReasonReady, message: "serving"},
+			wantReady: metav1.ConditionTrue},
+		{name: "rolling out", in: readiness{reason: ftpv1alpha1.ReasonWaitingForPods, message: "0/1 pods available", reconciling: true},
+			wantReady: metav1.ConditionFalse, wantReconciling: true},
+		{name: "needs a human", in: readiness{reason: ftpv1alpha1.ReasonSecretNotFound, message: "secret x not found", stalled: true},
+			wantReady: metav1.ConditionFalse, wantStalled: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var status ftpv1alpha1.FTPServerStatus
+			observe(&status, 7, tc.in)
+
+			if status.ObservedGeneration != 7 {
+				t.Errorf("observedGeneration = %d, want 7", status.ObservedGeneration)
+			}
+			ready := meta.FindStatusCondition(status.Conditions, ftpv1alpha1.ConditionReady)
+			if ready == nil {
+				t.Fatal("Ready condition missing; it must always be present")
+			}
+			if ready.Status != tc.wantReady || ready.Reason != tc.in.reason || ready.Message != tc.in.message || ready.ObservedGeneration != 7 {
+				t.Errorf("Ready = %+v, want status %s reason %s message %q generation 7", *ready, tc.wantReady, tc.in.reason, tc.in.message)
+			}
+			if got := meta.IsStatusConditionTrue(status.Conditions, ftpv1alpha1.ConditionReconciling); got != tc.wantReconciling {
+				t.Errorf("Reconciling true = %v, want %v", got, tc.wantReconciling)
+			}
+			if got := meta.IsStatusConditionTrue(status.Conditions, ftpv1alpha1.ConditionStalled); got != tc.wantStalled {
+				t.Errorf("Stalled true = %v, want %v", got, tc.wantStalled)
+			}
+		})
+	}
+}
+
+func TestObserveDropsConditionsThatTurnFalse(t *testing.T) {
+	var status ftpv1alpha1.FTPServerStatus
+	observe(&status, 1, readiness{reason: ftpv1alpha1.ReasonWaitingForPods, message: "rolling", reconciling: true, stalled: true})
+	observe(&status, 2, readiness{ready: true, reason: ftpv1alpha1.ReasonReady, message: "serving"})
+
+	if len(status.Conditions) != 1 || status.Conditions[0].Type != ftpv1alpha1.ConditionReady {
+		t.Fatalf("conditions = %+v, want only Ready: Reconciling and Stalled are present only while True", status.Conditions)
+	}
+}
+
+func TestObserveIsStableWhenNothingChanged(t *testing.T) {
+	var first ftpv1alpha1.FTPServerStatus
+	in := readiness{reason: ftpv1alpha1.ReasonWaitingForAddress, message: "no address yet", reconciling: true}
+	observe(&first, 3, in)
+	second := *first.DeepCopy()
+	observe(&second, 3, in)
+	if !equality.Semantic.DeepEqual(first, second) {
+		t.Fatalf("observing the same conclusion twice changed the status:\n%+v\n%+v", first, second)
+	}
+}

@@ -1,0 +1,315 @@
+package ftpd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jlaffaye/ftp"
+	"golang.org/x/crypto/bcrypt"
+)
+
+// Test accounts of startServer.
+const (
+	alicePass = "alice-secret"
+	guestPass = "guest-secret"
+	bobPass   = "bob-secret:with:colons"
+)
+
+// testServer is a Server running on 127.0.0.1 with a random port.
+type testServer struct {
+	*Server
+	root string
+	logs *syncBuffer
+	stop func() error // cancels Serve and returns its result
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+// startServer runs a server with alice (read-write, plain password), guest (read-only) and bob
+// (read-write, bcrypt hash). mutate may adjust the config before the server starts.
+func startServer(t *testing.T, mutate func(*Config)) *testServer {
+	t.Helper()
+	root := filepath.Join(t.TempDir(), "root")
+	hash, err := bcrypt.GenerateFromPassword([]byte(bobPass), bcrypt.MinCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{
+		ListenAddr: "127.0.0.1:0",
+		Root:       root,
+		Users: []User{
+			{Name: "alice", Password: alicePass},
+			{Name: "guest", Password: guestPass, ReadOnly: true},
+			{Name: "bob", Password: string(hash)},
+		},
+		DrainTimeout: 5 * time.Second,
+	}
+	if mutate != nil {
+		mutate(&cfg)
+	}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	srv, err := NewServer(cfg, logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx) }()
+	var once sync.Once
+	var result error
+	ts := &testServer{Server: srv, root: root, logs: logs}
+	ts.stop = func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case result = <-done:
+			case <-time.After(15 * time.Second):
+				result = errors.New("Serve did not return")
+			}
+		})
+		return result
+	}
+	t.Cleanup(func() {
+		if err := ts.stop(); err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("server logs:\n%s", logs.String())
+		}
+	})
+	return ts
+}
+
+func (ts *testServer) home(user string) string { return filepath.Join(ts.root, user) }
+
+// dial logs in with the Go FTP client (which uses EPSV).
+func (ts *testServer) dial(t *testing.T, user, pass string) *ftp.ServerConn {
+	t.Helper()
+	c, err := ftp.Dial(ts.Addr(), ftp.DialWithTimeout(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Quit() })
+	if err := c.Login(user, pass); err != nil {
+		t.Fatalf("login %s: %v", user, err)
+	}
+	return c
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	r := rand.NewChaCha8([32]byte{byte(n), byte(n >> 8), byte(n >> 16)})
+	_, _ = r.Read(b)
+	return b
+}
+
+func sum(b []byte) string { return fmt.Sprintf("%x", sha256.Sum256(b)) }
+
+func writeFile(t *testing.T, p string, data []byte) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// freePortRange finds n consecutive ports that can currently be bound on 127.0.0.1.
+func freePortRange(t *testing.T, n int) PortRange {
+	t.Helper()
+	for attempt := 0; attempt < 200; attempt++ {
+		base := 20000 + rand.IntN(40000)
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
+			if err != nil {
+				ok = false
+				break
+			}
+			_ = ln.Close()
+		}
+		if ok {
+			return PortRange{Start: base, End: base + n - 1}
+		}
+	}
+	t.Fatal("no free port range found")
+	return PortRange{}
+}
+
+// rawConn speaks FTP by hand over a control connection.
+type rawConn struct {
+	t    *testing.T
+	conn net.Conn
+	r    *bufio.Reader
+}
+
+func dialRaw(t *testing.T, addr string) *rawConn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	rc := &rawConn{t: t, conn: conn, r: bufio.NewReader(conn)}
+	rc.expect(220)
+	return rc
+}
+
+// read returns the code and full text of the next (possibly multi-line) reply.
+func (rc *rawConn) read() (int, string) {
+	rc.t.Helper()
+	_ = rc.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var text strings.Builder
+	line, err := rc.r.ReadString('\n')
+	if err != nil {
+		rc.t.Fatalf("reading reply: %v (so far %q)", err, line)
+	}
+	text.WriteString(line)
+	if len(line) < 4 {
+		rc.t.Fatalf("short reply %q", line)
+	}
+	code, err := strconv.Atoi(line[:3])
+	if err != nil {
+		rc.t.Fatalf("bad reply %q", line)
+	}
+	if line[3] == '-' {
+		for {
+			l, err := rc.r.ReadString('\n')
+			if err != nil {
+				rc.t.Fatalf("reading multi-line reply: %v", err)
+			}
+			text.WriteString(l)
+			if strings.HasPrefix(l, line[:3]+" ") {
+				break
+			}
+		}
+	}
+	return code, strings.TrimSpace(text.String())
+}
+
+func (rc *rawConn) cmd(format string, args ...any) (int, string) {
+	rc.t.Helper()
+	if _, err := fmt.Fprintf(rc.conn, format+"\r\n", args...); err != nil {
+		rc.t.Fatal(err)
+	}
+	return rc.read()
+}
+
+func (rc *rawConn) expect(want int) string {
+	rc.t.Helper()
+	code, text := rc.read()
+	if code != want {
+		rc.t.Fatalf("got reply %q, want code %d", text, want)
+	}
+	return text
+}
+
+func (rc *rawConn) mustCmd(want int, format string, args ...any) string {
+	rc.t.Helper()
+	code, text := rc.cmd(format, args...)
+	if code != want {
+		rc.t.Fatalf("%s: got reply %q, want code %d", fmt.Sprintf(format, args...), text, want)
+	}
+	return text
+}
+
+func (rc *rawConn) login(user, pass string) {
+	rc.t.Helper()
+	rc.mustCmd(331, "USER %s", user)
+	rc.mustCmd(230, "PASS %s", pass)
+	rc.mustCmd(200, "TYPE I")
+}
+
+// epsv enters extended passive mode and dials the data port on the control connection's host.
+func (rc *rawConn) epsv() *net.TCPConn {
+	rc.t.Helper()
+	text := rc.mustCmd(229, "EPSV")
+	i, j := strings.Index(text, "(|||"), strings.LastIndex(text, "|)")
+	if i < 0 || j < i {
+		rc.t.Fatalf("bad EPSV reply %q", text)
+	}
+	port := text[i+4 : j]
+	host, _, _ := net.SplitHostPort(rc.conn.RemoteAddr().String())
+	d, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 5*time.Second)
+	if err != nil {
+		rc.t.Fatal(err)
+	}
+	return d.(*net.TCPConn)
+}
+
+// waitFor polls cond for up to 5 seconds.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func (ts *testServer) activeTransfers() int {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return ts.active
+}
+
+func readAll(t *testing.T, c *ftp.ServerConn, p string) ([]byte, error) {
+	t.Helper()
+	r, err := c.Retr(p)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	return io.ReadAll(r)
+}
+
+// tempFiles lists leftover upload temporaries under dir.
+func tempFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	var found []string
+	_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasPrefix(d.Name(), tempPrefix) {
+			found = append(found, p)
+		}
+		return nil
+	})
+	return found
+}
