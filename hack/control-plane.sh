@@ -20,6 +20,19 @@ export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 
 log() { echo "control-plane: $*" >&2; }
 
+# with_heartbeat runs a long, silent command and prints the elapsed time every 30s meanwhile, so a
+# newcomer's first `make test` visibly makes progress.
+with_heartbeat() {
+  local what="$1"; shift
+  local started=$SECONDS
+  ( while sleep 30; do log "still building $what ($((SECONDS - started))s)"; done ) &
+  local ticker=$!
+  local status=0
+  "$@" || status=$?
+  kill "$ticker" 2>/dev/null; wait "$ticker" 2>/dev/null || true
+  return "$status"
+}
+
 build_kube_apiserver() {
   local work="$CACHE_ROOT/control-plane/src/kube-apiserver-$KUBE_VERSION"
   mkdir -p "$work"
@@ -40,7 +53,8 @@ build_kube_apiserver() {
       | awk -v v="$STAGING_VERSION" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
   } > "$work/go.mod"
-  (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" go build -trimpath -ldflags=-s -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
+  (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" with_heartbeat kube-apiserver \
+     go build -trimpath -ldflags=-s -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
   mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
   log "kube-apiserver built"
 }
@@ -67,7 +81,7 @@ import (
 
 func main() { etcdmain.Main(os.Args) }
 MAIN
-  (cd "$work" && go mod tidy >/dev/null && go build -trimpath -ldflags=-s -o "$OUT/etcd.tmp" .)
+  (cd "$work" && go mod tidy >/dev/null && with_heartbeat etcd go build -trimpath -ldflags=-s -o "$OUT/etcd.tmp" .)
   mv "$OUT/etcd.tmp" "$OUT/etcd"
   log "etcd built"
 }
