@@ -1,0 +1,456 @@
+// Package fileconfig is the on-disk format of the daemon's configuration: the file the operator
+// renders into a ConfigMap (ftpd.yaml) and the users file it renders into a Secret (users.yaml).
+//
+// Both sides use these types, so the operator cannot render a file the daemon does not
+// understand: the controller builds a Config and calls Marshal; the daemon calls Parse, which
+// rejects unknown fields and invalid values with errors that name the field.
+package fileconfig
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// File names inside the mounted ConfigMap and Secret.
+const (
+	ConfigFileName = "ftpd.yaml"
+	UsersFileName  = "users.yaml"
+)
+
+// Config is ftpd.yaml.
+type Config struct {
+	// Listen is the control connection's address, e.g. ":2121".
+	Listen string `json:"listen"`
+	// OpsListen serves /healthz, /readyz and /metrics over HTTP, e.g. ":8080".
+	OpsListen string `json:"opsListen,omitempty"`
+	// DataRoot is where the volumes are mounted; homes in the users file are relative to it.
+	DataRoot string `json:"dataRoot"`
+
+	Passive Passive `json:"passive"`
+	Active  Active  `json:"active,omitzero"`
+	// UsersFile is the path of users.yaml (a mounted Secret), re-read when it changes.
+	UsersFile string  `json:"usersFile"`
+	TLS       TLS     `json:"tls,omitzero"`
+	Limits    Limits  `json:"limits,omitzero"`
+	Uploads   Uploads `json:"uploads,omitzero"`
+	// DrainTimeout bounds how long in-flight transfers may run after SIGTERM.
+	DrainTimeout Duration `json:"drainTimeout,omitzero"`
+	Log          Log      `json:"log,omitzero"`
+}
+
+// Passive configures passive-mode data connections.
+type Passive struct {
+	// ListenedPorts are the ports the daemon listens on, "START-END".
+	ListenedPorts PortRange `json:"listenedPorts"`
+	// ExposedPorts are the ports written in PASV/EPSV replies; the same length as ListenedPorts.
+	// They differ when something between the client and the pod maps ports. Defaults to
+	// ListenedPorts.
+	ExposedPorts PortRange `json:"exposedPorts,omitzero"`
+	// Multiplexing lets clients with different IPs share a port (default true).
+	Multiplexing *bool `json:"multiplexing,omitempty"`
+	// Address chooses the address written in PASV replies, per client.
+	Address PassiveAddress `json:"address,omitzero"`
+	// AllowDataFromOtherIP accepts data connections from an IP other than the control client's.
+	AllowDataFromOtherIP bool `json:"allowDataFromOtherIP,omitempty"`
+}
+
+// PassiveAddress says which IPv4 address a client is told to connect to. The first override
+// whose CIDRs contain the client's IP wins; otherwise Static, else Hostname (resolved and
+// cached for HostnameTTL), else the control connection's local address.
+type PassiveAddress struct {
+	Static      string     `json:"static,omitempty"`
+	Hostname    string     `json:"hostname,omitempty"`
+	HostnameTTL Duration   `json:"hostnameTTL,omitzero"`
+	Overrides   []Override `json:"overrides,omitempty"`
+}
+
+// Override gives clients from some networks another passive address.
+type Override struct {
+	CIDRs []string `json:"cidrs"`
+	// Exactly one of Address (an IP or hostname) or UsePodIP (the pod IP from $POD_IP).
+	Address  string `json:"address,omitempty"`
+	UsePodIP bool   `json:"usePodIP,omitempty"`
+}
+
+// Active configures active mode (PORT/EPRT).
+type Active struct {
+	// Enabled allows active mode, only ever to the control client's own IP and never to ports
+	// below 1024.
+	Enabled bool `json:"enabled,omitempty"`
+}
+
+// TLSMode selects how FTPS is offered.
+type TLSMode string
+
+// TLS modes.
+const (
+	TLSDisabled TLSMode = "disabled"
+	TLSExplicit TLSMode = "explicit" // AUTH TLS offered
+	TLSRequired TLSMode = "required" // AUTH TLS required before login
+	TLSImplicit TLSMode = "implicit" // TLS from the first byte on the control listener
+)
+
+// TLS configures FTPS; the certificate files are reloaded when they change.
+type TLS struct {
+	Mode       TLSMode `json:"mode,omitempty"`
+	CertFile   string  `json:"certFile,omitempty"`
+	KeyFile    string  `json:"keyFile,omitempty"`
+	MinVersion string  `json:"minVersion,omitempty"` // "1.2" (default) or "1.3"
+}
+
+// Limits protect the daemon.
+type Limits struct {
+	MaxSessions      int      `json:"maxSessions,omitempty"`
+	MaxSessionsPerIP int      `json:"maxSessionsPerIP,omitempty"`
+	IdleTimeout      Duration `json:"idleTimeout,omitzero"`
+	LoginTimeout     Duration `json:"loginTimeout,omitzero"`
+	FailedLoginDelay Duration `json:"failedLoginDelay,omitzero"`
+	BanAfterFailures int      `json:"banAfterFailures,omitempty"`
+	BanDuration      Duration `json:"banDuration,omitzero"`
+	MaxCommandLength int      `json:"maxCommandLength,omitempty"`
+}
+
+// Uploads configures how uploads are written.
+type Uploads struct {
+	// Atomic writes STOR to a temporary name and renames it on success (default true).
+	Atomic *bool `json:"atomic,omitempty"`
+}
+
+// Log configures the daemon's logs.
+type Log struct {
+	Format string `json:"format,omitempty"` // json (default) or text
+	Level  string `json:"level,omitempty"`  // debug, info (default), warn, error
+}
+
+// UsersFile is users.yaml.
+type UsersFile struct {
+	Users     []User     `json:"users,omitempty"`
+	Anonymous *Anonymous `json:"anonymous,omitempty"`
+}
+
+// User is an account. Only bcrypt hashes are accepted here: the operator hashes plain passwords,
+// so a plain password never reaches the daemon's files.
+type User struct {
+	Name         string `json:"name"`
+	PasswordHash string `json:"passwordHash"`
+	// Home is relative to the config's DataRoot.
+	Home     string `json:"home"`
+	ReadOnly bool   `json:"readOnly,omitempty"`
+}
+
+// Anonymous is read-only anonymous access.
+type Anonymous struct {
+	Enabled bool   `json:"enabled"`
+	Home    string `json:"home"` // relative to DataRoot
+}
+
+// Defaults used when a field is omitted.
+const (
+	DefaultIdleTimeout      = 5 * time.Minute
+	DefaultLoginTimeout     = 30 * time.Second
+	DefaultFailedLoginDelay = time.Second
+	DefaultBanAfterFailures = 5
+	DefaultBanDuration      = 15 * time.Minute
+	DefaultMaxSessions      = 200
+	DefaultMaxSessionsPerIP = 20
+	DefaultMaxCommandLength = 4096
+	DefaultDrainTimeout     = 30 * time.Second
+	DefaultHostnameTTL      = time.Minute
+)
+
+// Parse reads ftpd.yaml strictly (unknown fields are errors), fills defaults and validates.
+func Parse(data []byte) (*Config, error) {
+	var c Config
+	if err := yaml.UnmarshalStrict(data, &c); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", ConfigFileName, err)
+	}
+	c.SetDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid %s: %w", ConfigFileName, err)
+	}
+	return &c, nil
+}
+
+// Marshal renders a Config as YAML with a stable field order, so unchanged input gives
+// byte-identical output (the controller compares ConfigMaps by content).
+func Marshal(v any) ([]byte, error) { return yaml.Marshal(v) }
+
+// SetDefaults fills omitted fields.
+func (c *Config) SetDefaults() {
+	if c.Passive.ExposedPorts.IsZero() {
+		c.Passive.ExposedPorts = c.Passive.ListenedPorts
+	}
+	if c.Passive.Multiplexing == nil {
+		c.Passive.Multiplexing = ptr(true)
+	}
+	if c.Passive.Address.Hostname != "" && c.Passive.Address.HostnameTTL.Duration == 0 {
+		c.Passive.Address.HostnameTTL.Duration = DefaultHostnameTTL
+	}
+	if c.TLS.Mode == "" {
+		c.TLS.Mode = TLSDisabled
+	}
+	if c.TLS.MinVersion == "" {
+		c.TLS.MinVersion = "1.2"
+	}
+	l := &c.Limits
+	setInt(&l.MaxSessions, DefaultMaxSessions)
+	setInt(&l.MaxSessionsPerIP, DefaultMaxSessionsPerIP)
+	setInt(&l.BanAfterFailures, DefaultBanAfterFailures)
+	setInt(&l.MaxCommandLength, DefaultMaxCommandLength)
+	setDuration(&l.IdleTimeout, DefaultIdleTimeout)
+	setDuration(&l.LoginTimeout, DefaultLoginTimeout)
+	setDuration(&l.FailedLoginDelay, DefaultFailedLoginDelay)
+	setDuration(&l.BanDuration, DefaultBanDuration)
+	if c.Uploads.Atomic == nil {
+		c.Uploads.Atomic = ptr(true)
+	}
+	setDuration(&c.DrainTimeout, DefaultDrainTimeout)
+	if c.Log.Format == "" {
+		c.Log.Format = "json"
+	}
+	if c.Log.Level == "" {
+		c.Log.Level = "info"
+	}
+}
+
+// Validate reports every problem of the config at once, each naming its field.
+func (c *Config) Validate() error {
+	var errs []error
+	bad := func(field, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", field, fmt.Sprintf(format, args...)))
+	}
+	if _, _, err := net.SplitHostPort(c.Listen); err != nil {
+		bad("listen", "want host:port, got %q", c.Listen)
+	}
+	if c.OpsListen != "" {
+		if _, _, err := net.SplitHostPort(c.OpsListen); err != nil {
+			bad("opsListen", "want host:port, got %q", c.OpsListen)
+		}
+	}
+	if !strings.HasPrefix(c.DataRoot, "/") {
+		bad("dataRoot", "must be an absolute path, got %q", c.DataRoot)
+	}
+	if c.UsersFile == "" {
+		bad("usersFile", "is required")
+	}
+	p := c.Passive
+	if p.ListenedPorts.IsZero() {
+		bad("passive.listenedPorts", "is required")
+	} else if p.ListenedPorts.Count() != p.ExposedPorts.Count() {
+		bad("passive.exposedPorts", "has %d ports but listenedPorts has %d; they must be the same length", p.ExposedPorts.Count(), p.ListenedPorts.Count())
+	}
+	a := p.Address
+	if a.Static != "" && a.Hostname != "" {
+		bad("passive.address", "set static or hostname, not both")
+	}
+	if a.Static != "" {
+		if ip, err := netip.ParseAddr(a.Static); err != nil || !ip.Is4() {
+			bad("passive.address.static", "must be an IPv4 address (PASV replies carry IPv4 only), got %q", a.Static)
+		}
+	}
+	for i, o := range a.Overrides {
+		field := fmt.Sprintf("passive.address.overrides[%d]", i)
+		if len(o.CIDRs) == 0 {
+			bad(field+".cidrs", "needs at least one CIDR")
+		}
+		for _, cidr := range o.CIDRs {
+			if _, err := netip.ParsePrefix(cidr); err != nil {
+				bad(field+".cidrs", "%q is not a CIDR", cidr)
+			}
+		}
+		if (o.Address != "") == o.UsePodIP {
+			bad(field, "set exactly one of address or usePodIP")
+		}
+	}
+	switch c.TLS.Mode {
+	case TLSDisabled:
+	case TLSExplicit, TLSRequired, TLSImplicit:
+		if c.TLS.CertFile == "" || c.TLS.KeyFile == "" {
+			bad("tls", "mode %s needs certFile and keyFile", c.TLS.Mode)
+		}
+	default:
+		bad("tls.mode", "want disabled, explicit, required or implicit, got %q", c.TLS.Mode)
+	}
+	if c.TLS.MinVersion != "1.2" && c.TLS.MinVersion != "1.3" {
+		bad("tls.minVersion", "want \"1.2\" or \"1.3\", got %q", c.TLS.MinVersion)
+	}
+	l := c.Limits
+	if l.MaxSessions < 1 || l.MaxSessionsPerIP < 1 || l.MaxSessionsPerIP > l.MaxSessions {
+		bad("limits", "need 1 <= maxSessionsPerIP (%d) <= maxSessions (%d)", l.MaxSessionsPerIP, l.MaxSessions)
+	}
+	if l.MaxCommandLength < 64 {
+		bad("limits.maxCommandLength", "must be at least 64, got %d", l.MaxCommandLength)
+	}
+	if l.BanAfterFailures < 1 {
+		bad("limits.banAfterFailures", "must be at least 1, got %d", l.BanAfterFailures)
+	}
+	if c.Log.Format != "json" && c.Log.Format != "text" {
+		bad("log.format", "want json or text, got %q", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
+	}
+	return errors.Join(errs...)
+}
+
+// ParseUsers reads users.yaml strictly and validates it.
+func ParseUsers(data []byte) (*UsersFile, error) {
+	var u UsersFile
+	if err := yaml.UnmarshalStrict(data, &u); err != nil {
+		return nil, fmt.Errorf("parse %s: %w", UsersFileName, err)
+	}
+	if err := u.Validate(); err != nil {
+		return nil, fmt.Errorf("invalid %s: %w", UsersFileName, err)
+	}
+	return &u, nil
+}
+
+// Validate checks names, hashes and homes.
+func (u *UsersFile) Validate() error {
+	var errs []error
+	seen := map[string]bool{}
+	for i, user := range u.Users {
+		field := fmt.Sprintf("users[%d]", i)
+		if user.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: is required", field))
+		}
+		if seen[user.Name] {
+			errs = append(errs, fmt.Errorf("%s.name: %q appears more than once", field, user.Name))
+		}
+		seen[user.Name] = true
+		if !IsBcryptHash(user.PasswordHash) {
+			errs = append(errs, fmt.Errorf("%s.passwordHash: must be a bcrypt hash ($2a$, $2b$ or $2y$)", field))
+		}
+		if err := checkRelative(user.Home); err != nil {
+			errs = append(errs, fmt.Errorf("%s.home: %w", field, err))
+		}
+	}
+	if u.Anonymous != nil && u.Anonymous.Enabled {
+		if err := checkRelative(u.Anonymous.Home); err != nil {
+			errs = append(errs, fmt.Errorf("anonymous.home: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// IsBcryptHash tells whether s looks like a bcrypt hash.
+func IsBcryptHash(s string) bool {
+	return len(s) == 60 && (strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$"))
+}
+
+func checkRelative(p string) error {
+	if p == "" {
+		return errors.New("is required")
+	}
+	if strings.HasPrefix(p, "/") {
+		return fmt.Errorf("must be relative to dataRoot, got %q", p)
+	}
+	for _, part := range strings.Split(p, "/") {
+		if part == ".." {
+			return fmt.Errorf("must not contain '..', got %q", p)
+		}
+	}
+	return nil
+}
+
+// PortRange is an inclusive port range written "START-END" (or "PORT").
+type PortRange struct {
+	Start, End int
+}
+
+// IsZero reports an unset range.
+func (r PortRange) IsZero() bool { return r.Start == 0 && r.End == 0 }
+
+// Count is the number of ports in the range.
+func (r PortRange) Count() int {
+	if r.IsZero() {
+		return 0
+	}
+	return r.End - r.Start + 1
+}
+
+func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Start, r.End) }
+
+// ParsePortRange parses "START-END" or "PORT".
+func ParsePortRange(s string) (PortRange, error) {
+	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
+	if !found {
+		hi = lo
+	}
+	start, err1 := strconv.Atoi(lo)
+	end, err2 := strconv.Atoi(hi)
+	if err1 != nil || err2 != nil {
+		return PortRange{}, fmt.Errorf("port range %q: want START-END", s)
+	}
+	if start < 1 || end > 65535 || start > end {
+		return PortRange{}, fmt.Errorf("port range %q: want 1 <= START <= END <= 65535", s)
+	}
+	return PortRange{Start: start, End: end}, nil
+}
+
+// MarshalJSON writes "START-END".
+func (r PortRange) MarshalJSON() ([]byte, error) { return json.Marshal(r.String()) }
+
+// UnmarshalJSON reads "START-END".
+func (r *PortRange) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("port range: want a string \"START-END\": %w", err)
+	}
+	parsed, err := ParsePortRange(s)
+	if err != nil {
+		return err
+	}
+	*r = parsed
+	return nil
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s", "5m").
+type Duration struct{ time.Duration }
+
+// IsZero lets omitzero drop unset durations.
+func (d Duration) IsZero() bool { return d.Duration == 0 }
+
+// MarshalJSON writes the duration as a string.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.Duration.String()) }
+
+// UnmarshalJSON reads a Go duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration: want a string such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: %w", s, err)
+	}
+	if v < 0 {
+		return fmt.Errorf("duration %q: must not be negative", s)
+	}
+	d.Duration = v
+	return nil
+}
+
+func setInt(p *int, def int) {
+	if *p == 0 {
+		*p = def
+	}
+}
+
+func setDuration(p *Duration, def time.Duration) {
+	if p.Duration == 0 {
+		p.Duration = def
+	}
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -1,0 +1,158 @@
+package fileconfig
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+const validConfig = `
+listen: ":2121"
+opsListen: ":8080"
+dataRoot: /data
+usersFile: /etc/ftpd/users/users.yaml
+passive:
+  listenedPorts: 30000-30019
+  address:
+    hostname: lb.example.com
+    overrides:
+      - cidrs: [10.0.0.0/8]
+        usePodIP: true
+tls:
+  mode: required
+  certFile: /etc/ftpd/tls/tls.crt
+  keyFile: /etc/ftpd/tls/tls.key
+`
+
+func TestParseFillsDefaults(t *testing.T) {
+	c, err := Parse([]byte(validConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"exposedPorts follow listenedPorts", c.Passive.ExposedPorts, PortRange{30000, 30019}},
+		{"multiplexing on", *c.Passive.Multiplexing, true},
+		{"hostname TTL", c.Passive.Address.HostnameTTL.Duration, DefaultHostnameTTL},
+		{"atomic uploads", *c.Uploads.Atomic, true},
+		{"TLS 1.2", c.TLS.MinVersion, "1.2"},
+		{"idle timeout", c.Limits.IdleTimeout.Duration, DefaultIdleTimeout},
+		{"ban after", c.Limits.BanAfterFailures, DefaultBanAfterFailures},
+		{"drain", c.DrainTimeout.Duration, DefaultDrainTimeout},
+		{"log format", c.Log.Format, "json"},
+	}
+	for _, ch := range checks {
+		if ch.got != ch.want {
+			t.Errorf("%s: got %v, want %v", ch.name, ch.got, ch.want)
+		}
+	}
+}
+
+func TestMarshalRoundTrips(t *testing.T) {
+	c, err := Parse([]byte(validConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := Parse(out)
+	if err != nil {
+		t.Fatalf("re-parse of marshalled config: %v\n%s", err, out)
+	}
+	out2, _ := Marshal(again)
+	if string(out) != string(out2) {
+		t.Fatalf("marshal is not stable:\n%s\n---\n%s", out, out2)
+	}
+	if !strings.Contains(string(out), "listenedPorts: 30000-30019") || !strings.Contains(string(out), "idleTimeout: 5m0s") {
+		t.Fatalf("unexpected rendering:\n%s", out)
+	}
+}
+
+func TestParseRejectsBadConfigs(t *testing.T) {
+	cases := []struct {
+		name, edit, want string
+	}{
+		{"unknown field", "bogus: 1", `unknown field "bogus"`},
+		{"reversed range", "passive: {listenedPorts: 30019-30000}", "want 1 <= START <= END <= 65535"},
+		{"range lengths differ", "passive: {listenedPorts: 30000-30019, exposedPorts: 31000-31004}", "passive.exposedPorts: has 5 ports but listenedPorts has 20"},
+		{"IPv6 static", "passive: {listenedPorts: 30000-30001, address: {static: '2001:db8::1'}}", "must be an IPv4 address"},
+		{"static and hostname", "passive: {listenedPorts: 30000-30001, address: {static: 192.0.2.1, hostname: x.example}}", "set static or hostname, not both"},
+		{"bad CIDR", "passive: {listenedPorts: 30000-30001, address: {overrides: [{cidrs: [nope], usePodIP: true}]}}", `"nope" is not a CIDR`},
+		{"override with both", "passive: {listenedPorts: 30000-30001, address: {overrides: [{cidrs: [10.0.0.0/8], usePodIP: true, address: 192.0.2.1}]}}", "set exactly one of address or usePodIP"},
+		{"TLS without files", "tls: {mode: explicit}", "tls: mode explicit needs certFile and keyFile"},
+		{"unknown TLS mode", "tls: {mode: sometimes}", `tls.mode: want disabled, explicit, required or implicit, got "sometimes"`},
+		{"negative duration", "drainTimeout: -1s", "must not be negative"},
+		{"bad duration", "drainTimeout: soon", `duration "soon"`},
+		{"per-IP above global", "limits: {maxSessions: 5, maxSessionsPerIP: 6}", "need 1 <= maxSessionsPerIP (6) <= maxSessions (5)"},
+		{"relative data root", "dataRoot: data", "dataRoot: must be an absolute path"},
+		{"bad listen", "listen: 2121", `listen: want host:port, got "2121"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// Later keys win in YAML maps only when unique, so replace whole top-level keys.
+			doc := replaceTopLevel(validConfig, tc.edit)
+			_, err := Parse([]byte(doc))
+			if err == nil {
+				t.Fatalf("accepted:\n%s", doc)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// replaceTopLevel swaps the top-level key of edit into doc (or appends it).
+func replaceTopLevel(doc, edit string) string {
+	key := edit[:strings.Index(edit, ":")]
+	var out []string
+	skipping := false
+	for _, line := range strings.Split(doc, "\n") {
+		if strings.HasPrefix(line, key+":") {
+			skipping = true
+			continue
+		}
+		if skipping && (strings.HasPrefix(line, " ") || line == "") {
+			continue
+		}
+		skipping = false
+		out = append(out, line)
+	}
+	return strings.Join(out, "\n") + "\n" + edit + "\n"
+}
+
+func TestParseUsers(t *testing.T) {
+	hash := "$2a$10$" + strings.Repeat("a", 53)
+	good := "users:\n- {name: alice, passwordHash: '" + hash + "', home: data/alice}\nanonymous: {enabled: true, home: data/pub}\n"
+	if _, err := ParseUsers([]byte(good)); err != nil {
+		t.Fatalf("valid users file rejected: %v", err)
+	}
+	cases := []struct{ name, doc, want string }{
+		{"plain password", "users:\n- {name: a, passwordHash: secret, home: a}\n", "must be a bcrypt hash"},
+		{"duplicate", "users:\n- {name: a, passwordHash: '" + hash + "', home: a}\n- {name: a, passwordHash: '" + hash + "', home: b}\n", `"a" appears more than once`},
+		{"escaping home", "users:\n- {name: a, passwordHash: '" + hash + "', home: ../etc}\n", "must not contain '..'"},
+		{"absolute home", "users:\n- {name: a, passwordHash: '" + hash + "', home: /etc}\n", "must be relative to dataRoot"},
+		{"unknown field", "users:\n- {name: a, password: x, passwordHash: '" + hash + "', home: a}\n", `unknown field "password"`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := ParseUsers([]byte(tc.doc))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestDurationRendering(t *testing.T) {
+	out, err := Marshal(struct {
+		D Duration `json:"d"`
+	}{Duration{90 * time.Second}})
+	if err != nil || strings.TrimSpace(string(out)) != "d: 1m30s" {
+		t.Fatalf("got %q, %v", out, err)
+	}
+}
