@@ -112,6 +112,7 @@ func runManagerUntil(ctx context.Context, opts *managerOptions) error {
 	if err := (&controllers.FTPServerReconciler{
 		Client:      mgr.GetClient(),
 		DaemonImage: opts.daemonImage,
+		Recorder:    mgr.GetEventRecorder("ftp-operator"),
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("register FTPServer controller: %w", err)
 	}

@@ -1,16 +1,25 @@
-// Package controllers holds the FTPServer reconciler. The reconciler only fetches, compares,
-// writes and reports; the desired objects come from pure builder functions in this package.
+// Package controllers holds the FTPServer reconciler. The reconciler only fetches, builds,
+// compares, writes and reports; the desired objects come from pure builder functions
+// (*_builder.go) of the FTPServer and what was looked up.
 package controllers
 
 import (
 	"context"
 	"fmt"
+	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 )
@@ -22,18 +31,24 @@ type FTPServerReconciler struct {
 	// DaemonImage runs the FTP daemon when an FTPServer does not override spec.image; the
 	// manager sets it to its own image so the operator and its daemons never skew.
 	DaemonImage string
+	// Recorder emits events on Ready transitions; optional.
+	Recorder events.EventRecorder
+	// BcryptCost for hashing plain passwords (bcrypt.DefaultCost when zero).
+	BcryptCost int
+
+	hasher *passwordHasher
 }
 
-// +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers/status,verbs=get;update;patch
-// +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=configmaps;secrets;services;persistentvolumeclaims,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one FTPServer closer to its desired state and reports what it saw.
 func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
-	logger := log.FromContext(ctx)
-
 	var server ftpv1alpha1.FTPServer
 	if err := r.Get(ctx, req.NamespacedName, &server); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -41,30 +56,184 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		}
 		return ctrl.Result{}, fmt.Errorf("get FTPServer %s: %w", req.NamespacedName, err)
 	}
-
-	// The workload builders (ConfigMap, Deployment, Service, NetworkPolicy) arrive with the
-	// controller issue; until then the server is reported as not ready, truthfully.
-	desired := server.Status.DeepCopy()
-	observe(desired, server.Generation, readiness{
-		ready:   false,
-		reason:  ftpv1alpha1.ReasonProgressing,
-		message: "the operator does not create workloads for FTPServers yet",
-	})
-	if equality.Semantic.DeepEqual(desired, &server.Status) {
+	if !server.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
-	server.Status = *desired
-	if err := r.Status().Update(ctx, &server); err != nil {
-		return ctrl.Result{}, fmt.Errorf("update status of FTPServer %s: %w", req.NamespacedName, err)
+
+	obs, cur, block, err := r.lookUp(ctx, &server)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	logger.V(1).Info("status updated", "ready", false)
-	return ctrl.Result{}, nil
+	outcome, err := r.applyAll(ctx, &server, obs, cur, block)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if outcome.blocker != nil {
+		block = outcome.blocker
+	}
+	return ctrl.Result{}, r.report(ctx, &server, conclude(&server, obs, cur.deployment, outcome, block))
 }
 
-// SetupWithManager registers the reconciler with the manager.
+// applyOutcome is what applyAll did.
+type applyOutcome struct {
+	blocker           *blocker
+	deploymentChanged bool
+	address           passiveAddress
+}
+
+// applyAll writes the desired objects. With a blocker, the objects that depend on the missing
+// input (the users Secret and the Deployment) are left as they are, so a deleted Secret never
+// takes a running server down; it is reported instead.
+func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPServer, obs observed, cur live, block *blocker) (applyOutcome, error) {
+	a := applier{client: r.Client}
+	var out applyOutcome
+
+	// Claims first: data outlives everything else.
+	for _, claim := range claimsFor(s) {
+		existing, err := getOptional(ctx, r.Client, claim.Namespace, claim.Name, &corev1.PersistentVolumeClaim{})
+		if err != nil {
+			return out, err
+		}
+		if _, err := a.apply(ctx, claim, asObject(existing)); err != nil {
+			return out, err
+		}
+	}
+
+	if _, err := a.apply(ctx, serviceFor(s), asObject(cur.service)); err != nil {
+		if conflict := portConflict(err); conflict != "" {
+			out.blocker = &blocker{reason: ftpv1alpha1.ReasonPortConflict, message: conflict}
+			return out, nil
+		}
+		return out, err
+	}
+
+	cfg := ftpdConfigFor(s, obs)
+	out.address = passiveAddressFor(s, obs)
+	cm, err := configMapFor(s, cfg)
+	if err != nil {
+		return out, err
+	}
+	if _, err := a.apply(ctx, cm, asObject(cur.configMap)); err != nil {
+		return out, err
+	}
+
+	if err := r.applyNetworkPolicy(ctx, a, s); err != nil {
+		return out, err
+	}
+
+	if block != nil {
+		return out, nil
+	}
+	users, err := usersSecretFor(s, obs.users)
+	if err != nil {
+		return out, err
+	}
+	if _, err := a.apply(ctx, users, asObject(cur.usersSecret)); err != nil {
+		return out, err
+	}
+	checksum, err := restartChecksum(cfg)
+	if err != nil {
+		return out, fmt.Errorf("checksum config of %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	out.deploymentChanged, err = a.apply(ctx, deploymentFor(s, obs, checksum), asObject(cur.deployment))
+	return out, err
+}
+
+func (r *FTPServerReconciler) applyNetworkPolicy(ctx context.Context, a applier, s *ftpv1alpha1.FTPServer) error {
+	existing, err := getOptional(ctx, r.Client, s.Namespace, s.Name, &networkingv1.NetworkPolicy{})
+	if err != nil {
+		return err
+	}
+	if networkPolicyEnabled(s) {
+		_, err := a.apply(ctx, networkPolicyFor(s), asObject(existing))
+		return err
+	}
+	if existing != nil && ownedBy(existing, s) {
+		if err := r.Delete(ctx, existing); err != nil && !apierrors.IsNotFound(err) {
+			return fmt.Errorf("delete disabled NetworkPolicy %s/%s: %w", s.Namespace, s.Name, err)
+		}
+	}
+	return nil
+}
+
+// portConflict recognises the API server's refusal of a Service port someone else holds.
+func portConflict(err error) string {
+	if !apierrors.IsInvalid(err) && !apierrors.IsConflict(err) {
+		return ""
+	}
+	msg := err.Error()
+	if strings.Contains(msg, "already allocated") || strings.Contains(msg, "port is already") {
+		return fmt.Sprintf("a port of the Service is taken by another Service; choose other ports.passive or service.controlNodePort (%s)", msg)
+	}
+	return ""
+}
+
+func ownedBy(obj client.Object, s *ftpv1alpha1.FTPServer) bool {
+	for _, ref := range obj.GetOwnerReferences() {
+		if ref.UID == s.UID {
+			return true
+		}
+	}
+	return false
+}
+
+// asObject turns a typed nil pointer into a nil interface, so apply knows the object is absent.
+func asObject[T client.Object](obj T) client.Object {
+	var zero T
+	if any(obj) == any(zero) {
+		return nil
+	}
+	return obj
+}
+
+// report writes the status when it changed and emits an event when readiness changed.
+func (r *FTPServerReconciler) report(ctx context.Context, s *ftpv1alpha1.FTPServer, c conclusion) error {
+	before := s.Status.DeepCopy()
+	desired := s.Status.DeepCopy()
+	apply(desired, s.Generation, c)
+	if equality.Semantic.DeepEqual(desired, before) {
+		return nil
+	}
+	s.Status = *desired
+	if err := r.Status().Update(ctx, s); err != nil {
+		return fmt.Errorf("update status of FTPServer %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	log.FromContext(ctx).V(1).Info("status updated", "ready", c.ready, "reason", c.reason)
+	if r.Recorder != nil && readinessChanged(before, desired) {
+		eventType := corev1.EventTypeWarning
+		if c.ready {
+			eventType = corev1.EventTypeNormal
+		}
+		r.Recorder.Eventf(s, nil, eventType, c.reason, "Reconcile", "%s", c.message)
+	}
+	return nil
+}
+
+// SetupWithManager registers the reconciler, its field indexes and its watches.
 func (r *FTPServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.hasher == nil {
+		r.hasher = newPasswordHasher(r.BcryptCost)
+	}
+	ctx := context.Background()
+	indexer := mgr.GetFieldIndexer()
+	if err := indexer.IndexField(ctx, &ftpv1alpha1.FTPServer{}, indexSecretNames, referencedSecrets); err != nil {
+		return fmt.Errorf("index FTPServers by Secret: %w", err)
+	}
+	if err := indexer.IndexField(ctx, &ftpv1alpha1.FTPServer{}, indexClaimNames, referencedClaims); err != nil {
+		return fmt.Errorf("index FTPServers by claim: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
-		For(&ftpv1alpha1.FTPServer{}).
+		// Our own status writes do not change the generation and need no reconcile.
+		For(&ftpv1alpha1.FTPServer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&corev1.PersistentVolumeClaim{}).
+		Owns(&corev1.Secret{}).
+		// Referenced Secrets (passwords, TLS) and claims are not ours; the indexes map them back.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(serversReferencing(mgr.GetClient(), indexSecretNames))).
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(serversReferencing(mgr.GetClient(), indexClaimNames))).
 		Named("ftpserver").
 		Complete(r)
 }

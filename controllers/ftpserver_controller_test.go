@@ -2,9 +2,16 @@ package controllers
 
 import (
 	"context"
+	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -14,16 +21,26 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/go-logr/logr"
+	"golang.org/x/crypto/bcrypt"
+
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
 var (
 	env        *testenv.Env
 	skipReason string
+	nsCounter  atomic.Int32
 )
 
-func TestMain(m *testing.M) { testenv.Main(m, &env, &skipReason) }
+func TestMain(m *testing.M) {
+	ctrl.SetLogger(logr.Discard())
+	testenv.Main(m, &env, &skipReason)
+}
+
+const testImage = "example.invalid/ftp-operator:test"
 
 // startManager runs the reconciler in a manager against the test API server until the test ends.
 func startManager(t *testing.T) {
@@ -41,7 +58,7 @@ func startManager(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create manager: %v", err)
 	}
-	r := &FTPServerReconciler{Client: mgr.GetClient(), DaemonImage: "example.invalid/ftp-operator:test"}
+	r := &FTPServerReconciler{Client: mgr.GetClient(), DaemonImage: testImage, BcryptCost: bcrypt.MinCost}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatalf("register reconciler: %v", err)
 	}
@@ -56,12 +73,35 @@ func startManager(t *testing.T) {
 	})
 }
 
-func newFTPServer(name string) *ftpv1alpha1.FTPServer {
+// newNamespace gives each test its own namespace.
+func newNamespace(t *testing.T) string {
+	t.Helper()
+	name := fmt.Sprintf("t%d-%d", time.Now().UnixNano()%100000, nsCounter.Add(1))
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+	if err := env.Client.Create(context.Background(), ns); err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	return name
+}
+
+func createSecret(t *testing.T, ns, name string, data map[string]string) *corev1.Secret {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}, StringData: data}
+	if err := env.Client.Create(context.Background(), s); err != nil {
+		t.Fatalf("create Secret %s: %v", name, err)
+	}
+	return s
+}
+
+func newFTPServer(ns, name string) *ftpv1alpha1.FTPServer {
 	return &ftpv1alpha1.FTPServer{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
 		Spec: ftpv1alpha1.FTPServerSpec{
-			Volumes: []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("1Gi")}}},
-			Users:   []ftpv1alpha1.FTPUser{{Name: "alice", PasswordSecretRef: ftpv1alpha1.SecretKeyRef{Name: "alice"}}},
+			Volumes: []ftpv1alpha1.FTPVolume{
+				{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("1Gi")}},
+				{Name: "scratch", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("1Gi"), ReclaimPolicy: ftpv1alpha1.ReclaimDelete}},
+			},
+			Users: []ftpv1alpha1.FTPUser{{Name: "alice", PasswordSecretRef: ftpv1alpha1.SecretKeyRef{Name: "alice-ftp"}}},
 		},
 	}
 }
@@ -82,46 +122,326 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() (b
 	}
 }
 
-func TestReconcilerReportsStatusAndIsQuietInSteadyState(t *testing.T) {
+func get[T client.Object](t *testing.T, ns, name string, obj T) T {
+	t.Helper()
+	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
+		t.Fatalf("get %T %s/%s: %v", obj, ns, name, err)
+	}
+	return obj
+}
+
+func exists(ns, name string, obj client.Object) (bool, error) {
+	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)
+	if err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+func readyCondition(t *testing.T, ns, name string) *metav1.Condition {
+	t.Helper()
+	s := get(t, ns, name, &ftpv1alpha1.FTPServer{})
+	if s.Status.ObservedGeneration != s.Generation {
+		return nil
+	}
+	return meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReady)
+}
+
+func waitForReason(t *testing.T, ns, name, reason string) *metav1.Condition {
+	t.Helper()
+	var c *metav1.Condition
+	eventually(t, 20*time.Second, "Ready reason "+reason, func() (bool, error) {
+		c = readyCondition(t, ns, name)
+		return c != nil && c.Reason == reason, fmt.Errorf("ready condition: %+v", c)
+	})
+	return c
+}
+
+// patchServer changes an FTPServer's spec with a merge patch, as kubectl would, so it does not
+// conflict with the reconciler's status writes.
+func patchServer(t *testing.T, ns, name string, change func(*ftpv1alpha1.FTPServer)) {
+	t.Helper()
+	s := get(t, ns, name, &ftpv1alpha1.FTPServer{})
+	patch := client.MergeFrom(s.DeepCopy())
+	change(s)
+	if err := env.Client.Patch(context.Background(), s, patch); err != nil {
+		t.Fatalf("patch FTPServer %s/%s: %v", ns, name, err)
+	}
+}
+
+// setLoadBalancerIP plays the cloud's load balancer controller.
+func setLoadBalancerIP(t *testing.T, ns, name, ip string) {
+	t.Helper()
+	svc := get(t, ns, name, &corev1.Service{})
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+	if err := env.Client.Status().Update(context.Background(), svc); err != nil {
+		t.Fatalf("set load balancer status: %v", err)
+	}
+}
+
+// markDeploymentAvailable plays the kubelet and the Deployment controller.
+func markDeploymentAvailable(t *testing.T, ns, name string) {
+	t.Helper()
+	dep := get(t, ns, name, &appsv1.Deployment{})
+	dep.Status = appsv1.DeploymentStatus{
+		ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1,
+	}
+	if err := env.Client.Status().Update(context.Background(), dep); err != nil {
+		t.Fatalf("set deployment status: %v", err)
+	}
+}
+
+func configData(t *testing.T, ns, name string) *fileconfig.Config {
+	t.Helper()
+	cm := get(t, ns, name+"-config", &corev1.ConfigMap{})
+	cfg, err := fileconfig.Parse([]byte(cm.Data[fileconfig.ConfigFileName]))
+	if err != nil {
+		t.Fatalf("the rendered config does not parse: %v", err)
+	}
+	return cfg
+}
+
+func usersFile(t *testing.T, ns, name string) *fileconfig.UsersFile {
+	t.Helper()
+	s := get(t, ns, name+"-users", &corev1.Secret{})
+	f, err := fileconfig.ParseUsers(s.Data[fileconfig.UsersFileName])
+	if err != nil {
+		t.Fatalf("the rendered users file does not parse: %v", err)
+	}
+	return f
+}
+
+func TestCreateBuildsOwnedObjectsAndBecomesReady(t *testing.T) {
 	startManager(t)
 	ctx := context.Background()
-	server := newFTPServer("status-report")
+	ns := newNamespace(t)
+	createSecret(t, ns, "alice-ftp", map[string]string{"password": "wonderland"})
+	server := newFTPServer(ns, "files")
 	if err := env.Client.Create(ctx, server); err != nil {
-		t.Fatalf("create FTPServer: %v", err)
-	}
-	t.Cleanup(func() { _ = env.Client.Delete(ctx, server) })
-
-	var got ftpv1alpha1.FTPServer
-	eventually(t, 20*time.Second, "status with observedGeneration and a Ready condition", func() (bool, error) {
-		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(server), &got); err != nil {
-			return false, err
-		}
-		return got.Status.ObservedGeneration == got.Generation &&
-			meta.FindStatusCondition(got.Status.Conditions, ftpv1alpha1.ConditionReady) != nil, nil
-	})
-	ready := meta.FindStatusCondition(got.Status.Conditions, ftpv1alpha1.ConditionReady)
-	if ready.Status != metav1.ConditionFalse || ready.Reason != ftpv1alpha1.ReasonProgressing {
-		t.Fatalf("Ready = %s/%s, want False/%s while no workloads are built", ready.Status, ready.Reason, ftpv1alpha1.ReasonProgressing)
-	}
-
-	// Touching the object triggers reconciles; with nothing new to report, the status (and so the
-	// resourceVersion after our own touch) must stay as it is.
-	for i := 0; i < 3; i++ {
-		patch := client.MergeFrom(got.DeepCopy())
-		if got.Annotations == nil {
-			got.Annotations = map[string]string{}
-		}
-		got.Annotations["test.kubeftp.dev/touch"] = time.Now().Format(time.RFC3339Nano)
-		if err := env.Client.Patch(ctx, &got, patch); err != nil {
-			t.Fatalf("touch: %v", err)
-		}
-	}
-	touchedVersion := got.ResourceVersion
-	time.Sleep(2 * time.Second) // give the reconciler time to (wrongly) write
-	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(server), &got); err != nil {
 		t.Fatal(err)
 	}
-	if got.ResourceVersion != touchedVersion {
-		t.Fatalf("reconciler wrote although nothing changed: resourceVersion %s -> %s", touchedVersion, got.ResourceVersion)
+
+	// Everything appears, owned by the FTPServer (except the retained claim).
+	owned := []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.Secret{}, &networkingv1.NetworkPolicy{}, &corev1.PersistentVolumeClaim{}}
+	names := []string{"files", "files", "files-config", "files-users", "files", "files-scratch"}
+	for i, obj := range owned {
+		eventually(t, 20*time.Second, fmt.Sprintf("%T %s", obj, names[i]), func() (bool, error) { return exists(ns, names[i], obj) })
+		refs := obj.GetOwnerReferences()
+		if len(refs) != 1 || refs[0].Name != "files" || refs[0].Kind != "FTPServer" || !ptr.Deref(refs[0].Controller, false) {
+			t.Errorf("%T %s: owner references %+v, want the FTPServer as controller", obj, names[i], refs)
+		}
 	}
+	retained := &corev1.PersistentVolumeClaim{}
+	eventually(t, 10*time.Second, "retained claim", func() (bool, error) { return exists(ns, "files-data", retained) })
+	if len(retained.OwnerReferences) != 0 {
+		t.Errorf("claim with reclaimPolicy Retain has owner references %+v; garbage collection would delete the data", retained.OwnerReferences)
+	}
+	if retained.Labels[labelServer] != "files" {
+		t.Errorf("retained claim is not labelled with its server: %v", retained.Labels)
+	}
+
+	// The users Secret has a bcrypt hash of the password, never the password.
+	users := usersFile(t, ns, "files")
+	if len(users.Users) != 1 || bcrypt.CompareHashAndPassword([]byte(users.Users[0].PasswordHash), []byte("wonderland")) != nil {
+		t.Fatalf("users file does not hold a bcrypt hash of alice's password: %+v", users)
+	}
+	if raw := get(t, ns, "files-users", &corev1.Secret{}); strings.Contains(string(raw.Data[fileconfig.UsersFileName]), "wonderland") {
+		t.Fatal("the plain password reached the daemon's users Secret")
+	}
+
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForAddress)
+	template := get(t, ns, "files", &appsv1.Deployment{}).Spec.Template
+
+	setLoadBalancerIP(t, ns, "files", "203.0.113.7")
+	eventually(t, 20*time.Second, "the PASV address in the ConfigMap", func() (bool, error) {
+		return configData(t, ns, "files").Passive.Address.Static == "203.0.113.7", nil
+	})
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForPods)
+	if now := get(t, ns, "files", &appsv1.Deployment{}).Spec.Template; !equality.Semantic.DeepEqual(template, now) {
+		t.Fatal("the pod template changed when only the PASV address did: that would roll the pods and drop sessions")
+	}
+
+	markDeploymentAvailable(t, ns, "files")
+	ready := waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+	if ready.Status != metav1.ConditionTrue {
+		t.Fatalf("Ready = %+v", ready)
+	}
+	s := get(t, ns, "files", &ftpv1alpha1.FTPServer{})
+	if s.Status.Endpoint != "ftp://203.0.113.7:21" || s.Status.PassiveAddress != "203.0.113.7" || s.Status.PassivePorts != "30000-30019" || s.Status.ReadyReplicas != 1 {
+		t.Fatalf("status fields: %+v", s.Status)
+	}
+	if c := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReconciling); c != nil {
+		t.Fatalf("Reconciling still present when ready: %+v", c)
+	}
+}
+
+// readyServer creates an FTPServer and drives it to Ready.
+func readyServer(t *testing.T, ns, name string) {
+	t.Helper()
+	createSecret(t, ns, "alice-ftp", map[string]string{"password": "wonderland"})
+	if err := env.Client.Create(context.Background(), newFTPServer(ns, name)); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "Service", func() (bool, error) { return exists(ns, name, &corev1.Service{}) })
+	setLoadBalancerIP(t, ns, name, "203.0.113.8")
+	waitForReason(t, ns, name, ftpv1alpha1.ReasonWaitingForPods)
+	markDeploymentAvailable(t, ns, name)
+	waitForReason(t, ns, name, ftpv1alpha1.ReasonReady)
+}
+
+func TestPasswordChangeUpdatesUsersWithoutRollout(t *testing.T) {
+	startManager(t)
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	before := get(t, ns, "files", &appsv1.Deployment{})
+
+	secret := get(t, ns, "alice-ftp", &corev1.Secret{})
+	secret.Data["password"] = []byte("looking-glass")
+	if err := env.Client.Update(context.Background(), secret); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 20*time.Second, "the new password in the users Secret", func() (bool, error) {
+		u := usersFile(t, ns, "files").Users[0]
+		return bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("looking-glass")) == nil, nil
+	})
+	after := get(t, ns, "files", &appsv1.Deployment{})
+	if after.Generation != before.Generation || !equality.Semantic.DeepEqual(before.Spec.Template, after.Spec.Template) {
+		t.Fatal("a password change rolled the Deployment; the daemon reloads users without a restart")
+	}
+}
+
+func TestMissingSecretIsReportedAndKeepsTheServerRunning(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	usersBefore := get(t, ns, "files-users", &corev1.Secret{}).ResourceVersion
+
+	if err := env.Client.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "alice-ftp", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonSecretNotFound)
+	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, `Secret "alice-ftp"`) || !strings.Contains(c.Message, "kubectl") {
+		t.Fatalf("Ready = %+v; want False with a message naming the Secret and how to create it", c)
+	}
+	s := get(t, ns, "files", &ftpv1alpha1.FTPServer{})
+	if !meta.IsStatusConditionTrue(s.Status.Conditions, ftpv1alpha1.ConditionStalled) {
+		t.Fatalf("Stalled not True for a missing Secret: %+v", s.Status.Conditions)
+	}
+	if get(t, ns, "files-users", &corev1.Secret{}).ResourceVersion != usersBefore {
+		t.Fatal("the users Secret was rewritten although its input is missing; running users must stay")
+	}
+
+	// Creating the Secret again heals it without any other action.
+	createSecret(t, ns, "alice-ftp", map[string]string{"password": "back"})
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+}
+
+func TestOthersFieldsSurviveAndSteadyStateWritesNothing(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+
+	// Someone else (a user, another controller) annotates our objects.
+	svc := get(t, ns, "files", &corev1.Service{})
+	patch := client.MergeFrom(svc.DeepCopy())
+	svc.Annotations = map[string]string{"example.com/owner": "netops"}
+	svc.Labels["example.com/cost-center"] = "42"
+	if err := env.Client.Patch(ctx, svc, patch); err != nil {
+		t.Fatal(err)
+	}
+	dep := get(t, ns, "files", &appsv1.Deployment{})
+	patch = client.MergeFrom(dep.DeepCopy())
+	dep.Annotations = map[string]string{"example.com/audited": "yes"}
+	if err := env.Client.Patch(ctx, dep, patch); err != nil {
+		t.Fatal(err)
+	}
+
+	// A spec change makes the reconciler rewrite its objects.
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Limits.MaxSessions = 150 })
+	eventually(t, 20*time.Second, "new limit in the config", func() (bool, error) {
+		return configData(t, ns, "files").Limits.MaxSessions == 150, nil
+	})
+	svc = get(t, ns, "files", &corev1.Service{})
+	dep = get(t, ns, "files", &appsv1.Deployment{})
+	if svc.Annotations["example.com/owner"] != "netops" || svc.Labels["example.com/cost-center"] != "42" || dep.Annotations["example.com/audited"] != "yes" {
+		t.Fatalf("fields set by others were removed: service %v %v, deployment %v", svc.Annotations, svc.Labels, dep.Annotations)
+	}
+	markDeploymentAvailable(t, ns, "files") // the limit is restart-relevant: the rollout "completes"
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+
+	// Steady state: trigger several reconciles and count writes through resourceVersions.
+	versions := func() map[string]string {
+		out := map[string]string{}
+		for _, o := range []struct {
+			name string
+			obj  client.Object
+		}{
+			{"files", &ftpv1alpha1.FTPServer{}}, {"files", &appsv1.Deployment{}}, {"files", &corev1.Service{}},
+			{"files-config", &corev1.ConfigMap{}}, {"files-users", &corev1.Secret{}}, {"files", &networkingv1.NetworkPolicy{}},
+			{"files-data", &corev1.PersistentVolumeClaim{}}, {"files-scratch", &corev1.PersistentVolumeClaim{}},
+		} {
+			obj := get(t, ns, o.name, o.obj)
+			out[fmt.Sprintf("%T/%s", obj, o.name)] = obj.GetResourceVersion()
+		}
+		return out
+	}
+	time.Sleep(time.Second) // let in-flight reconciles settle
+	before := versions()
+	for i := 0; i < 5; i++ {
+		// Labelling the password Secret triggers a reconcile through the field index.
+		secret := get(t, ns, "alice-ftp", &corev1.Secret{})
+		p := client.MergeFrom(secret.DeepCopy())
+		if secret.Labels == nil {
+			secret.Labels = map[string]string{}
+		}
+		secret.Labels["touch"] = fmt.Sprint(i)
+		if err := env.Client.Patch(ctx, secret, p); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	time.Sleep(time.Second)
+	after := versions()
+	for k, v := range before {
+		if after[k] != v {
+			t.Errorf("%s was written in steady state: resourceVersion %s -> %s", k, v, after[k])
+		}
+	}
+}
+
+func TestDeletionKeepsRetainedClaims(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	if err := env.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "FTPServer gone", func() (bool, error) {
+		ok, _ := exists(ns, "files", &ftpv1alpha1.FTPServer{})
+		return !ok, nil
+	})
+	// envtest runs no garbage collector, so ownership is what decides: the retained claim has no
+	// owner reference and stays; the one with reclaimPolicy Delete is owned and would be collected.
+	claim := get(t, ns, "files-data", &corev1.PersistentVolumeClaim{})
+	if len(claim.OwnerReferences) != 0 || !claim.DeletionTimestamp.IsZero() {
+		t.Fatalf("retained claim is owned or being deleted: %+v", claim.ObjectMeta)
+	}
+	scratch := get(t, ns, "files-scratch", &corev1.PersistentVolumeClaim{})
+	if len(scratch.OwnerReferences) != 1 {
+		t.Fatalf("claim with reclaimPolicy Delete is not owned by the FTPServer: %+v", scratch.OwnerReferences)
+	}
+}
+
+func TestNetworkPolicyCanBeDisabled(t *testing.T) {
+	startManager(t)
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.NetworkPolicy.Enabled = ptr.To(false) })
+	eventually(t, 20*time.Second, "NetworkPolicy removed", func() (bool, error) {
+		ok, _ := exists(ns, "files", &networkingv1.NetworkPolicy{})
+		return !ok, nil
+	})
 }

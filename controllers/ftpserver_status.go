@@ -1,41 +1,136 @@
 package controllers
 
 import (
+	"fmt"
+	"net"
+	"strconv"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 )
 
-// readiness is what one reconcile concluded about an FTPServer.
-type readiness struct {
+// conclusion is what one reconcile found out about an FTPServer, ready to go into its status.
+type conclusion struct {
 	ready       bool
 	reason      string
 	message     string
 	reconciling bool // still converging, e.g. a rollout in progress
 	stalled     bool // cannot progress without a human
+
+	endpoint       string
+	passiveAddress string
+	passivePorts   string
+	readyReplicas  int32
 }
 
-// observe records a reconcile's conclusion in status following kstatus: Ready is always present,
-// Reconciling and Stalled only while True (a False one is removed, not kept), and every condition
-// carries the generation it describes. LastTransitionTime only moves when a status flips, so an
-// unchanged conclusion leaves the status byte-for-byte equal and nothing is written.
-func observe(status *ftpv1alpha1.FTPServerStatus, generation int64, r readiness) {
+// conclude decides readiness. Ready is True only when clients can use the server: no blocker,
+// the PASV address known (and so in the daemon's config), and the rollout done with available
+// pods (the kubelet marks them available only when the daemon's /readyz answers).
+func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, out applyOutcome, block *blocker) conclusion {
+	c := conclusion{
+		passiveAddress: out.address.String(),
+		passivePorts:   fmt.Sprintf("%d-%d", s.Spec.Ports.Passive.Start, s.Spec.Ports.Passive.End),
+		endpoint:       endpointFor(s, obs),
+	}
+	if dep != nil {
+		c.readyReplicas = dep.Status.ReadyReplicas
+	}
+	switch {
+	case block != nil:
+		c.reason, c.message, c.stalled = block.reason, block.message, true
+	case !out.address.known():
+		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, obs), true
+	case out.deploymentChanged || !rolledOut(dep, replicasOf(s)):
+		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, dep), true
+	default:
+		c.ready, c.reason = true, ftpv1alpha1.ReasonReady
+		c.message = fmt.Sprintf("serving at %s; PASV replies advertise %s, passive ports %s", c.endpoint, c.passiveAddress, c.passivePorts)
+	}
+	return c
+}
+
+// rolledOut: the Deployment controller has seen the latest spec and every replica is updated
+// and available.
+func rolledOut(dep *appsv1.Deployment, replicas int32) bool {
+	if dep == nil || dep.Status.ObservedGeneration < dep.Generation {
+		return false
+	}
+	st := dep.Status
+	return st.UpdatedReplicas >= replicas && st.AvailableReplicas >= replicas && st.Replicas == st.UpdatedReplicas
+}
+
+func waitingForAddressMessage(s *ftpv1alpha1.FTPServer, obs observed) string {
+	if len(obs.loadBalancerIngress) > 0 {
+		return fmt.Sprintf("the load balancer of Service %s/%s has only IPv6 addresses, but PASV replies carry IPv4: set passiveAddress.address", s.Namespace, s.Name)
+	}
+	if s.Spec.Service.Type == corev1.ServiceTypeClusterIP {
+		return fmt.Sprintf("waiting for Service %s/%s to get a cluster IP", s.Namespace, s.Name)
+	}
+	return fmt.Sprintf("waiting for the load balancer to give Service %s/%s an external address (kubectl -n %s describe service %s); "+
+		"without a load balancer, use service.type NodePort with passiveAddress.address", s.Namespace, s.Name, s.Namespace, s.Name)
+}
+
+func waitingForPodsMessage(s *ftpv1alpha1.FTPServer, dep *appsv1.Deployment) string {
+	if dep == nil {
+		return "creating the daemon Deployment"
+	}
+	return fmt.Sprintf("rolling out the daemon: %d/%d pods updated and available (kubectl -n %s get pods -l %s=%s)",
+		dep.Status.AvailableReplicas, replicasOf(s), s.Namespace, labelInstance, s.Name)
+}
+
+// endpointFor is where clients connect: the load balancer, the declared node address and node
+// port, or the Service's DNS name inside the cluster. Empty until known.
+func endpointFor(s *ftpv1alpha1.FTPServer, obs observed) string {
+	port := s.Spec.Ports.Control
+	switch s.Spec.Service.Type {
+	case corev1.ServiceTypeClusterIP:
+		return fmt.Sprintf("ftp://%s.%s.svc:%d", s.Name, s.Namespace, port)
+	case corev1.ServiceTypeNodePort:
+		if obs.controlNodePort == 0 {
+			return ""
+		}
+		return "ftp://" + net.JoinHostPort(s.Spec.PassiveAddress.Address, strconv.Itoa(int(obs.controlNodePort)))
+	}
+	for _, in := range obs.loadBalancerIngress {
+		host := in.IP
+		if host == "" {
+			host = in.Hostname
+		}
+		if host != "" {
+			return "ftp://" + net.JoinHostPort(host, strconv.Itoa(int(port)))
+		}
+	}
+	return ""
+}
+
+// apply records a conclusion in status following kstatus: Ready is always present, Reconciling
+// and Stalled only while True (a False one is removed, not kept), and every condition carries
+// the generation it describes. LastTransitionTime only moves when a status flips, so an
+// unchanged conclusion leaves the status equal and nothing is written.
+func apply(status *ftpv1alpha1.FTPServerStatus, generation int64, c conclusion) {
 	status.ObservedGeneration = generation
+	status.Endpoint = c.endpoint
+	status.PassiveAddress = c.passiveAddress
+	status.PassivePorts = c.passivePorts
+	status.ReadyReplicas = c.readyReplicas
 
 	readyStatus := metav1.ConditionFalse
-	if r.ready {
+	if c.ready {
 		readyStatus = metav1.ConditionTrue
 	}
 	meta.SetStatusCondition(&status.Conditions, metav1.Condition{
 		Type:               ftpv1alpha1.ConditionReady,
 		Status:             readyStatus,
-		Reason:             r.reason,
-		Message:            r.message,
+		Reason:             c.reason,
+		Message:            c.message,
 		ObservedGeneration: generation,
 	})
-	setWhileTrue(status, ftpv1alpha1.ConditionReconciling, r.reconciling, r.reason, r.message, generation)
-	setWhileTrue(status, ftpv1alpha1.ConditionStalled, r.stalled, r.reason, r.message, generation)
+	setWhileTrue(status, ftpv1alpha1.ConditionReconciling, c.reconciling, c.reason, c.message, generation)
+	setWhileTrue(status, ftpv1alpha1.ConditionStalled, c.stalled, c.reason, c.message, generation)
 }
 
 func setWhileTrue(status *ftpv1alpha1.FTPServerStatus, condType string, on bool, reason, message string, generation int64) {
@@ -50,4 +145,11 @@ func setWhileTrue(status *ftpv1alpha1.FTPServerStatus, condType string, on bool,
 		Message:            message,
 		ObservedGeneration: generation,
 	})
+}
+
+// readinessChanged tells whether Ready's status or reason moved, which is worth an event.
+func readinessChanged(before, after *ftpv1alpha1.FTPServerStatus) bool {
+	b := meta.FindStatusCondition(before.Conditions, ftpv1alpha1.ConditionReady)
+	a := meta.FindStatusCondition(after.Conditions, ftpv1alpha1.ConditionReady)
+	return b == nil || a == nil || b.Status != a.Status || b.Reason != a.Reason
 }

@@ -10,25 +10,25 @@ import (
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 )
 
-func TestObserveSetsKstatusConditions(t *testing.T) {
+func TestApplySetsKstatusConditions(t *testing.T) {
 	cases := []struct {
 		name            string
-		in              readiness
+		in              conclusion
 		wantReady       metav1.ConditionStatus
 		wantReconciling bool
 		wantStalled     bool
 	}{
-		{name: "ready", in: readiness{ready: true, reason: ftpv1alpha1.ReasonReady, message: "serving"},
+		{name: "ready", in: conclusion{ready: true, reason: ftpv1alpha1.ReasonReady, message: "serving"},
 			wantReady: metav1.ConditionTrue},
-		{name: "rolling out", in: readiness{reason: ftpv1alpha1.ReasonWaitingForPods, message: "0/1 pods available", reconciling: true},
+		{name: "rolling out", in: conclusion{reason: ftpv1alpha1.ReasonWaitingForPods, message: "0/1 pods available", reconciling: true},
 			wantReady: metav1.ConditionFalse, wantReconciling: true},
-		{name: "needs a human", in: readiness{reason: ftpv1alpha1.ReasonSecretNotFound, message: "secret x not found", stalled: true},
+		{name: "needs a human", in: conclusion{reason: ftpv1alpha1.ReasonSecretNotFound, message: "secret x not found", stalled: true},
 			wantReady: metav1.ConditionFalse, wantStalled: true},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var status ftpv1alpha1.FTPServerStatus
-			observe(&status, 7, tc.in)
+			apply(&status, 7, tc.in)
 
 			if status.ObservedGeneration != 7 {
 				t.Errorf("observedGeneration = %d, want 7", status.ObservedGeneration)
@@ -50,22 +50,22 @@ func TestObserveSetsKstatusConditions(t *testing.T) {
 	}
 }
 
-func TestObserveDropsConditionsThatTurnFalse(t *testing.T) {
+func TestApplyDropsConditionsThatTurnFalse(t *testing.T) {
 	var status ftpv1alpha1.FTPServerStatus
-	observe(&status, 1, readiness{reason: ftpv1alpha1.ReasonWaitingForPods, message: "rolling", reconciling: true, stalled: true})
-	observe(&status, 2, readiness{ready: true, reason: ftpv1alpha1.ReasonReady, message: "serving"})
+	apply(&status, 1, conclusion{reason: ftpv1alpha1.ReasonWaitingForPods, message: "rolling", reconciling: true, stalled: true})
+	apply(&status, 2, conclusion{ready: true, reason: ftpv1alpha1.ReasonReady, message: "serving"})
 
 	if len(status.Conditions) != 1 || status.Conditions[0].Type != ftpv1alpha1.ConditionReady {
 		t.Fatalf("conditions = %+v, want only Ready: Reconciling and Stalled are present only while True", status.Conditions)
 	}
 }
 
-func TestObserveIsStableWhenNothingChanged(t *testing.T) {
+func TestApplyIsStableWhenNothingChanged(t *testing.T) {
 	var first ftpv1alpha1.FTPServerStatus
-	in := readiness{reason: ftpv1alpha1.ReasonWaitingForAddress, message: "no address yet", reconciling: true}
-	observe(&first, 3, in)
+	in := conclusion{reason: ftpv1alpha1.ReasonWaitingForAddress, message: "no address yet", reconciling: true}
+	apply(&first, 3, in)
 	second := *first.DeepCopy()
-	observe(&second, 3, in)
+	apply(&second, 3, in)
 	if !equality.Semantic.DeepEqual(first, second) {
 		t.Fatalf("observing the same conclusion twice changed the status:\n%+v\n%+v", first, second)
 	}

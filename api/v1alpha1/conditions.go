@@ -19,6 +19,8 @@ const (
 	ReasonWaitingForAddress = "WaitingForAddress"
 	ReasonWaitingForPods    = "WaitingForPods"
 	ReasonSecretNotFound    = "SecretNotFound"
+	ReasonSecretInvalid     = "SecretInvalid"
+	ReasonClaimNotFound     = "ClaimNotFound"
 	ReasonPortConflict      = "PortConflict"
 	ReasonInvalidSpec       = "InvalidSpec"
 )

@@ -1,0 +1,129 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// applier writes desired objects with server-side apply under our field manager.
+//
+// Server-side apply gives us field ownership: labels, annotations and fields that others (users,
+// other controllers, admission webhooks) set on our objects are theirs and survive, and we
+// never fight over them. To write nothing in steady state, apply is skipped when the fields we
+// own (extracted from the live object's managedFields) already equal the desired ones. If
+// someone else changes a field we own, ownership moves to them, the comparison fails, and the
+// next reconcile forces it back.
+type applier struct {
+	client client.Client
+}
+
+// apply makes the fields we own on the live object equal to desired. existing is the live object
+// (from the cache) or nil when it does not exist. It reports whether it wrote.
+func (a applier) apply(ctx context.Context, desired, existing client.Object) (bool, error) {
+	want, err := applyDocument(desired)
+	if err != nil {
+		return false, fmt.Errorf("prepare %T %s: %w", desired, desired.GetName(), err)
+	}
+	if existing != nil {
+		owned, err := ownedFields(existing)
+		if err != nil {
+			return false, fmt.Errorf("extract our fields of %T %s: %w", existing, existing.GetName(), err)
+		}
+		if equality.Semantic.DeepEqual(want, owned) {
+			return false, nil
+		}
+	}
+	u := &unstructured.Unstructured{Object: want}
+	if err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
+		return false, fmt.Errorf("apply %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+	}
+	return true, nil
+}
+
+// applyDocument turns a typed desired object into the JSON document we apply: no status, no
+// null fields (Go's zero values such as creationTimestamp: null).
+func applyDocument(obj client.Object) (map[string]any, error) {
+	m, err := toJSONMap(obj)
+	if err != nil {
+		return nil, err
+	}
+	delete(m, "status")
+	return m, nil
+}
+
+// ownedFields extracts from a live object the fields our field manager owns, as a JSON document
+// comparable with applyDocument's.
+func ownedFields(obj client.Object) (map[string]any, error) {
+	var (
+		extracted any
+		err       error
+	)
+	switch o := obj.(type) {
+	case *corev1.ConfigMap:
+		extracted, err = corev1ac.ExtractConfigMap(o, fieldOwner)
+	case *corev1.Secret:
+		extracted, err = corev1ac.ExtractSecret(o, fieldOwner)
+	case *corev1.Service:
+		extracted, err = corev1ac.ExtractService(o, fieldOwner)
+	case *corev1.PersistentVolumeClaim:
+		extracted, err = corev1ac.ExtractPersistentVolumeClaim(o, fieldOwner)
+	case *appsv1.Deployment:
+		extracted, err = appsv1ac.ExtractDeployment(o, fieldOwner)
+	case *networkingv1.NetworkPolicy:
+		extracted, err = networkingv1ac.ExtractNetworkPolicy(o, fieldOwner)
+	default:
+		return nil, fmt.Errorf("no field extractor for %T", obj)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m, err := toJSONMap(extracted)
+	if err != nil {
+		return nil, err
+	}
+	delete(m, "status")
+	return m, nil
+}
+
+// toJSONMap round-trips v through JSON so both sides of a comparison have the same shapes
+// (float64 numbers, base64 bytes, canonical quantities) and drops null values.
+func toJSONMap(v any) (map[string]any, error) {
+	data, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, err
+	}
+	pruneNulls(m)
+	return m, nil
+}
+
+func pruneNulls(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, child := range t {
+			if child == nil {
+				delete(t, k)
+				continue
+			}
+			pruneNulls(child)
+		}
+	case []any:
+		for _, child := range t {
+			pruneNulls(child)
+		}
+	}
+}

@@ -1,0 +1,173 @@
+package controllers
+
+import (
+	"path"
+	"slices"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+)
+
+// drainGrace is added to drainTimeout for terminationGracePeriodSeconds, so the kubelet's
+// SIGKILL never lands before the daemon's own drain deadline has passed and it has closed up.
+const drainGrace = 10
+
+// deploymentFor builds the daemon Deployment. Its pod template depends only on the spec and
+// the restart checksum: never on the PASV address or the users, which the daemon reloads, so
+// those changes do not roll the pods.
+func deploymentFor(s *ftpv1alpha1.FTPServer, obs observed, checksum string) *appsv1.Deployment {
+	labels := commonLabels(s)
+	podLabels := commonLabels(s)
+	for k, v := range s.Spec.Pod.Labels {
+		if _, reserved := podLabels[k]; !reserved {
+			podLabels[k] = v
+		}
+	}
+	podAnnotations := map[string]string{}
+	for k, v := range s.Spec.Pod.Annotations {
+		podAnnotations[k] = v
+	}
+	podAnnotations[restartChecksumAnnotation] = checksum
+
+	image := s.Spec.Image
+	if image == "" {
+		image = obs.daemonImage
+	}
+	drain := int64(0)
+	if s.Spec.DrainTimeout != nil {
+		drain = int64(s.Spec.DrainTimeout.Seconds())
+	}
+
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: labels, OwnerReferences: []metav1.OwnerReference{ownerReference(s)}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicasOf(s)),
+			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(s)},
+			Strategy: strategyFor(s, obs),
+			Template: corev1.PodTemplateSpec{
+				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
+				Spec: corev1.PodSpec{
+					// The daemon never talks to the API server.
+					AutomountServiceAccountToken:  ptr.To(false),
+					EnableServiceLinks:            ptr.To(false),
+					TerminationGracePeriodSeconds: ptr.To(drain + drainGrace),
+					SecurityContext: &corev1.PodSecurityContext{
+						RunAsNonRoot:   ptr.To(true),
+						RunAsUser:      ptr.To(int64(daemonUID)),
+						RunAsGroup:     ptr.To(int64(daemonUID)),
+						FSGroup:        ptr.To(int64(daemonUID)),
+						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
+					},
+					Containers:        []corev1.Container{daemonContainer(s, image)},
+					Volumes:           podVolumes(s),
+					NodeSelector:      s.Spec.Pod.NodeSelector,
+					Tolerations:       s.Spec.Pod.Tolerations,
+					Affinity:          s.Spec.Pod.Affinity,
+					PriorityClassName: s.Spec.Pod.PriorityClassName,
+				},
+			},
+		},
+	}
+}
+
+// strategyFor picks Recreate when a volume can be mounted by one node only: a surge pod on
+// another node would hang waiting for the volume while the old one still holds it.
+func strategyFor(s *ftpv1alpha1.FTPServer, obs observed) appsv1.DeploymentStrategy {
+	for _, v := range s.Spec.Volumes {
+		modes := obs.claimAccessModes[v.Name]
+		if len(modes) == 0 || slices.Contains(modes, corev1.ReadWriteOnce) || slices.Contains(modes, corev1.ReadWriteOncePod) {
+			return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
+		}
+	}
+	// Surge one new pod and keep the old one until the new one is ready; the old one drains.
+	return appsv1.DeploymentStrategy{
+		Type: appsv1.RollingUpdateDeploymentStrategyType,
+		RollingUpdate: &appsv1.RollingUpdateDeployment{
+			MaxUnavailable: ptr.To(intstr.FromInt32(0)),
+			MaxSurge:       ptr.To(intstr.FromInt32(1)),
+		},
+	}
+}
+
+func daemonContainer(s *ftpv1alpha1.FTPServer, image string) corev1.Container {
+	mounts := []corev1.VolumeMount{
+		{Name: "config", MountPath: configMountPath, ReadOnly: true},
+		{Name: "users", MountPath: usersMountPath, ReadOnly: true},
+	}
+	if s.Spec.TLS.Mode != "" && s.Spec.TLS.Mode != ftpv1alpha1.TLSDisabled {
+		mounts = append(mounts, corev1.VolumeMount{Name: "tls", MountPath: tlsMountPath, ReadOnly: true})
+	}
+	for _, v := range s.Spec.Volumes {
+		mounts = append(mounts, corev1.VolumeMount{Name: "data-" + v.Name, MountPath: path.Join(dataRoot, v.Name)})
+	}
+	mounts = append(mounts, corev1.VolumeMount{Name: "tmp", MountPath: "/tmp"})
+
+	return corev1.Container{
+		Name:            daemonContainerName,
+		Image:           image,
+		ImagePullPolicy: s.Spec.ImagePullPolicy,
+		Args:            []string{"ftpd", "--config", path.Join(configMountPath, fileconfig.ConfigFileName)},
+		Env: []corev1.EnvVar{{
+			Name:      "POD_IP", // for passive-address overrides with source PodIP
+			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}},
+		}},
+		Ports: []corev1.ContainerPort{
+			{Name: "ftp", ContainerPort: controlContainerPort, Protocol: corev1.ProtocolTCP},
+			{Name: "ops", ContainerPort: opsContainerPort, Protocol: corev1.ProtocolTCP},
+		},
+		Resources:    s.Spec.Pod.Resources,
+		VolumeMounts: mounts,
+		LivenessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("ops")}},
+			PeriodSeconds:    10,
+			FailureThreshold: 3,
+		},
+		ReadinessProbe: &corev1.Probe{
+			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/readyz", Port: intstr.FromString("ops")}},
+			PeriodSeconds:    5,
+			FailureThreshold: 1, // leave the Service as soon as draining starts
+		},
+		SecurityContext: &corev1.SecurityContext{
+			AllowPrivilegeEscalation: ptr.To(false),
+			ReadOnlyRootFilesystem:   ptr.To(true),
+			Capabilities:             &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}},
+		},
+	}
+}
+
+func podVolumes(s *ftpv1alpha1.FTPServer) []corev1.Volume {
+	vols := []corev1.Volume{
+		{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(s)},
+		}}},
+		{Name: "users", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: usersSecretName(s),
+		}}},
+	}
+	if s.Spec.TLS.Mode != "" && s.Spec.TLS.Mode != ftpv1alpha1.TLSDisabled {
+		vols = append(vols, corev1.Volume{Name: "tls", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: s.Spec.TLS.SecretName,
+			Items: []corev1.KeyToPath{
+				{Key: corev1.TLSCertKey, Path: corev1.TLSCertKey},
+				{Key: corev1.TLSPrivateKeyKey, Path: corev1.TLSPrivateKeyKey},
+			},
+		}}})
+	}
+	for _, v := range s.Spec.Volumes {
+		vols = append(vols, corev1.Volume{Name: "data-" + v.Name, VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claimName(s, v)},
+		}})
+	}
+	vols = append(vols, corev1.Volume{Name: "tmp", VolumeSource: corev1.VolumeSource{
+		EmptyDir: &corev1.EmptyDirVolumeSource{SizeLimit: ptr.To(resource.MustParse("64Mi"))},
+	}})
+	return vols
+}

@@ -1,0 +1,172 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+)
+
+// blocker is a problem only a person can fix (a missing Secret or claim). It stops the parts of
+// the reconcile that depend on it and is reported as Stalled.
+type blocker struct {
+	reason  string
+	message string
+}
+
+// live holds our objects as they are in the cluster (nil when absent).
+type live struct {
+	service     *corev1.Service
+	deployment  *appsv1.Deployment
+	configMap   *corev1.ConfigMap
+	usersSecret *corev1.Secret
+}
+
+// lookUp reads everything the builders need. A missing input becomes a blocker, not an error:
+// errors are for failures worth retrying.
+func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServer) (observed, live, *blocker, error) {
+	obs := observed{daemonImage: r.DaemonImage, claimAccessModes: map[string][]corev1.PersistentVolumeAccessMode{}}
+	var cur live
+	var err error
+
+	if cur.service, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &corev1.Service{}); err != nil {
+		return obs, cur, nil, err
+	}
+	if svc := cur.service; svc != nil {
+		obs.loadBalancerIngress = svc.Status.LoadBalancer.Ingress
+		obs.clusterIP = svc.Spec.ClusterIP
+		for _, p := range svc.Spec.Ports {
+			if p.Name == "ftp" {
+				obs.controlNodePort = p.NodePort
+			}
+		}
+	}
+	if cur.deployment, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &appsv1.Deployment{}); err != nil {
+		return obs, cur, nil, err
+	}
+	if cur.configMap, err = getOptional(ctx, r.Client, s.Namespace, configMapName(s), &corev1.ConfigMap{}); err != nil {
+		return obs, cur, nil, err
+	}
+	if cur.usersSecret, err = getOptional(ctx, r.Client, s.Namespace, usersSecretName(s), &corev1.Secret{}); err != nil {
+		return obs, cur, nil, err
+	}
+
+	block, err := r.lookUpClaims(ctx, s, &obs)
+	if err != nil || block != nil {
+		return obs, cur, block, err
+	}
+	if block, err = r.lookUpTLS(ctx, s); err != nil || block != nil {
+		return obs, cur, block, err
+	}
+	block, err = r.resolveUsers(ctx, s, cur.usersSecret, &obs)
+	return obs, cur, block, err
+}
+
+func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.FTPServer, obs *observed) (*blocker, error) {
+	for _, v := range s.Spec.Volumes {
+		if v.ClaimTemplate != nil {
+			obs.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
+			continue
+		}
+		pvc, err := getOptional(ctx, r.Client, s.Namespace, v.ClaimName, &corev1.PersistentVolumeClaim{})
+		if err != nil {
+			return nil, err
+		}
+		if pvc == nil {
+			return &blocker{reason: ftpv1alpha1.ReasonClaimNotFound, message: fmt.Sprintf(
+				"volume %q uses PersistentVolumeClaim %q, which does not exist in namespace %s; create it or use a claimTemplate",
+				v.Name, v.ClaimName, s.Namespace)}, nil
+		}
+		obs.claimAccessModes[v.Name] = pvc.Spec.AccessModes
+	}
+	return nil, nil
+}
+
+func (r *FTPServerReconciler) lookUpTLS(ctx context.Context, s *ftpv1alpha1.FTPServer) (*blocker, error) {
+	if s.Spec.TLS.Mode == "" || s.Spec.TLS.Mode == ftpv1alpha1.TLSDisabled {
+		return nil, nil
+	}
+	name := s.Spec.TLS.SecretName
+	secret, err := getOptional(ctx, r.Client, s.Namespace, name, &corev1.Secret{})
+	if err != nil {
+		return nil, err
+	}
+	if secret == nil {
+		return &blocker{reason: ftpv1alpha1.ReasonSecretNotFound, message: fmt.Sprintf(
+			"TLS Secret %q not found in namespace %s; create it (e.g. a cert-manager Certificate with secretName %q) or set tls.mode Disabled",
+			name, s.Namespace, name)}, nil
+	}
+	if len(secret.Data[corev1.TLSCertKey]) == 0 || len(secret.Data[corev1.TLSPrivateKeyKey]) == 0 {
+		return &blocker{reason: ftpv1alpha1.ReasonSecretInvalid, message: fmt.Sprintf(
+			"TLS Secret %q has no %s and %s; it must be of type kubernetes.io/tls", name, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)}, nil
+	}
+	return nil, nil
+}
+
+// resolveUsers reads each user's password and turns it into a bcrypt hash, reusing the hash
+// already in our users Secret when it still matches.
+func (r *FTPServerReconciler) resolveUsers(ctx context.Context, s *ftpv1alpha1.FTPServer, current *corev1.Secret, obs *observed) (*blocker, error) {
+	previous := previousHashes(current)
+	for _, u := range s.Spec.Users {
+		ref := u.PasswordSecretRef
+		key := ref.Key
+		if key == "" {
+			key = "password"
+		}
+		secret, err := getOptional(ctx, r.Client, s.Namespace, ref.Name, &corev1.Secret{})
+		if err != nil {
+			return nil, err
+		}
+		if secret == nil {
+			return &blocker{reason: ftpv1alpha1.ReasonSecretNotFound, message: fmt.Sprintf(
+				"Secret %q with the password of user %q not found in namespace %s; create it: kubectl -n %s create secret generic %s --from-literal=%s=<password>",
+				ref.Name, u.Name, s.Namespace, s.Namespace, ref.Name, key)}, nil
+		}
+		value, ok := secret.Data[key]
+		if !ok {
+			return &blocker{reason: ftpv1alpha1.ReasonSecretNotFound, message: fmt.Sprintf(
+				"Secret %q has no key %q for the password of user %q", ref.Name, key, u.Name)}, nil
+		}
+		hash, err := r.hasher.hash(value, previous[u.Name])
+		if err != nil {
+			return &blocker{reason: ftpv1alpha1.ReasonSecretInvalid, message: fmt.Sprintf(
+				"password of user %q (Secret %q, key %q): %v", u.Name, ref.Name, key, err)}, nil
+		}
+		obs.users = append(obs.users, resolvedUser{name: u.Name, passwordHash: hash, home: userHome(s, u), readOnly: u.ReadOnly})
+	}
+	return nil, nil
+}
+
+// previousHashes reads the hashes we rendered last time, by user name.
+func previousHashes(secret *corev1.Secret) map[string]string {
+	out := map[string]string{}
+	if secret == nil {
+		return out
+	}
+	f, err := fileconfig.ParseUsers(secret.Data[fileconfig.UsersFileName])
+	if err != nil {
+		return out // rewritten from scratch below
+	}
+	for _, u := range f.Users {
+		out[u.Name] = u.PasswordHash
+	}
+	return out
+}
+
+// getOptional reads an object, returning nil when it does not exist.
+func getOptional[T client.Object](ctx context.Context, c client.Client, namespace, name string, obj T) (T, error) {
+	var zero T
+	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
+		if apierrors.IsNotFound(err) {
+			return zero, nil
+		}
+		return zero, fmt.Errorf("get %T %s/%s: %w", obj, namespace, name, err)
+	}
+	return obj, nil
+}

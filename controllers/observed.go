@@ -1,0 +1,48 @@
+package controllers
+
+import (
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// observed is what the reconciler looked up in the cluster for one FTPServer. Builders take it
+// as an input so that they stay pure functions of (spec, observed).
+type observed struct {
+	// daemonImage is the operator's own image, used unless spec.image overrides it.
+	daemonImage string
+	// users are the spec's users with their password hashes resolved from Secrets.
+	users []resolvedUser
+	// service facts, from our Service once it exists.
+	loadBalancerIngress []corev1.LoadBalancerIngress
+	clusterIP           string
+	controlNodePort     int32
+	// claimAccessModes of every volume, by volume name: from the template, or from the
+	// existing claim.
+	claimAccessModes map[string][]corev1.PersistentVolumeAccessMode
+}
+
+// resolvedUser is a spec user with its bcrypt hash.
+type resolvedUser struct {
+	name         string
+	passwordHash string
+	home         string // relative to dataRoot: <volume>/<subPath>
+	readOnly     bool
+}
+
+// loadBalancerAddress picks the address the load balancer gives clients: its first IPv4
+// address, else its first hostname (the daemon resolves it). PASV replies carry IPv4 only, so
+// an IPv6-only load balancer has no usable address.
+func (o observed) loadBalancerAddress() (ip, hostname string) {
+	for _, in := range o.loadBalancerIngress {
+		if addr, err := netip.ParseAddr(in.IP); err == nil && addr.Is4() {
+			return in.IP, ""
+		}
+	}
+	for _, in := range o.loadBalancerIngress {
+		if in.Hostname != "" {
+			return "", in.Hostname
+		}
+	}
+	return "", ""
+}
