@@ -31,6 +31,8 @@ func TestAppliedObjectsCompareEqualToTheirBuilders(t *testing.T) {
 				if written, err := a.apply(context.Background(), desired, nil); err != nil || !written {
 					t.Fatalf("first apply of %T %s: written=%v err=%v", desired, desired.GetName(), written, err)
 				}
+				// envtest runs no namespace controller: free node ports for later runs ourselves.
+				t.Cleanup(func() { _ = env.Client.Delete(context.Background(), desired) })
 				live := emptyLike(t, desired)
 				get(t, fixture.Namespace, desired.GetName(), live)
 				want, _ := applyDocument(desired)

@@ -10,11 +10,13 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -58,7 +60,7 @@ func startManager(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create manager: %v", err)
 	}
-	r := &FTPServerReconciler{Client: mgr.GetClient(), DaemonImage: testImage, BcryptCost: bcrypt.MinCost}
+	r := &FTPServerReconciler{Client: mgr.GetClient(), DaemonImage: testImage, BcryptCost: bcrypt.MinCost, Recorder: mgr.GetEventRecorder("ftp-operator")}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatalf("register reconciler: %v", err)
 	}
@@ -172,9 +174,12 @@ func patchServer(t *testing.T, ns, name string, change func(*ftpv1alpha1.FTPServ
 // setLoadBalancerIP plays the cloud's load balancer controller.
 func setLoadBalancerIP(t *testing.T, ns, name, ip string) {
 	t.Helper()
-	svc := get(t, ns, name, &corev1.Service{})
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
-	if err := env.Client.Status().Update(context.Background(), svc); err != nil {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		svc := get(t, ns, name, &corev1.Service{})
+		svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+		return env.Client.Status().Update(context.Background(), svc)
+	})
+	if err != nil {
 		t.Fatalf("set load balancer status: %v", err)
 	}
 }
@@ -182,11 +187,14 @@ func setLoadBalancerIP(t *testing.T, ns, name, ip string) {
 // markDeploymentAvailable plays the kubelet and the Deployment controller.
 func markDeploymentAvailable(t *testing.T, ns, name string) {
 	t.Helper()
-	dep := get(t, ns, name, &appsv1.Deployment{})
-	dep.Status = appsv1.DeploymentStatus{
-		ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1,
-	}
-	if err := env.Client.Status().Update(context.Background(), dep); err != nil {
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		dep := get(t, ns, name, &appsv1.Deployment{})
+		dep.Status = appsv1.DeploymentStatus{
+			ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1,
+		}
+		return env.Client.Status().Update(context.Background(), dep)
+	})
+	if err != nil {
 		t.Fatalf("set deployment status: %v", err)
 	}
 }
@@ -328,6 +336,18 @@ func TestMissingSecretIsReportedAndKeepsTheServerRunning(t *testing.T) {
 	if !meta.IsStatusConditionTrue(s.Status.Conditions, ftpv1alpha1.ConditionStalled) {
 		t.Fatalf("Stalled not True for a missing Secret: %+v", s.Status.Conditions)
 	}
+	eventually(t, 10*time.Second, "a Warning event for SecretNotFound", func() (bool, error) {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			return false, err
+		}
+		for _, e := range list.Items {
+			if e.Reason == ftpv1alpha1.ReasonSecretNotFound && e.Type == corev1.EventTypeWarning && e.Regarding.Name == "files" {
+				return true, nil
+			}
+		}
+		return false, fmt.Errorf("%d events, none for SecretNotFound", len(list.Items))
+	})
 	if get(t, ns, "files-users", &corev1.Secret{}).ResourceVersion != usersBefore {
 		t.Fatal("the users Secret was rewritten although its input is missing; running users must stay")
 	}
@@ -360,8 +380,9 @@ func TestOthersFieldsSurviveAndSteadyStateWritesNothing(t *testing.T) {
 
 	// A spec change makes the reconciler rewrite its objects.
 	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Limits.MaxSessions = 150 })
-	eventually(t, 20*time.Second, "new limit in the config", func() (bool, error) {
-		return configData(t, ns, "files").Limits.MaxSessions == 150, nil
+	eventually(t, 20*time.Second, "new limit in the config and a rollout for it", func() (bool, error) {
+		dep := get(t, ns, "files", &appsv1.Deployment{})
+		return configData(t, ns, "files").Limits.MaxSessions == 150 && dep.Generation > 1, nil
 	})
 	svc = get(t, ns, "files", &corev1.Service{})
 	dep = get(t, ns, "files", &appsv1.Deployment{})
@@ -444,4 +465,35 @@ func TestNetworkPolicyCanBeDisabled(t *testing.T) {
 		ok, _ := exists(ns, "files", &networkingv1.NetworkPolicy{})
 		return !ok, nil
 	})
+}
+
+func TestNodePortClashIsReportedAsPortConflict(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	nodePortServer := func(ns string) *ftpv1alpha1.FTPServer {
+		s := newFTPServer(ns, "scanners")
+		s.Spec.Service.Type = corev1.ServiceTypeNodePort
+		s.Spec.PassiveAddress.Address = "198.51.100.10"
+		s.Spec.Ports.Passive = ftpv1alpha1.PassivePortRange{Start: 32700, End: 32704}
+		return s
+	}
+	first, second := newNamespace(t), newNamespace(t)
+	for _, ns := range []string{first, second} {
+		createSecret(t, ns, "alice-ftp", map[string]string{"password": "x"})
+		if err := env.Client.Create(ctx, nodePortServer(ns)); err != nil {
+			t.Fatal(err)
+		}
+		if ns == first {
+			eventually(t, 20*time.Second, "first Service", func() (bool, error) { return exists(ns, "scanners", &corev1.Service{}) })
+		}
+	}
+	t.Cleanup(func() {
+		for _, ns := range []string{first, second} {
+			_ = env.Client.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "scanners", Namespace: ns}})
+		}
+	})
+	c := waitForReason(t, second, "scanners", ftpv1alpha1.ReasonPortConflict)
+	if !strings.Contains(c.Message, "already allocated") {
+		t.Fatalf("PortConflict message does not say what clashed: %s", c.Message)
+	}
 }

@@ -1,0 +1,62 @@
+package controllers
+
+import (
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+)
+
+func TestPassiveAddressFor(t *testing.T) {
+	cases := []struct {
+		name        string
+		serviceType corev1.ServiceType
+		specAddress string
+		ingress     []corev1.LoadBalancerIngress
+		clusterIP   string
+		want        passiveAddress
+	}{
+		{name: "load balancer IP", serviceType: corev1.ServiceTypeLoadBalancer,
+			ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}, want: passiveAddress{static: "203.0.113.7"}},
+		{name: "load balancer hostname is resolved by the daemon", serviceType: corev1.ServiceTypeLoadBalancer,
+			ingress: []corev1.LoadBalancerIngress{{Hostname: "abc.elb.example.com"}}, want: passiveAddress{hostname: "abc.elb.example.com"}},
+		{name: "IPv4 preferred over IPv6 and hostname", serviceType: corev1.ServiceTypeLoadBalancer,
+			ingress: []corev1.LoadBalancerIngress{{IP: "2001:db8::7"}, {Hostname: "lb.example.com"}, {IP: "203.0.113.9"}}, want: passiveAddress{static: "203.0.113.9"}},
+		{name: "IPv6-only load balancer is unusable for PASV", serviceType: corev1.ServiceTypeLoadBalancer,
+			ingress: []corev1.LoadBalancerIngress{{IP: "2001:db8::7"}}, want: passiveAddress{}},
+		{name: "no address yet", serviceType: corev1.ServiceTypeLoadBalancer, want: passiveAddress{}},
+		{name: "spec address wins over the load balancer", serviceType: corev1.ServiceTypeLoadBalancer, specAddress: "198.51.100.1",
+			ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}, want: passiveAddress{static: "198.51.100.1"}},
+		{name: "spec hostname", serviceType: corev1.ServiceTypeNodePort, specAddress: "ftp.example.com", want: passiveAddress{hostname: "ftp.example.com"}},
+		{name: "cluster IP", serviceType: corev1.ServiceTypeClusterIP, clusterIP: "10.96.0.10", want: passiveAddress{static: "10.96.0.10"}},
+		{name: "headless has no address", serviceType: corev1.ServiceTypeClusterIP, clusterIP: "None", want: passiveAddress{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := minimalServer()
+			s.Spec.Service.Type = tc.serviceType
+			s.Spec.PassiveAddress.Address = tc.specAddress
+			got := passiveAddressFor(s, observed{loadBalancerIngress: tc.ingress, clusterIP: tc.clusterIP})
+			if got != tc.want {
+				t.Fatalf("got %+v, want %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRestartChecksumIgnoresHotReloadedParts(t *testing.T) {
+	s := minimalServer()
+	base := ftpdConfigFor(s, observed{loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}})
+	moved := ftpdConfigFor(s, observed{loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.99"}}})
+	a, _ := restartChecksum(base)
+	b, _ := restartChecksum(moved)
+	if a != b {
+		t.Fatal("a new PASV address changed the restart checksum: the pods would roll")
+	}
+	s.Spec.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSExplicit, SecretName: "x", MinVersion: "1.2"}
+	c, _ := restartChecksum(ftpdConfigFor(s, observed{}))
+	if c == a {
+		t.Fatal("turning TLS on did not change the restart checksum")
+	}
+}
