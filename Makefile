@@ -60,6 +60,10 @@ control-plane: ## Build (first time, ~10 min) or reuse kube-apiserver and etcd f
 test: verify vet control-plane ## Run all tests against a real kube-apiserver and etcd.
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
 
+.PHONY: bench-controller
+bench-controller: control-plane ## Reconcile 100 and 500 FTPServers against the real API server; prints a table.
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./hack/bench-controller -n 100 -n 500
+
 .PHONY: docs
 docs: ## Regenerate docs/api.md from the API types.
 	go run ./hack/apidocs api/v1alpha1 > docs/api.md

@@ -1,0 +1,272 @@
+// Command bench-controller measures the FTPServer controller at scale against the source-built
+// kube-apiserver and etcd: N FTPServers are created at once and the manager reconciles them.
+// It prints the time until every owned object exists and every server is Ready (with the test
+// harness playing load balancer and kubelet), the API writes per FTPServer during that and in a
+// quiet period afterwards, and the process's peak memory.
+//
+// Usage: KUBEBUILDER_ASSETS=$(hack/control-plane.sh) go run ./hack/bench-controller -n 100 -n 500
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/controllers"
+	"github.com/kubeftp/ftp-operator/internal/testenv"
+)
+
+type sizes []int
+
+func (s *sizes) String() string { return fmt.Sprint(*s) }
+func (s *sizes) Set(v string) error {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 {
+		return fmt.Errorf("want a positive number, got %q", v)
+	}
+	*s = append(*s, n)
+	return nil
+}
+
+// countingTransport counts the manager's mutating API requests.
+type countingTransport struct {
+	next   http.RoundTripper
+	writes atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	switch req.Method {
+	case http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete:
+		// Events are bookkeeping, not object writes.
+		if !strings.Contains(req.URL.Path, "/events") {
+			c.writes.Add(1)
+		}
+	}
+	return c.next.RoundTrip(req)
+}
+
+func main() {
+	var ns sizes
+	flag.Var(&ns, "n", "number of FTPServers (repeatable; default 100 and 500)")
+	quiet := flag.Duration("quiet", 10*time.Second, "steady-state period in which writes are counted")
+	flag.Parse()
+	if len(ns) == 0 {
+		ns = sizes{100, 500}
+	}
+	ctrl.SetLogger(logr.Discard())
+
+	env, reason, err := testenv.Start()
+	if err != nil || env == nil {
+		fmt.Fprintln(os.Stderr, "bench-controller: no control plane:", err, reason)
+		os.Exit(1)
+	}
+	defer env.Stop()
+
+	fmt.Printf("| FTPServers | all objects exist | all Ready | writes/server (converge) | writes/server (%s quiet) | peak heap | peak RSS |\n", *quiet)
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for round, n := range ns {
+		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-controller:", err)
+			os.Exit(1)
+		}
+		fmt.Println(row)
+	}
+}
+
+func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	counter := &countingTransport{}
+	cfg := rest.CopyConfig(env.Config)
+	cfg.QPS, cfg.Burst = 200, 400 // a production manager would raise client-go's defaults likewise
+	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter }
+
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0"})
+	if err != nil {
+		return "", err
+	}
+	if err := (&controllers.FTPServerReconciler{Client: mgr.GetClient(), DaemonImage: "example.invalid/ftp:bench"}).SetupWithManager(mgr); err != nil {
+		return "", err
+	}
+	go func() { _ = mgr.Start(ctx) }()
+	peakHeap := samplePeakHeap(ctx)
+
+	c := env.Client
+	namespaces := make([]string, n)
+	for i := range n {
+		namespaces[i] = fmt.Sprintf("%s-%d", prefix, i)
+		if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: namespaces[i]}}); err != nil {
+			return "", err
+		}
+		if err := c.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "pw", Namespace: namespaces[i]}, StringData: map[string]string{"password": "p" + strconv.Itoa(i)}}); err != nil {
+			return "", err
+		}
+	}
+	start := time.Now()
+	for _, ns := range namespaces {
+		s := &ftpv1alpha1.FTPServer{
+			ObjectMeta: metav1.ObjectMeta{Name: "ftp", Namespace: ns},
+			Spec: ftpv1alpha1.FTPServerSpec{
+				Volumes: []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("1Gi")}}},
+				Users:   []ftpv1alpha1.FTPUser{{Name: "user", PasswordSecretRef: ftpv1alpha1.SecretKeyRef{Name: "pw"}}},
+			},
+		}
+		if err := c.Create(ctx, s); err != nil {
+			return "", err
+		}
+	}
+
+	// All owned objects exist once every Deployment does (it is applied last).
+	if err := waitFor(ctx, 10*time.Minute, func() bool { return countDeployments(ctx, c, prefix) >= n }); err != nil {
+		return "", fmt.Errorf("waiting for %d Deployments: %w", n, err)
+	}
+	allExist := time.Since(start)
+
+	// Play load balancer and kubelet for every server, then wait for Ready.
+	if err := forEach(namespaces, func(ns string) error { return makeReady(ctx, c, ns) }); err != nil {
+		return "", err
+	}
+	if err := waitFor(ctx, 10*time.Minute, func() bool { return countReady(ctx, c, prefix) >= n }); err != nil {
+		return "", fmt.Errorf("waiting for %d Ready FTPServers: %w", n, err)
+	}
+	allReady := time.Since(start)
+	converge := counter.writes.Load()
+
+	time.Sleep(quiet)
+	steady := counter.writes.Load() - converge
+
+	return fmt.Sprintf("| %d | %.1f s | %.1f s | %.1f | %.2f | %d MiB | %d MiB |", n, allExist.Seconds(), allReady.Seconds(),
+		float64(converge)/float64(n), float64(steady)/float64(n), peakHeap()>>20, peakRSS()>>10), nil
+}
+
+func makeReady(ctx context.Context, c client.Client, ns string) error {
+	var svc corev1.Service
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ftp"}, &svc); err != nil {
+		return err
+	}
+	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
+	if err := c.Status().Update(ctx, &svc); err != nil {
+		return err
+	}
+	var dep appsv1.Deployment
+	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ftp"}, &dep); err != nil {
+		return err
+	}
+	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
+	return c.Status().Update(ctx, &dep)
+}
+
+func countDeployments(ctx context.Context, c client.Client, prefix string) int {
+	var list appsv1.DeploymentList
+	if err := c.List(ctx, &list); err != nil {
+		return 0
+	}
+	n := 0
+	for _, d := range list.Items {
+		if strings.HasPrefix(d.Namespace, prefix+"-") {
+			n++
+		}
+	}
+	return n
+}
+
+func countReady(ctx context.Context, c client.Client, prefix string) int {
+	var list ftpv1alpha1.FTPServerList
+	if err := c.List(ctx, &list); err != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range list.Items {
+		if strings.HasPrefix(s.Namespace, prefix+"-") && meta.IsStatusConditionTrue(s.Status.Conditions, ftpv1alpha1.ConditionReady) {
+			n++
+		}
+	}
+	return n
+}
+
+func forEach(items []string, fn func(string) error) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, len(items))
+	sem := make(chan struct{}, 16)
+	for _, it := range items {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			if err := fn(it); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("timed out after %s", timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
+// samplePeakHeap records the highest in-use heap until ctx ends.
+func samplePeakHeap(ctx context.Context) func() uint64 {
+	var peak atomic.Uint64
+	go func() {
+		var ms runtime.MemStats
+		for ctx.Err() == nil {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapInuse > peak.Load() {
+				peak.Store(ms.HeapInuse)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}()
+	return peak.Load
+}
+
+// peakRSS is the process's high-water resident set in KiB (VmHWM), manager and harness together.
+func peakRSS() uint64 {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if strings.HasPrefix(line, "VmHWM:") {
+			v, _ := strconv.ParseUint(strings.Fields(line)[1], 10, 64)
+			return v
+		}
+	}
+	return 0
+}
