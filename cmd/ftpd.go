@@ -16,9 +16,10 @@ import (
 
 // ftpdOptions is the parsed command line of `ftp-operator ftpd`.
 type ftpdOptions struct {
-	cfg       ftpd.Config
-	logFormat string
-	logLevel  string
+	cfg        ftpd.Config
+	configPath string // --config: cfg and the log settings come from the file
+	logFormat  string
+	logLevel   string
 }
 
 // userFlag collects repeated --user values.
@@ -54,13 +55,19 @@ func (p portRangeFlag) Set(v string) error {
 	return nil
 }
 
-const ftpdUsageHeader = `Usage: ftp-operator ftpd [flags]
+const ftpdUsageHeader = `Usage: ftp-operator ftpd --config FILE
+       ftp-operator ftpd [standalone flags]
 
-Runs the FTP daemon standalone, configured from flags. Each user's home is ROOT/NAME (created
-when missing) and the user cannot leave it. The daemon stops accepting sessions on SIGTERM or
-SIGINT, lets in-flight transfers finish (up to --drain-timeout) and exits with status 0.
+Runs the FTP daemon, either from the config file the operator renders (ftpd.yaml, which names
+the users file; both are re-read when they change, see docs/ftpd.md) or standalone, configured
+from flags. The two are exclusive: with --config, no other flag is accepted.
 
-Example:
+Standalone, each user's home is ROOT/NAME (created when missing) and the user cannot leave it.
+The daemon stops accepting sessions on SIGTERM or SIGINT, lets in-flight transfers finish (up to
+the drain timeout) and exits with status 0.
+
+Examples:
+  ftp-operator ftpd --config /etc/ftpd/ftpd.yaml
   ftp-operator ftpd --listen 127.0.0.1:2121 --root /tmp/ftp --user alice:secret \
       --user guest:guest:ro --passive-ports 30000-30009 --public-host 127.0.0.1
 
@@ -73,12 +80,19 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	var o ftpdOptions
 	fs := flag.NewFlagSet("ftpd", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
+	fs.StringVar(&o.configPath, "config", "", "config `file` rendered by the operator (ftpd.yaml); excludes every other flag")
 	fs.StringVar(&o.cfg.ListenAddr, "listen", ftpd.DefaultListenAddr, "`address` (host:port) of the FTP control connection")
 	fs.StringVar(&o.cfg.Root, "root", "", "`directory` holding the users' homes (required)")
 	fs.Var(userFlag{&o.cfg.Users}, "user", "a user as `NAME:PASSWORD[:ro]` (repeatable, at least one); PASSWORD may be a bcrypt hash ($2a$/$2b$/$2y$); :ro makes the user read-only")
 	fs.Var(portRangeFlag{&o.cfg.PassivePorts}, "passive-ports", "`START-END` port range for passive data connections (default: any free port)")
 	fs.StringVar(&o.cfg.PublicHost, "public-host", "", "IPv4 `address` advertised in PASV replies (default: the local address of the client's control connection)")
-	fs.StringVar(&o.cfg.HealthAddr, "health-addr", "", "`address` (host:port) serving HTTP /healthz and /readyz (default: disabled)")
+	fs.StringVar(&o.cfg.HealthAddr, "health-addr", "", "`address` (host:port) serving HTTP /healthz, /readyz and /metrics (default: disabled)")
+	fs.StringVar((*string)(&o.cfg.TLS.Mode), "tls-mode", string(ftpd.TLSDisabled), "FTPS `mode`: disabled, explicit (AUTH TLS offered), required (AUTH TLS and PROT P required) or implicit")
+	fs.StringVar(&o.cfg.TLS.CertFile, "tls-cert", "", "PEM certificate `file` for FTPS (re-read when it changes)")
+	fs.StringVar(&o.cfg.TLS.KeyFile, "tls-key", "", "PEM private key `file` for FTPS (re-read when it changes)")
+	fs.BoolVar(&o.cfg.ActiveMode, "active-mode", false, "allow PORT/EPRT (only to the client's own address, ports >= 1024)")
+	fs.IntVar(&o.cfg.Limits.MaxSessions, "max-sessions", 0, "maximum concurrent sessions (default 200)")
+	fs.IntVar(&o.cfg.Limits.MaxSessionsPerIP, "max-sessions-per-ip", 0, "maximum concurrent sessions per client IP (default 20)")
 	fs.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", ftpd.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight transfers may continue")
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", ftpd.DefaultIdleTimeout, "disconnect sessions idle for this long")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
@@ -94,6 +108,9 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	if fs.NArg() > 0 {
 		return o, usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
 	}
+	if o.configPath != "" {
+		return loadConfigFile(fs, o.configPath)
+	}
 	if _, err := ftpd.NewLogger(io.Discard, o.logFormat, o.logLevel); err != nil {
 		return o, usageError{err}
 	}
@@ -103,13 +120,32 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	return o, nil
 }
 
+// loadConfigFile fills the options from the config file, refusing standalone flags next to it:
+// silently preferring one source over the other would hide a mistake.
+func loadConfigFile(fs *flag.FlagSet, path string) (ftpdOptions, error) {
+	var extra []string
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name != "config" {
+			extra = append(extra, "--"+f.Name)
+		}
+	})
+	if len(extra) > 0 {
+		return ftpdOptions{}, usageError{fmt.Errorf("--config cannot be combined with %s: the config file sets everything (standalone flags are for running without one)", strings.Join(extra, ", "))}
+	}
+	cfg, file, err := ftpd.LoadConfigFile(path)
+	if err != nil {
+		return ftpdOptions{}, fmt.Errorf("load config: %w", err)
+	}
+	return ftpdOptions{cfg: cfg, configPath: path, logFormat: file.Log.Format, logLevel: file.Log.Level}, nil
+}
+
 // printFlags prints the usage with GNU-style double-dash flag names.
 func printFlags(w io.Writer, fs *flag.FlagSet) {
 	fmt.Fprint(w, ftpdUsageHeader)
 	fs.VisitAll(func(f *flag.Flag) {
 		typ, usage := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  --%s %s\n      %s", f.Name, typ, usage)
-		if f.DefValue != "" {
+		if f.DefValue != "" && f.DefValue != "0" && f.DefValue != "false" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)

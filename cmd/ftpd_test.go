@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"flag"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -55,6 +57,17 @@ func TestParseFTPDFlags(t *testing.T) {
 				t.Errorf("user = %+v", u)
 			}
 		}},
+		{name: "FTPS and limits", args: []string{"--root", root, "--user", "a:b", "--tls-mode", "implicit", "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
+			"--active-mode", "--max-sessions", "10", "--max-sessions-per-ip", "2"}, check: func(t *testing.T, o ftpdOptions) {
+			c := o.cfg
+			if c.TLS.Mode != ftpd.TLSImplicit || c.TLS.CertFile != "/c.pem" || c.TLS.KeyFile != "/k.pem" || !c.ActiveMode ||
+				c.Limits.MaxSessions != 10 || c.Limits.MaxSessionsPerIP != 2 {
+				t.Errorf("config = %+v", c)
+			}
+		}},
+		{name: "FTPS without a certificate", args: []string{"--root", root, "--user", "a:b", "--tls-mode", "explicit"}, wantErr: "certificate"},
+		{name: "unknown FTPS mode", args: []string{"--root", root, "--user", "a:b", "--tls-mode", "sometimes"}, wantErr: "TLS mode"},
+		{name: "per-IP limit above the global one", args: []string{"--root", root, "--user", "a:b", "--max-sessions", "2", "--max-sessions-per-ip", "3"}, wantErr: "per IP"},
 		{name: "help", args: []string{"--help"}, wantErr: "help"},
 		{name: "no user", args: []string{"--root", root}, wantErr: "no users"},
 		{name: "no root", args: []string{"--user", "a:b"}, wantErr: "root"},
@@ -84,7 +97,7 @@ func TestParseFTPDFlags(t *testing.T) {
 				if !errors.Is(err, flag.ErrHelp) {
 					t.Fatalf("got %v, want flag.ErrHelp", err)
 				}
-				for _, f := range []string{"--listen", "--root", "--user", "--passive-ports", "--public-host", "--health-addr", "--drain-timeout", "--log-format"} {
+				for _, f := range []string{"--config", "--listen", "--root", "--user", "--passive-ports", "--public-host", "--health-addr", "--drain-timeout", "--log-format"} {
 					if !strings.Contains(out.String(), f) {
 						t.Errorf("--help does not document %s", f)
 					}
@@ -98,5 +111,58 @@ func TestParseFTPDFlags(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestParseFTPDConfigFile(t *testing.T) {
+	dir := t.TempDir()
+	users := filepath.Join(dir, "users.yaml")
+	config := filepath.Join(dir, "ftpd.yaml")
+	hash := "$2y$10$" + strings.Repeat("a", 53)
+	writeTestFile(t, users, "users:\n  - name: alice\n    passwordHash: '"+hash+"'\n    home: alice\n")
+	writeTestFile(t, config, `listen: "127.0.0.1:2121"
+opsListen: "127.0.0.1:8081"
+dataRoot: `+filepath.Join(dir, "data")+`
+usersFile: `+users+`
+passive:
+  listenedPorts: 30000-30009
+  exposedPorts: 31000-31009
+limits:
+  maxSessionsPerIP: 3
+log:
+  format: text
+  level: debug
+`)
+	o, err := parseFTPDFlags([]string{"--config", config}, &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := o.cfg
+	if c.ListenAddr != "127.0.0.1:2121" || c.HealthAddr != "127.0.0.1:8081" || c.Limits.MaxSessionsPerIP != 3 ||
+		c.PassiveExposedPorts != (ftpd.PortRange{Start: 31000, End: 31009}) || len(c.Users) != 1 || c.Users[0].Name != "alice" {
+		t.Errorf("config = %+v", c)
+	}
+	if o.logFormat != "text" || o.logLevel != "debug" {
+		t.Errorf("log settings %q %q", o.logFormat, o.logLevel)
+	}
+
+	_, err = parseFTPDFlags([]string{"--config", config, "--root", dir, "--user", "a:b"}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "--config cannot be combined with --root, --user") || !errors.As(err, new(usageError)) {
+		t.Fatalf("mixing --config and standalone flags: %v", err)
+	}
+	_, err = parseFTPDFlags([]string{"--config", filepath.Join(dir, "missing.yaml")}, &bytes.Buffer{})
+	if err == nil || !strings.Contains(err.Error(), "missing.yaml") {
+		t.Fatalf("missing config file: %v", err)
+	}
+	writeTestFile(t, config, "listen: nowhere\n")
+	if _, err = parseFTPDFlags([]string{"--config", config}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "listen") {
+		t.Fatalf("invalid config file: %v", err)
+	}
+}
+
+func writeTestFile(t *testing.T, p, content string) {
+	t.Helper()
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
 	}
 }

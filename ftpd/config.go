@@ -1,55 +1,161 @@
 // Package ftpd is the FTP daemon deployed by the operator (`ftp-operator ftpd`). It is built on
 // github.com/fclairamb/ftpserverlib: this package provides the main driver (authentication,
 // settings, passive address), a per-user filesystem confined to the user's home, atomic uploads,
-// structured logs, health endpoints and a graceful drain.
+// FTPS, limits against abuse, hot reload of its files, metrics, structured logs, health
+// endpoints and a graceful drain.
 //
-// Files are split by responsibility: config.go (what the daemon is told), auth.go (users and
-// passwords), fs.go (the confined filesystem), transfer.go (file handles used for RETR/STOR),
-// passive.go (passive ports and the PASV address), driver.go (the ftpserverlib drivers),
-// server.go (lifecycle and drain), health.go and log.go.
+// Files are split by responsibility: config.go (the runtime configuration), configfile.go (the
+// config file and users file mapped to it), reload.go (what a reload replaces, and the file
+// watcher), auth.go (users and passwords), fs.go (the confined filesystem), transfer.go (file
+// handles used for RETR/STOR), passive.go (passive ports and the per-client PASV address),
+// control.go (the control-connection layer: TLS, command filter, login timeout), limits.go
+// (session limits and bans), tls.go (certificates), metrics.go, driver.go (the ftpserverlib
+// drivers), server.go (lifecycle and drain), health.go and log.go.
 package ftpd
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // Defaults used when the corresponding Config field is zero.
 const (
-	DefaultListenAddr   = "127.0.0.1:2121"
-	DefaultDrainTimeout = 30 * time.Second
-	DefaultIdleTimeout  = 15 * time.Minute
-	DefaultBanner       = "ftp-operator ftpd ready"
+	DefaultListenAddr     = "127.0.0.1:2121"
+	DefaultDrainTimeout   = 30 * time.Second
+	DefaultIdleTimeout    = 15 * time.Minute
+	DefaultBanner         = "ftp-operator ftpd ready"
+	DefaultReloadInterval = 2 * time.Second
 )
 
-// Config is everything the daemon needs to run. In standalone mode it is filled from flags.
+// Config is everything the daemon needs to run. In standalone mode it is filled from flags; in
+// config-file mode LoadConfigFile fills it from ftpd.yaml and the users file (see configfile.go).
+//
+// Some fields can change while the daemon runs (a config-file reload applies them to new
+// sessions): Users, Anonymous, PublicHost, PassiveAddress, Limits and DisableAtomicUploads. The
+// others are read once at start; a reload that changes them logs that a restart is needed.
 type Config struct {
 	// ListenAddr is the control-connection address (host:port). Port 0 picks a free port.
 	ListenAddr string
 	// Root is the directory holding the users' homes. A user without an explicit Home gets
 	// Root/<name>, created when missing.
 	Root string
-	// Users who may log in. At least one is required.
+	// Users who may log in. At least one is required unless Anonymous is set.
 	Users []User
-	// PassivePorts is the range of ports used for passive data connections. The zero value lets
-	// the kernel pick any free port for each transfer.
+	// Anonymous, when set, lets "anonymous" and "ftp" log in read-only with any password.
+	Anonymous *Anonymous
+	// PassivePorts is the range of ports listened on for passive data connections. The zero
+	// value lets the kernel pick any free port for each transfer.
 	PassivePorts PortRange
-	// PublicHost is the IPv4 address put in PASV replies. Empty means the local address of the
-	// client's control connection.
+	// PassiveExposedPorts are the ports written in PASV/EPSV replies, when something between the
+	// clients and the daemon maps ports; same length as PassivePorts. Zero: same as PassivePorts.
+	PassiveExposedPorts PortRange
+	// DisablePassiveMultiplexing gives each passive transfer its own port instead of sharing a
+	// port between client IPs (ftpserverlib's PassiveTransferPortMultiplexing).
+	DisablePassiveMultiplexing bool
+	// PublicHost is the IPv4 address put in PASV replies. Empty means PassiveAddress.Hostname if
+	// set, else the local address of the client's control connection.
 	PublicHost string
-	// HealthAddr is the address of the HTTP /healthz and /readyz endpoints; empty disables them.
+	// PassiveAddress holds the other ways to choose the PASV address (hostname, per-CIDR rules).
+	PassiveAddress PassiveAddress
+	// AllowDataFromOtherIP accepts passive data connections from an IP other than the control
+	// connection's (needs DisablePassiveMultiplexing, whose port sharing is keyed by client IP).
+	AllowDataFromOtherIP bool
+	// ActiveMode enables PORT/EPRT, only ever to the control client's own IP and port >= 1024.
+	ActiveMode bool
+	// TLS configures FTPS.
+	TLS TLSConfig
+	// Limits protect the daemon against too many sessions and password guessing.
+	Limits Limits
+	// DisableAtomicUploads makes STOR write in place instead of through a temporary file.
+	DisableAtomicUploads bool
+	// HealthAddr is the address of the HTTP /healthz, /readyz and /metrics endpoints; empty
+	// disables them.
 	HealthAddr string
 	// DrainTimeout bounds how long in-flight transfers may run after a shutdown is requested.
 	DrainTimeout time.Duration
-	// IdleTimeout disconnects sessions that send no command for this long.
+	// IdleTimeout disconnects sessions that send no command for this long (whole seconds;
+	// ftpserverlib counts in seconds).
 	IdleTimeout time.Duration
 	// Banner is the text of the 220 greeting.
 	Banner string
+	// ReloadInterval is how often the config file, the users file and the TLS certificate are
+	// checked for changes.
+	ReloadInterval time.Duration
+
+	// source is set by LoadConfigFile: where the config came from, to re-read it on change.
+	source *fileSource
 }
+
+// Anonymous is the optional read-only anonymous account.
+type Anonymous struct {
+	// Home is the anonymous users' directory: relative to Root, or absolute.
+	Home string
+}
+
+// PassiveAddress chooses the IPv4 address written in PASV replies, per client. The first
+// override whose prefixes contain the client's IP wins; then Config.PublicHost; then Hostname,
+// resolved and cached for HostnameTTL; then the control connection's local address.
+type PassiveAddress struct {
+	Hostname    string
+	HostnameTTL time.Duration
+	Overrides   []PassiveOverride
+}
+
+// PassiveOverride gives clients from some networks another passive address.
+type PassiveOverride struct {
+	Prefixes []netip.Prefix
+	// Address is an IPv4 address or a hostname (resolved like PassiveAddress.Hostname).
+	Address string
+}
+
+// TLSMode selects how FTPS is offered.
+type TLSMode string
+
+// TLS modes; the values are those of the config file.
+const (
+	TLSDisabled TLSMode = "disabled"
+	TLSExplicit TLSMode = "explicit" // AUTH TLS offered
+	TLSRequired TLSMode = "required" // AUTH TLS and PROT P required
+	TLSImplicit TLSMode = "implicit" // TLS from the first byte of the control connection
+)
+
+// TLSConfig configures FTPS. The certificate and key files are re-read when they change.
+type TLSConfig struct {
+	Mode     TLSMode
+	CertFile string
+	KeyFile  string
+	// MinVersion is tls.VersionTLS12 (the default when zero) or tls.VersionTLS13.
+	MinVersion uint16
+}
+
+func (t TLSConfig) enabled() bool { return t.Mode != "" && t.Mode != TLSDisabled }
+
+// Limits protect the daemon. Zero fields take the defaults of the config-file format.
+type Limits struct {
+	MaxSessions      int
+	MaxSessionsPerIP int
+	// LoginTimeout is how long a client has from connecting to logging in.
+	LoginTimeout time.Duration
+	// FailedLoginDelay is waited before answering a failed PASS.
+	FailedLoginDelay time.Duration
+	// BanAfterFailures failed logins from one IP within BanDuration ban it for BanDuration.
+	BanAfterFailures int
+	BanDuration      time.Duration
+	// MaxCommandLength bounds a command line, CR LF included. Values above 4096 are capped at
+	// 4096: ftpserverlib's own read buffer.
+	MaxCommandLength int
+}
+
+// maxLibraryLine is ftpserverlib's command read buffer: a longer line ends the session there.
+const maxLibraryLine = 4096
 
 // User is one account of the daemon.
 type User struct {
@@ -58,7 +164,8 @@ type User struct {
 	Password string
 	// ReadOnly users cannot upload, delete, rename, create directories or change attributes.
 	ReadOnly bool
-	// Home is the user's directory; empty means Config.Root/Name.
+	// Home is the user's directory: empty means Config.Root/Name, a relative path is relative to
+	// Config.Root, an absolute path is used as is.
 	Home string
 }
 
@@ -184,13 +291,42 @@ func (c *Config) Validate() error {
 	if c.Root == "" {
 		return errors.New("no root directory: set --root DIR")
 	}
-	if len(c.Users) == 0 {
+	if err := c.validateUsers(); err != nil {
+		return err
+	}
+	if err := c.validatePassive(); err != nil {
+		return err
+	}
+	if err := c.TLS.validate(); err != nil {
+		return err
+	}
+	if c.DrainTimeout < 0 || c.IdleTimeout < 0 || c.ReloadInterval < 0 {
+		return errors.New("drain, idle and reload durations must not be negative")
+	}
+	setDefault(&c.DrainTimeout, DefaultDrainTimeout)
+	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.ReloadInterval, DefaultReloadInterval)
+	if c.Banner == "" {
+		c.Banner = DefaultBanner
+	}
+	return c.Limits.validate()
+}
+
+func (c *Config) validateUsers() error {
+	// A config file may list no users yet (the operator renders an empty users file until users
+	// are added); standalone, nobody could ever log in, so that is refused.
+	if len(c.Users) == 0 && c.Anonymous == nil && c.source == nil {
 		return errors.New("no users configured: add at least one --user NAME:PASSWORD[:ro]; refusing to start a server nobody can log in to")
 	}
 	seen := map[string]bool{}
 	for _, u := range c.Users {
-		if err := validateUserName(u.Name); err != nil {
-			return err
+		// The name becomes a directory name only when the home is derived from it.
+		if u.Home == "" {
+			if err := validateUserName(u.Name); err != nil {
+				return err
+			}
+		} else if u.Name == "" {
+			return errors.New("empty user name")
 		}
 		if u.Password == "" {
 			return fmt.Errorf("user %q has an empty password", u.Name)
@@ -200,33 +336,91 @@ func (c *Config) Validate() error {
 		}
 		seen[u.Name] = true
 	}
-	if !c.PassivePorts.IsZero() {
-		r := c.PassivePorts
-		if r.Start < 1 || r.End > 65535 || r.Start > r.End {
+	if c.Anonymous != nil && c.Anonymous.Home == "" {
+		return errors.New("anonymous access needs a home directory")
+	}
+	return nil
+}
+
+func (c *Config) validatePassive() error {
+	for _, r := range []PortRange{c.PassivePorts, c.PassiveExposedPorts} {
+		if !r.IsZero() && (r.Start < 1 || r.End > 65535 || r.Start > r.End) {
 			return fmt.Errorf("invalid passive port range %d-%d", r.Start, r.End)
 		}
+	}
+	if !c.PassiveExposedPorts.IsZero() && c.PassiveExposedPorts.Count() != c.PassivePorts.Count() {
+		return fmt.Errorf("passive exposed ports %v and listened ports %v differ in length", c.PassiveExposedPorts, c.PassivePorts)
 	}
 	if c.PublicHost != "" {
 		ip := net.ParseIP(c.PublicHost)
 		if ip == nil || ip.To4() == nil {
-			return fmt.Errorf("invalid public host %q: PASV needs an IPv4 address (hostnames are not supported yet)", c.PublicHost)
+			return fmt.Errorf("invalid public host %q: PASV needs an IPv4 address (use a passive hostname for names)", c.PublicHost)
 		}
 		c.PublicHost = ip.To4().String()
 	}
-	if c.DrainTimeout < 0 {
-		return errors.New("drain timeout must not be negative")
+	if c.AllowDataFromOtherIP && !c.PassivePorts.IsZero() && !c.DisablePassiveMultiplexing {
+		return errors.New("allowing data connections from another IP needs passive multiplexing off: shared ports are handed out by client IP")
 	}
-	if c.DrainTimeout == 0 {
-		c.DrainTimeout = DefaultDrainTimeout
+	if c.PassiveAddress.HostnameTTL < 0 {
+		return errors.New("passive hostname TTL must not be negative")
 	}
-	if c.IdleTimeout < 0 {
-		return errors.New("idle timeout must not be negative")
-	}
-	if c.IdleTimeout == 0 {
-		c.IdleTimeout = DefaultIdleTimeout
-	}
-	if c.Banner == "" {
-		c.Banner = DefaultBanner
+	for i, o := range c.PassiveAddress.Overrides {
+		if len(o.Prefixes) == 0 || o.Address == "" {
+			return fmt.Errorf("passive address override %d needs prefixes and an address", i)
+		}
+		if ip, err := netip.ParseAddr(o.Address); err == nil && !ip.Is4() {
+			return fmt.Errorf("passive address override %d: %s is not IPv4 (PASV carries IPv4 only)", i, o.Address)
+		}
 	}
 	return nil
+}
+
+func (t *TLSConfig) validate() error {
+	switch t.Mode {
+	case "", TLSDisabled:
+		t.Mode = TLSDisabled
+		return nil
+	case TLSExplicit, TLSRequired, TLSImplicit:
+	default:
+		return fmt.Errorf("invalid TLS mode %q: want disabled, explicit, required or implicit", t.Mode)
+	}
+	if t.CertFile == "" || t.KeyFile == "" {
+		return fmt.Errorf("TLS mode %s needs a certificate file and a key file", t.Mode)
+	}
+	switch t.MinVersion {
+	case 0:
+		t.MinVersion = tls.VersionTLS12
+	case tls.VersionTLS12, tls.VersionTLS13:
+	default:
+		return fmt.Errorf("invalid TLS minimum version %#x: want TLS 1.2 or 1.3", t.MinVersion)
+	}
+	return nil
+}
+
+func (l *Limits) validate() error {
+	if l.MaxSessions < 0 || l.MaxSessionsPerIP < 0 || l.BanAfterFailures < 0 || l.MaxCommandLength < 0 ||
+		l.LoginTimeout < 0 || l.FailedLoginDelay < 0 || l.BanDuration < 0 {
+		return errors.New("limits must not be negative")
+	}
+	setDefault(&l.MaxSessions, fileconfig.DefaultMaxSessions)
+	setDefault(&l.MaxSessionsPerIP, min(fileconfig.DefaultMaxSessionsPerIP, l.MaxSessions))
+	setDefault(&l.BanAfterFailures, fileconfig.DefaultBanAfterFailures)
+	setDefault(&l.MaxCommandLength, fileconfig.DefaultMaxCommandLength)
+	setDefault(&l.LoginTimeout, fileconfig.DefaultLoginTimeout)
+	setDefault(&l.FailedLoginDelay, fileconfig.DefaultFailedLoginDelay)
+	setDefault(&l.BanDuration, fileconfig.DefaultBanDuration)
+	if l.MaxSessionsPerIP > l.MaxSessions {
+		return fmt.Errorf("max sessions per IP (%d) exceeds max sessions (%d)", l.MaxSessionsPerIP, l.MaxSessions)
+	}
+	if l.MaxCommandLength < 64 {
+		return fmt.Errorf("max command length %d is below 64", l.MaxCommandLength)
+	}
+	l.MaxCommandLength = min(l.MaxCommandLength, maxLibraryLine)
+	return nil
+}
+
+func setDefault[T int | time.Duration](p *T, def T) {
+	if *p == 0 {
+		*p = def
+	}
 }

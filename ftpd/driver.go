@@ -4,7 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
-	"net"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -19,13 +19,16 @@ type mainDriver struct {
 var (
 	_ ftpserver.MainDriver                         = (*mainDriver)(nil)
 	_ ftpserver.MainDriverExtensionPostAuthMessage = (*mainDriver)(nil)
+	_ ftpserver.MainDriverExtensionPassiveWrapper  = (*mainDriver)(nil)
 )
 
 // session is the per-connection state stored with ClientContext.SetExtra.
 type session struct {
 	id       uint32
 	clientIP string
+	ip       netip.Addr
 	start    time.Time
+	conn     *controlConn // nil only if the connection was not accepted by our listener
 
 	mu     sync.Mutex
 	user   string
@@ -50,17 +53,6 @@ func (s *session) getUser() string {
 	return s.user
 }
 
-func remoteIP(addr net.Addr) string {
-	if tcp, ok := addr.(*net.TCPAddr); ok {
-		return tcp.IP.String()
-	}
-	host, _, err := net.SplitHostPort(addr.String())
-	if err != nil {
-		return addr.String()
-	}
-	return host
-}
-
 func sessionOf(cc ftpserver.ClientContext) *session {
 	s, _ := cc.Extra().(*session)
 	return s
@@ -73,10 +65,12 @@ func (d *mainDriver) GetSettings() (*ftpserver.Settings, error) {
 
 // ClientConnected implements MainDriver: it registers the session and returns the banner.
 func (d *mainDriver) ClientConnected(cc ftpserver.ClientContext) (string, error) {
-	s := &session{id: cc.ID(), clientIP: remoteIP(cc.RemoteAddr()), start: time.Now()}
+	ip, _ := addrIP(cc.RemoteAddr())
+	s := &session{id: cc.ID(), clientIP: ip.String(), ip: ip, start: time.Now()}
 	s.logger = d.srv.logger.With(slog.Uint64("session", uint64(s.id)), slog.String("client_ip", s.clientIP))
 	cc.SetExtra(s)
-	d.srv.addSession(cc)
+	d.srv.addSession(cc, s)
+	d.srv.metrics.sessions.Inc()
 	s.log().Info("session open", slog.String("local_addr", cc.LocalAddr().String()))
 	return d.srv.cfg.Banner, nil
 }
@@ -84,30 +78,66 @@ func (d *mainDriver) ClientConnected(cc ftpserver.ClientContext) (string, error)
 // ClientDisconnected implements MainDriver.
 func (d *mainDriver) ClientDisconnected(cc ftpserver.ClientContext) {
 	d.srv.removeSession(cc)
+	d.srv.metrics.sessions.Dec()
 	if s := sessionOf(cc); s != nil {
 		s.log().Info("session close", slog.Float64("duration_s", time.Since(s.start).Seconds()))
 	}
 }
 
-// AuthUser implements MainDriver.
+// AuthUser implements MainDriver. Failures are delayed (failedLoginDelay) and counted towards
+// a ban of the client IP; the client cannot tell an unknown user from a wrong password.
 func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ftpserver.ClientDriver, error) {
 	s := sessionOf(cc)
 	if s == nil {
 		return nil, errors.New("no session")
 	}
-	acct, reason, err := d.srv.users.authenticate(user, pass)
+	srv := d.srv
+	dyn := srv.dyn.Load()
+	if srv.bans.isBanned(s.ip, time.Now()) {
+		// Banned while this session was open (guessing over parallel sessions).
+		srv.metrics.logins.WithLabelValues("banned").Inc()
+		s.log().Warn("login failed", slog.String("user", user), slog.String("reason", "banned"))
+		return nil, errBadCredentials
+	}
+	acct, reason, err := dyn.users.authenticate(user, pass)
 	if err != nil {
-		s.log().Warn("login failed", slog.String("user", user), slog.String("reason", reason))
+		srv.loginFailed(s, user, reason, dyn.limits)
 		return nil, err
 	}
-	fsys, err := newConfinedFs(acct.home, acct.ReadOnly)
+	home, err := acct.realHome(srv.root)
+	var fsys *confinedFs
+	if err == nil {
+		fsys, err = newConfinedFs(home, acct.ReadOnly)
+	}
 	if err != nil {
+		srv.metrics.logins.WithLabelValues("home_unavailable").Inc()
 		s.log().Error("login failed", slog.String("user", user), slog.String("reason", "home_unavailable"), slog.Any("error", err))
 		return nil, errBadCredentials
 	}
-	s.setUser(acct.Name, s.log().With(slog.String("user", acct.Name)))
-	s.log().Info("login ok", slog.Bool("read_only", acct.ReadOnly))
-	return &clientDriver{confinedFs: fsys, fs: fsys, srv: d.srv, sess: s}, nil
+	if s.conn != nil {
+		s.conn.markLoggedIn()
+	}
+	name := acct.Name
+	if acct.anonymous {
+		name = "anonymous"
+	}
+	s.setUser(name, s.log().With(slog.String("user", name)))
+	srv.metrics.logins.WithLabelValues("ok").Inc()
+	s.log().Info("login ok", slog.Bool("read_only", acct.ReadOnly), slog.Bool("anonymous", acct.anonymous))
+	return &clientDriver{confinedFs: fsys, fs: fsys, srv: srv, sess: s}, nil
+}
+
+// loginFailed logs and counts a failure, bans the IP when it reached the limit, and waits the
+// failed-login delay (which slows down guessing: ftpserverlib closes the connection after the
+// reply, so each guess costs a new connection plus the delay).
+func (srv *Server) loginFailed(s *session, user, reason string, lim Limits) {
+	srv.metrics.logins.WithLabelValues(reason).Inc()
+	s.log().Warn("login failed", slog.String("user", user), slog.String("reason", reason))
+	if srv.bans.recordFailure(s.ip, time.Now(), lim) {
+		srv.metrics.bans.Inc()
+		s.log().Warn("client banned", slog.Int("failures", lim.BanAfterFailures), slog.Float64("ban_s", lim.BanDuration.Seconds()))
+	}
+	time.Sleep(lim.FailedLoginDelay)
 }
 
 // PostAuthMessage implements MainDriverExtensionPostAuthMessage: one message for every failure.
@@ -118,9 +148,13 @@ func (d *mainDriver) PostAuthMessage(_ ftpserver.ClientContext, _ string, authEr
 	return "Login successful."
 }
 
-// GetTLSConfig implements MainDriver. FTPS is not available yet.
+// GetTLSConfig implements MainDriver. ftpserverlib uses it for data connections (PROT P and
+// implicit TLS); the control connection's TLS is done by controlConn with the same config.
 func (d *mainDriver) GetTLSConfig() (*tls.Config, error) {
-	return nil, errors.New("TLS is not configured on this server")
+	if d.srv.tlsConf == nil {
+		return nil, errors.New("TLS is not configured on this server")
+	}
+	return d.srv.tlsConf, nil
 }
 
 // clientDriver is the ClientDriver of one logged-in session: the confined filesystem plus the

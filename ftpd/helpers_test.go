@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -73,10 +74,20 @@ func startServer(t *testing.T, mutate func(*Config)) *testServer {
 			{Name: "bob", Password: string(hash)},
 		},
 		DrainTimeout: 5 * time.Second,
+		// Tests fail logins on purpose: no delay worth waiting for, no ban unless a test asks.
+		Limits:         Limits{FailedLoginDelay: time.Millisecond, BanAfterFailures: 1000},
+		ReloadInterval: 50 * time.Millisecond,
 	}
 	if mutate != nil {
 		mutate(&cfg)
 	}
+	return runServer(t, cfg)
+}
+
+// runServer starts a server from cfg and stops it when the test ends.
+func runServer(t *testing.T, cfg Config) *testServer {
+	t.Helper()
+	root := cfg.Root
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv, err := NewServer(cfg, logger)
@@ -117,9 +128,9 @@ func startServer(t *testing.T, mutate func(*Config)) *testServer {
 func (ts *testServer) home(user string) string { return filepath.Join(ts.root, user) }
 
 // dial logs in with the Go FTP client (which uses EPSV).
-func (ts *testServer) dial(t *testing.T, user, pass string) *ftp.ServerConn {
+func (ts *testServer) dial(t *testing.T, user, pass string, opts ...ftp.DialOption) *ftp.ServerConn {
 	t.Helper()
-	c, err := ftp.Dial(ts.Addr(), ftp.DialWithTimeout(5*time.Second))
+	c, err := ftp.Dial(ts.Addr(), append([]ftp.DialOption{ftp.DialWithTimeout(5 * time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,14 +192,46 @@ type rawConn struct {
 
 func dialRaw(t *testing.T, addr string) *rawConn {
 	t.Helper()
-	conn, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	rc := dialRawFrom(t, addr, "")
+	rc.expect(220)
+	return rc
+}
+
+// dialRawFrom connects from a given loopback source IP ("" for any) and reads no greeting.
+func dialRawFrom(t *testing.T, addr, sourceIP string) *rawConn {
+	t.Helper()
+	d := net.Dialer{Timeout: 5 * time.Second}
+	if sourceIP != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(sourceIP)}
+	}
+	conn, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = conn.Close() })
-	rc := &rawConn{t: t, conn: conn, r: bufio.NewReader(conn)}
-	rc.expect(220)
-	return rc
+	return &rawConn{t: t, conn: conn, r: bufio.NewReader(conn)}
+}
+
+// startTLS sends AUTH TLS and continues the session over TLS.
+func (rc *rawConn) startTLS(cfg *tls.Config) {
+	rc.t.Helper()
+	rc.mustCmd(234, "AUTH TLS")
+	tc := tls.Client(rc.conn, cfg)
+	_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		rc.t.Fatalf("TLS handshake: %v", err)
+	}
+	_ = tc.SetDeadline(time.Time{})
+	rc.conn, rc.r = tc, bufio.NewReader(tc)
+}
+
+// expectClosed checks that the server closes the connection (after any pending replies).
+func (rc *rawConn) expectClosed(within time.Duration) {
+	rc.t.Helper()
+	_ = rc.conn.SetReadDeadline(time.Now().Add(within))
+	if _, err := io.Copy(io.Discard, rc.r); err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		rc.t.Fatalf("connection not closed within %v: %v", within, err)
+	}
 }
 
 // read returns the code and full text of the next (possibly multi-line) reply.
@@ -259,18 +302,43 @@ func (rc *rawConn) login(user, pass string) {
 // epsv enters extended passive mode and dials the data port on the control connection's host.
 func (rc *rawConn) epsv() *net.TCPConn {
 	rc.t.Helper()
+	port := rc.epsvPort()
+	host, _, _ := net.SplitHostPort(rc.conn.RemoteAddr().String())
+	d, err := net.DialTimeout("tcp", net.JoinHostPort(host, strconv.Itoa(port)), 5*time.Second)
+	if err != nil {
+		rc.t.Fatal(err)
+	}
+	return d.(*net.TCPConn)
+}
+
+// epsvPort sends EPSV and returns the advertised port.
+func (rc *rawConn) epsvPort() int {
+	rc.t.Helper()
 	text := rc.mustCmd(229, "EPSV")
 	i, j := strings.Index(text, "(|||"), strings.LastIndex(text, "|)")
 	if i < 0 || j < i {
 		rc.t.Fatalf("bad EPSV reply %q", text)
 	}
-	port := text[i+4 : j]
-	host, _, _ := net.SplitHostPort(rc.conn.RemoteAddr().String())
-	d, err := net.DialTimeout("tcp", net.JoinHostPort(host, port), 5*time.Second)
+	port, err := strconv.Atoi(text[i+4 : j])
 	if err != nil {
-		rc.t.Fatal(err)
+		rc.t.Fatalf("bad EPSV reply %q", text)
 	}
-	return d.(*net.TCPConn)
+	return port
+}
+
+// pasv sends PASV and returns the advertised address and port.
+func (rc *rawConn) pasv() (string, int) {
+	rc.t.Helper()
+	text := rc.mustCmd(227, "PASV")
+	var h1, h2, h3, h4, p1, p2 int
+	i := strings.Index(text, "(")
+	if i < 0 {
+		rc.t.Fatalf("bad PASV reply %q", text)
+	}
+	if _, err := fmt.Sscanf(text[i:], "(%d,%d,%d,%d,%d,%d)", &h1, &h2, &h3, &h4, &p1, &p2); err != nil {
+		rc.t.Fatalf("cannot parse %q: %v", text, err)
+	}
+	return fmt.Sprintf("%d.%d.%d.%d", h1, h2, h3, h4), p1*256 + p2
 }
 
 // waitFor polls cond for up to 5 seconds.

@@ -1,36 +1,185 @@
 package ftpd
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"sync"
+	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
 )
 
-// passivePorts converts the configured range into ftpserverlib's port getter (nil: any port).
-// Exposed and listened ports are the same in standalone mode; the config file will add an offset
-// mapping (ftpserverlib's PortMappingRange) for Services that translate ports.
-func passivePorts(r PortRange) ftpserver.PasvPortGetter {
-	if r.IsZero() {
+// hostnameLookupTimeout bounds one DNS lookup made while answering PASV.
+const hostnameLookupTimeout = 3 * time.Second
+
+// passivePorts converts the configured ranges into ftpserverlib's port getter (nil: any port).
+// When the exposed ports differ from the listened ones (a Service or load balancer translating
+// ports) ftpserverlib's PortMappingRange listens on one and advertises the other, in PASV and
+// EPSV alike.
+func passivePorts(listened, exposed PortRange) ftpserver.PasvPortGetter {
+	if listened.IsZero() {
 		return nil
 	}
-	return ftpserver.PortRange{Start: r.Start, End: r.End}
+	if exposed.IsZero() || exposed == listened {
+		return ftpserver.PortRange{Start: listened.Start, End: listened.End}
+	}
+	return ftpserver.PortMappingRange{ExposedStart: exposed.Start, ListenedStart: listened.Start, Count: listened.Count()}
 }
 
-// publicIP chooses the address written in a 227 PASV reply for one client: the configured public
-// host, else the local address of the client's control connection (the address the client
-// reached us on). PASV can only carry IPv4; IPv6 clients use EPSV, which carries no address.
-func (s *Server) publicIP(cc ftpserver.ClientContext) (string, error) {
-	if s.cfg.PublicHost != "" {
-		return s.cfg.PublicHost, nil
+// lookupFunc resolves a hostname to addresses (net.DefaultResolver.LookupNetIP in production).
+type lookupFunc func(ctx context.Context, network, host string) ([]netip.Addr, error)
+
+// passiveAddr chooses the address written in a 227 PASV reply for one client. It is immutable
+// apart from its hostname caches; a reload builds a new one.
+type passiveAddr struct {
+	overrides []passiveRule
+	static    string     // Config.PublicHost
+	hostname  *hostCache // Config.PassiveAddress.Hostname
+}
+
+type passiveRule struct {
+	prefixes []netip.Prefix
+	static   string // an IPv4 address, or
+	host     *hostCache
+}
+
+func newPassiveAddr(cfg *Config, lookup lookupFunc) *passiveAddr {
+	ttl := cfg.PassiveAddress.HostnameTTL
+	if ttl == 0 {
+		ttl = time.Minute
 	}
-	addr, ok := cc.LocalAddr().(*net.TCPAddr)
+	p := &passiveAddr{static: cfg.PublicHost}
+	if h := cfg.PassiveAddress.Hostname; h != "" {
+		p.hostname = &hostCache{name: h, ttl: ttl, lookup: lookup}
+	}
+	for _, o := range cfg.PassiveAddress.Overrides {
+		r := passiveRule{prefixes: o.Prefixes}
+		if ip, err := netip.ParseAddr(o.Address); err == nil {
+			r.static = ip.String()
+		} else {
+			r.host = &hostCache{name: o.Address, ttl: ttl, lookup: lookup}
+		}
+		p.overrides = append(p.overrides, r)
+	}
+	return p
+}
+
+// forClient returns the IPv4 address to advertise to a client connected from client to local.
+// Order: the first override whose prefixes contain the client; the static address; the
+// hostname; the control connection's local address. PASV can only carry IPv4, so an IPv6 local
+// address is an error (such clients use EPSV, which carries no address).
+func (p *passiveAddr) forClient(ctx context.Context, client netip.Addr, local net.Addr) (string, error) {
+	client = client.Unmap()
+	for _, r := range p.overrides {
+		for _, prefix := range r.prefixes {
+			if prefix.Contains(client) {
+				if r.host != nil {
+					return r.host.get(ctx)
+				}
+				return r.static, nil
+			}
+		}
+	}
+	if p.static != "" {
+		return p.static, nil
+	}
+	if p.hostname != nil {
+		return p.hostname.get(ctx)
+	}
+	addr, ok := local.(*net.TCPAddr)
 	if !ok {
-		return "", fmt.Errorf("unexpected local address %v", cc.LocalAddr())
+		return "", fmt.Errorf("unexpected local address %v", local)
 	}
 	ip4 := addr.IP.To4()
 	if ip4 == nil {
 		return "", fmt.Errorf("control connection is IPv6 (%v): PASV needs IPv4, use EPSV", addr.IP)
 	}
 	return ip4.String(), nil
+}
+
+// hostCache resolves a hostname to one IPv4 address and keeps it for ttl. When a refresh fails
+// the previous address is kept (a DNS hiccup should not break PASV); with no previous address
+// the lookup error is returned, which fails that PASV rather than advertise a wrong address.
+type hostCache struct {
+	name   string
+	ttl    time.Duration
+	lookup lookupFunc
+
+	mu      sync.Mutex
+	addr    string
+	expires time.Time
+}
+
+func (h *hostCache) get(ctx context.Context) (string, error) {
+	h.mu.Lock()
+	addr, fresh := h.addr, time.Now().Before(h.expires)
+	h.mu.Unlock()
+	if fresh {
+		return addr, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, hostnameLookupTimeout)
+	defer cancel()
+	ips, err := h.lookup(ctx, "ip4", h.name)
+	if err == nil && len(ips) == 0 {
+		err = errors.New("no IPv4 address")
+	}
+	if err != nil {
+		if addr != "" {
+			return addr, nil
+		}
+		return "", fmt.Errorf("resolve passive hostname %s: %w", h.name, err)
+	}
+	addr = ips[0].Unmap().String()
+	h.mu.Lock()
+	h.addr, h.expires = addr, time.Now().Add(h.ttl)
+	h.mu.Unlock()
+	return addr, nil
+}
+
+// publicIP is ftpserverlib's PublicIPResolver: the current passive-address policy applied to
+// this client.
+func (s *Server) publicIP(cc ftpserver.ClientContext) (string, error) {
+	client, err := addrIP(cc.RemoteAddr())
+	if err != nil {
+		return "", err
+	}
+	return s.dyn.Load().passive.forClient(s.ctx, client, cc.LocalAddr())
+}
+
+// addrIP extracts the IP of a TCP address.
+func addrIP(a net.Addr) (netip.Addr, error) {
+	if tcp, ok := a.(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(tcp.IP); ok {
+			return ip.Unmap(), nil
+		}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("address %v: %w", a, err)
+	}
+	return ap.Addr().Unmap(), nil
+}
+
+// countedListener is a passive listener counted in the passive_ports_in_use gauge until closed.
+type countedListener struct {
+	net.Listener
+	once sync.Once
+	done func()
+}
+
+func (l *countedListener) Close() error {
+	err := l.Listener.Close()
+	l.once.Do(l.done)
+	return err
+}
+
+// WrapPassiveListener implements ftpserverlib's MainDriverExtensionPassiveWrapper, only to count
+// the passive listeners (ports reserved for a client) in use.
+func (d *mainDriver) WrapPassiveListener(l net.Listener) (net.Listener, error) {
+	m := d.srv.metrics
+	m.passivePorts.Inc()
+	return &countedListener{Listener: l, done: m.passivePorts.Dec}, nil
 }

@@ -2,6 +2,7 @@ package ftpd
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,30 +23,41 @@ const drainGrace = 200 * time.Millisecond
 
 var errDraining = errors.New("server is shutting down")
 
-// Server is one FTP daemon: a control listener, optional health endpoints, and the sessions.
+// Server is one FTP daemon: a control listener, optional ops endpoints (health, metrics), the
+// sessions, and a watcher that reloads the configuration files and the TLS certificate.
 type Server struct {
-	cfg    Config
+	cfg    Config // as at start; the parts a reload can change live in dyn
 	logger *slog.Logger
-	users  *userDB
-	ctx    context.Context // for log calls; never cancelled
+	ctx    context.Context // for log calls and lookups; never cancelled
+	root   string          // Config.Root, absolute and symlink-free
+
+	dyn     atomic.Pointer[dynamic]
+	limiter *sessionLimiter
+	bans    *banList
+	metrics *metrics
+	certs   *certHolder // nil without TLS
+	tlsConf *tls.Config // nil without TLS
+	lookup  lookupFunc
+	source  *fileSource // nil in standalone mode; only the watcher goroutine uses it after start
 
 	ftp      *ftpserver.FtpServer
 	ln       net.Listener
 	healthLn net.Listener
 	health   *http.Server
 
-	ready atomic.Bool
+	ready       atomic.Bool
+	watcherDone chan struct{}
 
 	mu       sync.Mutex
 	sessions map[uint32]ftpserver.ClientContext
-	conns    map[*trackedConn]struct{} // open control connections
-	active   int                       // in-flight file transfers
-	draining bool                      // no new transfers
-	idle     chan struct{}             // closed when active drops to 0 while draining
+	conns    map[string]*controlConn // open control connections by connKey
+	active   int                     // in-flight file transfers
+	draining bool                    // no new transfers
+	idle     chan struct{}           // closed when active drops to 0 while draining
 }
 
-// NewServer validates cfg, creates missing home directories and prepares the users. It does not
-// open any socket; call Listen and then Serve (or use Run).
+// NewServer validates cfg, creates missing home directories, prepares the users and loads the
+// TLS certificate. It does not open any socket; call Listen and then Serve (or use Run).
 func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -53,45 +65,53 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	root, err := filepath.Abs(cfg.Root)
-	if err != nil {
-		return nil, fmt.Errorf("root directory: %w", err)
-	}
-	if err := os.MkdirAll(root, 0o755); err != nil {
-		return nil, fmt.Errorf("root directory: %w", err)
-	}
-	cfg.Root = root
-	accounts := make([]*account, 0, len(cfg.Users))
-	for _, u := range cfg.Users {
-		home := u.Home
-		if home == "" {
-			home = filepath.Join(root, u.Name)
-		}
-		if err := os.MkdirAll(home, 0o755); err != nil {
-			return nil, fmt.Errorf("home of user %q: %w", u.Name, err)
-		}
-		real, err := filepath.EvalSymlinks(home)
-		if err != nil {
-			return nil, fmt.Errorf("home of user %q: %w", u.Name, err)
-		}
-		if fi, err := os.Stat(real); err != nil || !fi.IsDir() {
-			return nil, fmt.Errorf("home of user %q: %s is not a directory", u.Name, home)
-		}
-		accounts = append(accounts, &account{User: u, home: real})
-	}
-	users, err := newUserDB(accounts)
+	root, err := prepareRoot(cfg.Root)
 	if err != nil {
 		return nil, err
 	}
 	s := &Server{
 		cfg:      cfg,
 		logger:   logger,
-		users:    users,
 		ctx:      context.Background(),
+		root:     root,
+		limiter:  newSessionLimiter(),
+		bans:     newBanList(),
+		lookup:   net.DefaultResolver.LookupNetIP,
+		source:   cfg.source,
 		sessions: map[uint32]ftpserver.ClientContext{},
-		conns:    map[*trackedConn]struct{}{},
+		conns:    map[string]*controlConn{},
 	}
+	// Standalone homes must be usable at start; homes named by a config file are created when
+	// possible, and a missing one only fails that user's logins (a reload must not be refused
+	// because one directory is missing).
+	dyn, err := s.buildDynamic(&cfg, cfg.source == nil)
+	if err != nil {
+		return nil, err
+	}
+	s.dyn.Store(dyn)
+	if cfg.TLS.enabled() {
+		if s.certs, err = newCertHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
+			return nil, err
+		}
+		s.tlsConf = newTLSConfig(cfg.TLS, s.certs)
+	}
+	s.metrics = newMetrics(s.bans.count, s.certs.notAfter)
 	return s, nil
+}
+
+func prepareRoot(dir string) (string, error) {
+	root, err := filepath.Abs(dir)
+	if err != nil {
+		return "", fmt.Errorf("root directory: %w", err)
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return "", fmt.Errorf("root directory: %w", err)
+	}
+	real, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", fmt.Errorf("root directory: %w", err)
+	}
+	return real, nil
 }
 
 // Run is NewServer, Listen and Serve: it runs the daemon until ctx is cancelled, then drains.
@@ -113,7 +133,7 @@ func (s *Server) Listen() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.ListenAddr, err)
 	}
-	s.ln = &trackingListener{Listener: ln, s: s}
+	s.ln = &controlListener{Listener: ln, s: s, rejecting: make(chan struct{}, maxConcurrentRejects)}
 	if s.cfg.HealthAddr != "" {
 		hl, err := lc.Listen(s.ctx, "tcp", s.cfg.HealthAddr)
 		if err != nil {
@@ -170,13 +190,21 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.ftp.Serve() }()
+	watchCtx, stopWatching := context.WithCancel(ctx)
+	defer stopWatching()
+	s.watcherDone = make(chan struct{})
+	go s.watch(watchCtx)
 	s.ready.Store(true)
 	s.logger.Info("ftpd started",
 		slog.String("listen", s.Addr()),
 		slog.String("health", s.HealthAddr()),
 		slog.String("passive_ports", s.cfg.PassivePorts.String()),
+		slog.String("passive_exposed_ports", s.cfg.PassiveExposedPorts.String()),
 		slog.String("public_host", s.cfg.PublicHost),
+		slog.String("tls", string(s.cfg.TLS.Mode)),
+		slog.Bool("active_mode", s.cfg.ActiveMode),
 		slog.Int("users", len(s.cfg.Users)),
+		slog.Bool("config_file", s.source != nil),
 	)
 
 	var err error
@@ -188,6 +216,8 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		s.logger.Error("accept loop stopped", slog.Any("error", err))
 	}
+	stopWatching()
+	<-s.watcherDone
 	s.drain()
 	return err
 }
@@ -227,13 +257,13 @@ func (s *Server) drain() {
 	// call concurrently with the session's own goroutine, so the sockets are closed directly and
 	// each session ends when its next read fails.
 	s.mu.Lock()
-	conns := make([]*trackedConn, 0, len(s.conns))
-	for c := range s.conns {
+	conns := make([]*controlConn, 0, len(s.conns))
+	for _, c := range s.conns {
 		conns = append(conns, c)
 	}
 	s.mu.Unlock()
 	for _, c := range conns {
-		_ = c.Close()
+		c.closeSocket()
 	}
 	// Give the session goroutines a moment to log their close.
 	deadline := time.Now().Add(2 * time.Second)
@@ -255,17 +285,31 @@ func (s *Server) drain() {
 }
 
 func (s *Server) settings() *ftpserver.Settings {
+	c := &s.cfg
+	// The control connection's TLS is done by controlConn; ftpserverlib only needs to know about
+	// implicit TLS, under which it protects every data connection.
+	tlsMode := ftpserver.ClearOrEncrypted
+	if c.TLS.Mode == TLSImplicit {
+		tlsMode = ftpserver.ImplicitEncryption
+	}
+	pasvCheck := ftpserver.IPMatchRequired
+	if c.AllowDataFromOtherIP {
+		pasvCheck = ftpserver.IPMatchDisabled
+	}
 	return &ftpserver.Settings{
 		Listener:                        s.ln,
-		Banner:                          s.cfg.Banner,
-		PassiveTransferPortRange:        passivePorts(s.cfg.PassivePorts),
-		PassiveTransferPortMultiplexing: !s.cfg.PassivePorts.IsZero(),
+		Banner:                          c.Banner,
+		PassiveTransferPortRange:        passivePorts(c.PassivePorts, c.PassiveExposedPorts),
+		PassiveTransferPortMultiplexing: !c.PassivePorts.IsZero() && !c.DisablePassiveMultiplexing,
 		PublicIPResolver:                s.publicIP,
-		IdleTimeout:                     int(s.cfg.IdleTimeout / time.Second),
+		IdleTimeout:                     int(max(time.Second, c.IdleTimeout+time.Second-1) / time.Second),
 		ConnectionTimeout:               30,
-		DisableActiveMode:               true,
-		ActiveConnectionsCheck:          ftpserver.IPMatchRequired,
-		PasvConnectionsCheck:            ftpserver.IPMatchRequired,
+		DisableActiveMode:               !c.ActiveMode,
+		// Active connections never come from port 20: that would need a capability.
+		ActiveTransferPortNon20: true,
+		ActiveConnectionsCheck:  ftpserver.IPMatchRequired,
+		PasvConnectionsCheck:    pasvCheck,
+		TLSRequired:             tlsMode,
 		// Binary unless the client asks otherwise, and no line-ending rewriting even in TYPE A
 		// (like vsftpd's defaults): files are stored and served byte for byte.
 		DefaultTransferType:    ftpserver.TransferTypeBinary,
@@ -273,10 +317,13 @@ func (s *Server) settings() *ftpserver.Settings {
 	}
 }
 
-func (s *Server) addSession(cc ftpserver.ClientContext) {
+// addSession registers a session and links it to its controlConn (found by its addresses:
+// ftpserverlib does not hand the connection to the driver).
+func (s *Server) addSession(cc ftpserver.ClientContext, sess *session) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.sessions[cc.ID()] = cc
+	sess.conn = s.conns[connKey(cc.LocalAddr(), cc.RemoteAddr())]
 }
 
 func (s *Server) removeSession(cc ftpserver.ClientContext) {
@@ -304,40 +351,4 @@ func (s *Server) transferDone() {
 		close(s.idle)
 		s.idle = nil
 	}
-}
-
-// trackingListener records the accepted control connections so that a drain can close them.
-type trackingListener struct {
-	net.Listener
-	s *Server
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	tc := &trackedConn{Conn: c, s: l.s}
-	l.s.mu.Lock()
-	l.s.conns[tc] = struct{}{}
-	l.s.mu.Unlock()
-	return tc, nil
-}
-
-// trackedConn is a control connection whose Close is idempotent.
-type trackedConn struct {
-	net.Conn
-	s    *Server
-	once sync.Once
-}
-
-func (c *trackedConn) Close() error {
-	var err error
-	c.once.Do(func() {
-		err = c.Conn.Close()
-		c.s.mu.Lock()
-		delete(c.s.conns, c)
-		c.s.mu.Unlock()
-	})
-	return err
 }

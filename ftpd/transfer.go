@@ -155,6 +155,9 @@ func (t *transferFile) finish() error {
 	if result != "ok" {
 		level = slog.LevelWarn
 	}
+	m := t.drv.srv.metrics
+	m.transfers.WithLabelValues(direction, result).Inc()
+	m.transferBytes.WithLabelValues(direction).Add(float64(t.bytes))
 	t.drv.sess.log().Log(t.drv.srv.ctx, level, "transfer", attrs...)
 	t.drv.srv.transferDone()
 	return virtualErr("close", t.vpath, err)
@@ -188,6 +191,8 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 	case flags&os.O_APPEND != 0 || offset > 0 || flags&os.O_TRUNC == 0:
 		// APPE and resumed STOR write in place: the data before the offset must be kept.
 		t.f, err = d.fs.openFile(name, os.O_WRONLY|os.O_CREATE|(flags&os.O_APPEND), 0o644)
+	case !d.srv.dyn.Load().atomicUploads:
+		t.f, err = d.fs.openFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
 	default:
 		err = t.openTemp(name)
 	}

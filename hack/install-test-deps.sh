@@ -5,7 +5,9 @@
 set -euo pipefail
 
 need=()
-for tool in make git curl python3 gcc; do
+# ip and nft (NAT test) live in sbin, which is not on every user's PATH.
+PATH="$PATH:/usr/sbin:/sbin"
+for tool in make git curl python3 gcc ip nft lftp; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if ! command -v go >/dev/null 2>&1; then
@@ -27,6 +29,8 @@ pkgs=()
 for tool in "${need[@]}"; do
   case "$tool" in
     gcc) pkgs+=(build-essential) ;;
+    ip) pkgs+=(iproute2) ;;
+    nft) pkgs+=(nftables) ;;
     *) pkgs+=("$tool") ;;
   esac
 done

@@ -1,0 +1,161 @@
+package ftpd
+
+import (
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+)
+
+// PodIPEnv is the environment variable holding the pod IP for passive-address overrides with
+// usePodIP (the operator sets it from the downward API).
+const PodIPEnv = "POD_IP"
+
+// fileSource remembers where a config came from, so that the watcher can tell when it changed.
+type fileSource struct {
+	configPath string
+	usersPath  string
+	// sum is the SHA-256 of the config file's content followed by the users file's: a change
+	// of either (including Kubernetes' swap of the ..data symlink) changes it.
+	sum [sha256.Size]byte
+}
+
+// loadedFiles is one consistent read of the config and users files.
+type loadedFiles struct {
+	file   *fileconfig.Config
+	config Config
+	source *fileSource
+}
+
+// LoadConfigFile reads ftpd.yaml and the users file it names, and maps them to a Config whose
+// source is remembered: a Server started from it re-reads both files when they change. The
+// returned fileconfig.Config gives the settings the daemon does not use itself (logging).
+func LoadConfigFile(path string) (Config, *fileconfig.Config, error) {
+	lf, err := loadFiles(path)
+	if err != nil {
+		return Config{}, nil, err
+	}
+	return lf.config, lf.file, nil
+}
+
+// loadFiles reads and validates both files. Errors name the file.
+func loadFiles(path string) (*loadedFiles, error) {
+	configData, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config file: %w", err)
+	}
+	fc, err := fileconfig.Parse(configData)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	usersData, err := os.ReadFile(fc.UsersFile)
+	if err != nil {
+		return nil, fmt.Errorf("read users file: %w", err)
+	}
+	users, err := fileconfig.ParseUsers(usersData)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", fc.UsersFile, err)
+	}
+	src := &fileSource{configPath: path, usersPath: fc.UsersFile, sum: contentSum(configData, usersData)}
+	cfg, err := fromFileConfig(fc, users, os.Getenv(PodIPEnv))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	cfg.source = src
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return &loadedFiles{file: fc, config: cfg, source: src}, nil
+}
+
+func contentSum(parts ...[]byte) [sha256.Size]byte {
+	h := sha256.New()
+	for _, p := range parts {
+		// The length prefix keeps "ab"+"c" and "a"+"bc" apart.
+		fmt.Fprintf(h, "%d:", len(p))
+		h.Write(p)
+	}
+	var out [sha256.Size]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// fromFileConfig maps the on-disk format to the runtime Config. Homes stay relative to Root.
+func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP string) (Config, error) {
+	cfg := Config{
+		ListenAddr:                 fc.Listen,
+		HealthAddr:                 fc.OpsListen,
+		Root:                       fc.DataRoot,
+		PassivePorts:               PortRange(fc.Passive.ListenedPorts),
+		PassiveExposedPorts:        PortRange(fc.Passive.ExposedPorts),
+		DisablePassiveMultiplexing: fc.Passive.Multiplexing != nil && !*fc.Passive.Multiplexing,
+		AllowDataFromOtherIP:       fc.Passive.AllowDataFromOtherIP,
+		PublicHost:                 fc.Passive.Address.Static,
+		ActiveMode:                 fc.Active.Enabled,
+		TLS: TLSConfig{
+			Mode:     TLSMode(fc.TLS.Mode),
+			CertFile: fc.TLS.CertFile,
+			KeyFile:  fc.TLS.KeyFile,
+		},
+		Limits: Limits{
+			MaxSessions:      fc.Limits.MaxSessions,
+			MaxSessionsPerIP: fc.Limits.MaxSessionsPerIP,
+			LoginTimeout:     fc.Limits.LoginTimeout.Duration,
+			FailedLoginDelay: fc.Limits.FailedLoginDelay.Duration,
+			BanAfterFailures: fc.Limits.BanAfterFailures,
+			BanDuration:      fc.Limits.BanDuration.Duration,
+			MaxCommandLength: fc.Limits.MaxCommandLength,
+		},
+		DisableAtomicUploads: fc.Uploads.Atomic != nil && !*fc.Uploads.Atomic,
+		IdleTimeout:          fc.Limits.IdleTimeout.Duration,
+		DrainTimeout:         fc.DrainTimeout.Duration,
+	}
+	if fc.TLS.MinVersion == "1.3" {
+		cfg.TLS.MinVersion = tls.VersionTLS13
+	}
+	// Multiplexing hands shared ports out by client IP, so it cannot serve a data connection
+	// from another IP: allowing those turns it off.
+	if cfg.AllowDataFromOtherIP {
+		cfg.DisablePassiveMultiplexing = true
+	}
+	addr := fc.Passive.Address
+	cfg.PassiveAddress = PassiveAddress{Hostname: addr.Hostname, HostnameTTL: addr.HostnameTTL.Duration}
+	for i, o := range addr.Overrides {
+		po, err := overrideFromFile(o, podIP)
+		if err != nil {
+			return Config{}, fmt.Errorf("passive.address.overrides[%d]: %w", i, err)
+		}
+		cfg.PassiveAddress.Overrides = append(cfg.PassiveAddress.Overrides, po)
+	}
+	for _, u := range uf.Users {
+		cfg.Users = append(cfg.Users, User{Name: u.Name, Password: u.PasswordHash, ReadOnly: u.ReadOnly, Home: u.Home})
+	}
+	if a := uf.Anonymous; a != nil && a.Enabled {
+		cfg.Anonymous = &Anonymous{Home: a.Home}
+	}
+	return cfg, nil
+}
+
+func overrideFromFile(o fileconfig.Override, podIP string) (PassiveOverride, error) {
+	var po PassiveOverride
+	for _, c := range o.CIDRs {
+		p, err := netip.ParsePrefix(c)
+		if err != nil {
+			return po, fmt.Errorf("cidrs: %w", err)
+		}
+		po.Prefixes = append(po.Prefixes, p.Masked())
+	}
+	po.Address = o.Address
+	if o.UsePodIP {
+		ip, err := netip.ParseAddr(podIP)
+		if err != nil || !ip.Is4() {
+			return po, errors.New("usePodIP needs $" + PodIPEnv + " set to the pod's IPv4 address, got " + fmt.Sprintf("%q", podIP))
+		}
+		po.Address = ip.String()
+	}
+	return po, nil
+}

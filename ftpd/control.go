@@ -1,0 +1,480 @@
+package ftpd
+
+import (
+	"bytes"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	// controlReadBuffer is the read buffer of one control connection; commands are short.
+	controlReadBuffer = 512
+	// tlsHandshakeTimeout bounds an AUTH TLS handshake (and the 421 sent to a refused implicit
+	// TLS client).
+	tlsHandshakeTimeout = 10 * time.Second
+	// lingerTimeout and lingerBytes bound how long and how much input is discarded after a
+	// fatal reply, so that the reply reaches the client instead of being lost to a TCP reset
+	// caused by unread input.
+	lingerTimeout = time.Second
+	lingerBytes   = 1 << 20
+	// maxConcurrentRejects bounds the goroutines writing 421 to refused connections; beyond it
+	// refused connections are closed without a word.
+	maxConcurrentRejects = 64
+)
+
+// controlListener accepts control connections. Connections from banned IPs or over the session
+// limits get a 421 reply and are closed before ftpserverlib sees them; the others are wrapped
+// in a controlConn.
+type controlListener struct {
+	net.Listener
+	s         *Server
+	rejecting chan struct{}
+}
+
+func (l *controlListener) Accept() (net.Conn, error) {
+	for {
+		raw, err := l.Listener.Accept()
+		if err != nil {
+			return nil, err
+		}
+		ip, err := addrIP(raw.RemoteAddr())
+		if err != nil {
+			_ = raw.Close()
+			continue
+		}
+		if rej := l.s.admit(ip); rej != nil {
+			l.s.metrics.sessionsRejected.WithLabelValues(rej.reason).Inc()
+			l.s.logger.Warn("connection refused", slog.String("client_ip", ip.String()), slog.String("reason", rej.reason))
+			l.reject(raw, rej.text)
+			continue
+		}
+		return l.s.newControlConn(raw, ip), nil
+	}
+}
+
+// reject answers 421 and closes, off the accept loop (a TLS handshake may be needed first).
+func (l *controlListener) reject(raw net.Conn, text string) {
+	select {
+	case l.rejecting <- struct{}{}:
+	default:
+		_ = raw.Close()
+		return
+	}
+	go func() {
+		defer func() { <-l.rejecting }()
+		_ = raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+		var w net.Conn = raw
+		if l.s.cfg.TLS.Mode == TLSImplicit {
+			w = tls.Server(raw, l.s.tlsConf)
+		}
+		_, _ = fmt.Fprintf(w, "421 %s\r\n", text)
+		_ = w.Close()
+	}()
+}
+
+// controlConn is one control connection as ftpserverlib sees it. It sits between the socket and
+// ftpserverlib and reads the command stream in clear text, which lets it:
+//   - bound the command line length with a 500 reply (ftpserverlib silently drops the client);
+//   - enforce the login timeout with its own 421 reply;
+//   - do the TLS of the control connection itself (implicit TLS, AUTH TLS), so that it keeps
+//     seeing clear text after AUTH TLS and the checks below apply to FTPS sessions too;
+//   - refuse what ftpserverlib cannot be told to refuse: PORT/EPRT to a privileged port,
+//     clear-text USER/PASS and data connections when TLS is required, PROT P without TLS.
+//
+// ftpserverlib reads commands from one goroutine, so the read side needs no lock; writes come
+// from the command goroutine and from transfer goroutines and are serialized by wmu.
+type controlConn struct {
+	raw net.Conn
+	s   *Server
+	ip  netip.Addr
+	key string
+
+	tlsConn       atomic.Pointer[tls.Conn]
+	loggedIn      atomic.Bool
+	loginDeadline time.Time
+
+	wmu sync.Mutex
+
+	dmu          sync.Mutex
+	readDeadline time.Time // the last read deadline ftpserverlib asked for
+
+	// Read side (session goroutine only).
+	rbuf       []byte
+	rpos, rend int
+	line       []byte // the command line being read
+	pending    []byte // the part of line not yet handed to ftpserverlib
+	protP      bool
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+func (s *Server) newControlConn(raw net.Conn, ip netip.Addr) *controlConn {
+	lim := s.dyn.Load().limits
+	c := &controlConn{
+		raw:           raw,
+		s:             s,
+		ip:            ip,
+		key:           connKey(raw.LocalAddr(), raw.RemoteAddr()),
+		loginDeadline: time.Now().Add(lim.LoginTimeout),
+	}
+	// Until ftpserverlib sets its own deadlines, the login deadline bounds everything,
+	// including the implicit TLS handshake made when the banner is written.
+	_ = raw.SetDeadline(c.loginDeadline)
+	if s.cfg.TLS.Mode == TLSImplicit {
+		c.tlsConn.Store(tls.Server(raw, s.tlsConf))
+	}
+	s.mu.Lock()
+	s.conns[c.key] = c
+	s.mu.Unlock()
+	return c
+}
+
+func connKey(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
+
+// transport is what bytes are read from and written to: the socket or the TLS layer over it.
+func (c *controlConn) transport() net.Conn {
+	if t := c.tlsConn.Load(); t != nil {
+		return t
+	}
+	return c.raw
+}
+
+func (c *controlConn) isTLS() bool { return c.tlsConn.Load() != nil }
+
+func (c *controlConn) markLoggedIn() { c.loggedIn.Store(true) }
+
+// Read hands ftpserverlib the command lines that pass the filter.
+func (c *controlConn) Read(p []byte) (int, error) {
+	for len(c.pending) == 0 {
+		line, err := c.readLine()
+		if err != nil {
+			return 0, err
+		}
+		pass, err := c.filter(line)
+		if err != nil {
+			return 0, err
+		}
+		if pass {
+			c.pending = c.line
+		} else {
+			c.line = c.line[:0]
+		}
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	if len(c.pending) == 0 {
+		c.line = c.line[:0]
+	}
+	return n, nil
+}
+
+// readLine returns the next complete line, CR LF included. A partial line survives a read
+// timeout (ftpserverlib extends the deadline and reads again while a transfer runs).
+func (c *controlConn) readLine() ([]byte, error) {
+	limit := c.s.dyn.Load().limits.MaxCommandLength
+	for {
+		if c.rpos < c.rend {
+			chunk := c.rbuf[c.rpos:c.rend]
+			if i := bytes.IndexByte(chunk, '\n'); i >= 0 {
+				c.line = append(c.line, chunk[:i+1]...)
+				c.rpos += i + 1
+				if len(c.line) > limit {
+					return nil, c.tooLong(limit)
+				}
+				return c.line, nil
+			}
+			c.line = append(c.line, chunk...)
+			c.rpos = c.rend
+			if len(c.line) >= limit {
+				return nil, c.tooLong(limit)
+			}
+		}
+		if c.rbuf == nil {
+			c.rbuf = make([]byte, controlReadBuffer)
+		}
+		n, err := c.transport().Read(c.rbuf)
+		c.rpos, c.rend = 0, n
+		if n == 0 && err != nil {
+			return nil, c.readError(err)
+		}
+	}
+}
+
+// readError turns a read timeout before login into the login-timeout reply; other errors go to
+// ftpserverlib unchanged (it answers idle timeouts itself).
+func (c *controlConn) readError(err error) error {
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !c.loggedIn.Load() && !time.Now().Before(c.loginDeadline) {
+		c.s.logger.Info("login timeout", slog.String("client_ip", c.ip.String()))
+		_ = c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+		c.reply(421, fmt.Sprintf("Login timeout (%s): closing control connection.", c.s.dyn.Load().limits.LoginTimeout))
+		return io.EOF
+	}
+	return err
+}
+
+// tooLong answers a too-long command line and ends the session. The connection is closed
+// after a short linger so the reply is not lost; the rest of the line is never buffered.
+func (c *controlConn) tooLong(limit int) error {
+	c.s.logger.Warn("command line too long", slog.String("client_ip", c.ip.String()), slog.Int("limit", limit))
+	_ = c.raw.SetWriteDeadline(time.Now().Add(time.Second))
+	c.reply(500, fmt.Sprintf("Command line too long (limit %d bytes): closing control connection.", limit))
+	c.linger()
+	return io.EOF
+}
+
+// linger stops writing and discards input for a moment before the connection is closed: closing
+// a socket with unread input makes the kernel send a reset, which can destroy the last reply
+// before the client reads it.
+func (c *controlConn) linger() {
+	if t := c.tlsConn.Load(); t != nil {
+		_ = t.CloseWrite()
+	}
+	if tcp, ok := c.raw.(*net.TCPConn); ok {
+		_ = tcp.CloseWrite()
+	}
+	_ = c.raw.SetReadDeadline(time.Now().Add(lingerTimeout))
+	_, _ = io.CopyN(io.Discard, c.raw, lingerBytes)
+	_ = c.Close()
+}
+
+// reply writes one reply line.
+func (c *controlConn) reply(code int, text string) {
+	_, _ = fmt.Fprintf(c, "%d %s\r\n", code, text)
+}
+
+// filter inspects one command line (c.line); it answers the commands it refuses itself and
+// reports whether the line goes on to ftpserverlib. It may rewrite c.line.
+func (c *controlConn) filter(line []byte) (bool, error) {
+	cmd, param := splitCommand(line)
+	mode := c.s.cfg.TLS.Mode
+	switch cmd {
+	case "AUTH":
+		return c.handleAUTH(param)
+	case "USER", "PASS":
+		if mode == TLSRequired && !c.isTLS() {
+			c.reply(530, "TLS is required: send AUTH TLS first.")
+			return false, nil
+		}
+	case "PROT":
+		level := strings.ToUpper(strings.TrimSpace(param))
+		if level != "C" && level != "P" {
+			c.reply(504, "PROT must be C or P.")
+			return false, nil
+		}
+		if level == "P" && mode == TLSDisabled {
+			// Refused here: with TLS off, ftpserverlib would accept PROT P and then fail the
+			// next PASV without releasing its passive listener.
+			c.reply(534, "TLS is not available on this server.")
+			return false, nil
+		}
+		c.protP = level == "P"
+		// ftpserverlib only understands an upper-case "P"; hand it the canonical form so that
+		// it protects the data connections exactly when this filter believes it does.
+		c.line = append(c.line[:0], "PROT "+level+"\r\n"...)
+	case "PASV", "EPSV", "PORT", "EPRT":
+		if mode == TLSRequired && !c.protP {
+			c.reply(521, "Data connections must be protected: send PBSZ 0 and PROT P first.")
+			return false, nil
+		}
+		if (cmd == "PORT" || cmd == "EPRT") && c.s.cfg.ActiveMode {
+			if msg := c.checkActiveTarget(cmd, param); msg != "" {
+				c.s.logger.Warn("active mode refused", slog.String("client_ip", c.ip.String()), slog.String("command", cmd), slog.String("target", param))
+				c.reply(501, msg)
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}
+
+// splitCommand returns the upper-cased command and its parameter.
+func splitCommand(line []byte) (string, string) {
+	text := strings.TrimRight(string(line), "\r\n")
+	cmd, param, _ := strings.Cut(text, " ")
+	return strings.ToUpper(cmd), param
+}
+
+// checkActiveTarget refuses PORT/EPRT targets other than the client's own IP and privileged
+// ports (FTP bounce: making the server connect to a service on the client's host or elsewhere).
+// Unparsable targets are left to ftpserverlib, which answers 501.
+func (c *controlConn) checkActiveTarget(cmd, param string) string {
+	target, ok := parseActiveTarget(cmd, param)
+	if !ok {
+		return ""
+	}
+	if target.Addr().Unmap() != c.ip {
+		return "Active mode is only allowed to your own address."
+	}
+	if target.Port() < 1024 {
+		return "Active mode to a privileged port (below 1024) is refused."
+	}
+	return ""
+}
+
+// parseActiveTarget parses "h1,h2,h3,h4,p1,p2" (PORT) or "|1|ip|port|" (EPRT).
+func parseActiveTarget(cmd, param string) (netip.AddrPort, bool) {
+	param = strings.TrimSpace(param)
+	if cmd == "PORT" {
+		parts := strings.Split(param, ",")
+		if len(parts) != 6 {
+			return netip.AddrPort{}, false
+		}
+		var b [6]byte
+		for i, p := range parts {
+			v, err := strconv.Atoi(strings.TrimSpace(p))
+			if err != nil || v < 0 || v > 255 {
+				return netip.AddrPort{}, false
+			}
+			b[i] = byte(v)
+		}
+		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[:4])), uint16(b[4])<<8|uint16(b[5])), true
+	}
+	if len(param) < 2 {
+		return netip.AddrPort{}, false
+	}
+	fields := strings.Split(param[1:], param[:1])
+	if len(fields) != 4 {
+		return netip.AddrPort{}, false
+	}
+	ip, err := netip.ParseAddr(fields[1])
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	port, err := strconv.ParseUint(fields[2], 10, 16)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(ip, uint16(port)), true
+}
+
+// handleAUTH starts TLS on the control connection (RFC 4217).
+func (c *controlConn) handleAUTH(param string) (bool, error) {
+	switch {
+	case !c.s.cfg.TLS.enabled():
+		return true, nil // ftpserverlib answers that TLS is not configured
+	case c.isTLS():
+		c.reply(503, "TLS is already active.")
+		return false, nil
+	case c.loggedIn.Load():
+		c.reply(503, "AUTH must come before login.")
+		return false, nil
+	}
+	switch strings.ToUpper(strings.TrimSpace(param)) {
+	case "TLS", "TLS-C", "SSL", "TLS-P":
+	default:
+		c.reply(504, "Unsupported AUTH mechanism: use AUTH TLS.")
+		return false, nil
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if _, err := io.WriteString(c.raw, "234 AUTH command ok. Expecting TLS negotiation.\r\n"); err != nil {
+		return false, fmt.Errorf("AUTH TLS reply: %w", err)
+	}
+	// Bytes the client sent after AUTH (it should have waited for 234) belong to the handshake.
+	var under net.Conn = c.raw
+	if c.rpos < c.rend {
+		under = &prefixConn{Conn: c.raw, prefix: append([]byte(nil), c.rbuf[c.rpos:c.rend]...)}
+		c.rpos = c.rend
+	}
+	tc := tls.Server(under, c.s.tlsConf)
+	_ = c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
+	if err := tc.Handshake(); err != nil {
+		c.s.logger.Warn("TLS handshake failed", slog.String("client_ip", c.ip.String()), slog.Any("error", err))
+		_ = c.raw.Close()
+		return false, io.EOF
+	}
+	c.tlsConn.Store(tc)
+	c.dmu.Lock()
+	rd := c.readDeadline
+	c.dmu.Unlock()
+	_ = c.raw.SetReadDeadline(c.clampRead(rd))
+	_ = c.raw.SetWriteDeadline(time.Time{})
+	return false, nil
+}
+
+// Write sends replies; one reply line is one Write, so lines never interleave.
+func (c *controlConn) Write(p []byte) (int, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.transport().Write(p)
+}
+
+// Close closes the connection (with a TLS close_notify when TLS is up) and frees its session
+// slot. It is idempotent.
+func (c *controlConn) Close() error {
+	c.closeOnce.Do(func() {
+		if t := c.tlsConn.Load(); t != nil {
+			// The close_notify fails when the client hung up first; that is no error here.
+			_ = t.Close()
+		} else {
+			c.closeErr = c.raw.Close()
+		}
+		c.s.mu.Lock()
+		delete(c.s.conns, c.key)
+		c.s.mu.Unlock()
+		c.s.limiter.release(c.ip)
+	})
+	return c.closeErr
+}
+
+// closeSocket closes the socket without any TLS goodbye (drain; must not block).
+func (c *controlConn) closeSocket() {
+	_ = c.raw.Close()
+	_ = c.Close()
+}
+
+func (c *controlConn) LocalAddr() net.Addr  { return c.raw.LocalAddr() }
+func (c *controlConn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
+
+// SetDeadline is called by ftpserverlib before each command read (its idle timeout).
+func (c *controlConn) SetDeadline(t time.Time) error {
+	if err := c.SetReadDeadline(t); err != nil {
+		return err
+	}
+	return c.raw.SetWriteDeadline(t)
+}
+
+// SetReadDeadline records ftpserverlib's deadline and applies it, shortened to the login
+// deadline until the client has logged in.
+func (c *controlConn) SetReadDeadline(t time.Time) error {
+	c.dmu.Lock()
+	c.readDeadline = t
+	c.dmu.Unlock()
+	return c.raw.SetReadDeadline(c.clampRead(t))
+}
+
+func (c *controlConn) SetWriteDeadline(t time.Time) error { return c.raw.SetWriteDeadline(t) }
+
+func (c *controlConn) clampRead(t time.Time) time.Time {
+	if !c.loggedIn.Load() && (t.IsZero() || t.After(c.loginDeadline)) {
+		return c.loginDeadline
+	}
+	return t
+}
+
+// prefixConn replays bytes already read from the socket before reading from it again.
+type prefixConn struct {
+	net.Conn
+	prefix []byte
+}
+
+func (p *prefixConn) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.Conn.Read(b)
+}

@@ -1,0 +1,62 @@
+package fileconfig
+
+import (
+	"reflect"
+	"testing"
+)
+
+// FuzzParse: Parse never panics, and whatever it accepts renders (Marshal) to a document that
+// parses back to the same Config: what the controller writes, the daemon reads unchanged.
+// Seeds: testdata/fuzz/FuzzParse.
+func FuzzParse(f *testing.F) {
+	f.Add([]byte(validConfig))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := Parse(data)
+		if err != nil {
+			return
+		}
+		out, err := Marshal(c)
+		if err != nil {
+			t.Fatalf("accepted config does not render: %v", err)
+		}
+		again, err := Parse(out)
+		if err != nil {
+			t.Fatalf("rendered config rejected: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(c, again) {
+			t.Fatalf("round trip changed the config:\n%+v\n%+v", c, again)
+		}
+	})
+}
+
+// FuzzParseUsers: ParseUsers never panics; an accepted file has only bcrypt hashes and homes
+// that stay under dataRoot, and it round-trips through Marshal. Seeds:
+// testdata/fuzz/FuzzParseUsers.
+func FuzzParseUsers(f *testing.F) {
+	f.Add([]byte("users:\n- {name: alice, passwordHash: '$2a$10$aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa', home: alice}\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		u, err := ParseUsers(data)
+		if err != nil {
+			return
+		}
+		for _, user := range u.Users {
+			if !IsBcryptHash(user.PasswordHash) {
+				t.Fatalf("accepted non-bcrypt hash %q", user.PasswordHash)
+			}
+			if checkRelative(user.Home) != nil {
+				t.Fatalf("accepted home %q", user.Home)
+			}
+		}
+		out, err := Marshal(u)
+		if err != nil {
+			t.Fatalf("accepted users file does not render: %v", err)
+		}
+		again, err := ParseUsers(out)
+		if err != nil {
+			t.Fatalf("rendered users file rejected: %v\n%s", err, out)
+		}
+		if !reflect.DeepEqual(u, again) {
+			t.Fatalf("round trip changed the users:\n%+v\n%+v", u, again)
+		}
+	})
+}

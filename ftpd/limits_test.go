@@ -1,0 +1,231 @@
+package ftpd
+
+import (
+	"io"
+	"net"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHostileClients runs one server per hostile behaviour and checks the daemon's answer.
+func TestHostileClients(t *testing.T) {
+	sharedPorts := freePortRange(t, 2)
+	tests := []struct {
+		name   string
+		config func(*Config)
+		run    func(t *testing.T, ts *testServer)
+	}{
+		{"more sessions than the per-IP limit", func(c *Config) { c.Limits.MaxSessionsPerIP = 2 }, func(t *testing.T, ts *testServer) {
+			first := dialRaw(t, ts.Addr())
+			first.login("alice", alicePass)
+			dialRaw(t, ts.Addr()).login("alice", alicePass)
+			refused := dialRawFrom(t, ts.Addr(), "127.0.0.1")
+			if text := refused.expect(421); !strings.Contains(text, "from your address (limit 2)") {
+				t.Fatalf("421 reply %q does not explain the per-IP limit", text)
+			}
+			refused.expectClosed(5 * time.Second)
+			// Another client IP is not affected.
+			other := dialRawFrom(t, ts.Addr(), "127.0.0.2")
+			other.expect(220)
+			// A closed session frees its slot.
+			first.mustCmd(221, "QUIT")
+			waitFor(t, "the slot to be released", func() bool {
+				rc := dialRawFrom(t, ts.Addr(), "127.0.0.1")
+				code, _ := rc.read()
+				_ = rc.conn.Close()
+				return code == 220
+			})
+		}},
+		{"more sessions than the global limit", func(c *Config) { c.Limits.MaxSessions, c.Limits.MaxSessionsPerIP = 2, 2 }, func(t *testing.T, ts *testServer) {
+			dialRawFrom(t, ts.Addr(), "127.0.0.1").expect(220)
+			dialRawFrom(t, ts.Addr(), "127.0.0.2").expect(220)
+			if text := dialRawFrom(t, ts.Addr(), "127.0.0.3").expect(421); !strings.Contains(text, "server limit 2") {
+				t.Fatalf("421 reply %q does not explain the global limit", text)
+			}
+		}},
+		{"brute force reaches the ban", func(c *Config) {
+			c.Limits.BanAfterFailures, c.Limits.BanDuration, c.Limits.FailedLoginDelay = 3, 700*time.Millisecond, 100*time.Millisecond
+		}, func(t *testing.T, ts *testServer) {
+			for i := 0; i < 3; i++ {
+				rc := dialRaw(t, ts.Addr())
+				rc.mustCmd(331, "USER alice")
+				start := time.Now()
+				rc.mustCmd(530, "PASS guess-%d", i)
+				if d := time.Since(start); d < 100*time.Millisecond {
+					t.Fatalf("failed login answered after %v, before the failed-login delay", d)
+				}
+				rc.expectClosed(5 * time.Second)
+			}
+			banned := dialRawFrom(t, ts.Addr(), "127.0.0.1")
+			if text := banned.expect(421); !strings.Contains(text, "failed logins") {
+				t.Fatalf("banned IP got %q", text)
+			}
+			// The right password does not help a banned IP, other IPs are fine.
+			dialRawFrom(t, ts.Addr(), "127.0.0.2").expect(220)
+			if !strings.Contains(ts.logs.String(), `"msg":"client banned"`) {
+				t.Error("ban not logged")
+			}
+			// The ban expires.
+			time.Sleep(800 * time.Millisecond)
+			dialRaw(t, ts.Addr()).login("alice", alicePass)
+		}},
+		{"a command line of 1 MiB", nil, func(t *testing.T, ts *testServer) {
+			for _, loggedIn := range []bool{false, true} {
+				rc := dialRaw(t, ts.Addr())
+				if loggedIn {
+					rc.login("alice", alicePass)
+				}
+				go func() {
+					line := "NOOP " + strings.Repeat("A", 1<<20) + "\r\n"
+					_, _ = io.WriteString(rc.conn, line) // the server stops reading: errors expected
+				}()
+				if text := rc.expect(500); !strings.Contains(text, "too long") {
+					t.Fatalf("reply %q", text)
+				}
+				rc.expectClosed(5 * time.Second)
+			}
+		}},
+		{"a client that connects and says nothing", func(c *Config) { c.Limits.LoginTimeout = 300 * time.Millisecond }, func(t *testing.T, ts *testServer) {
+			start := time.Now()
+			rc := dialRaw(t, ts.Addr())
+			if text := rc.expect(421); !strings.Contains(text, "Login timeout") {
+				t.Fatalf("reply %q", text)
+			}
+			rc.expectClosed(5 * time.Second)
+			if d := time.Since(start); d < 250*time.Millisecond || d > 3*time.Second {
+				t.Fatalf("dropped after %v, want about 300ms", d)
+			}
+		}},
+		{"a client that never finishes logging in", func(c *Config) { c.Limits.LoginTimeout = 300 * time.Millisecond }, func(t *testing.T, ts *testServer) {
+			rc := dialRaw(t, ts.Addr())
+			rc.mustCmd(331, "USER alice")
+			time.Sleep(100 * time.Millisecond)
+			rc.mustCmd(200, "NOOP") // commands do not extend the login deadline
+			rc.expect(421)
+			rc.expectClosed(5 * time.Second)
+			// A session that logged in is not affected by the login timeout.
+			ok := dialRaw(t, ts.Addr())
+			ok.login("alice", alicePass)
+			time.Sleep(500 * time.Millisecond)
+			ok.mustCmd(200, "NOOP")
+		}},
+		{"an idle session", func(c *Config) { c.IdleTimeout = time.Second }, func(t *testing.T, ts *testServer) {
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			start := time.Now()
+			rc.expect(421)
+			rc.expectClosed(5 * time.Second)
+			if d := time.Since(start); d < 900*time.Millisecond || d > 4*time.Second {
+				t.Fatalf("idle session dropped after %v, want about 1s", d)
+			}
+		}},
+		{"PORT to a third-party address", func(c *Config) { c.ActiveMode = true }, func(t *testing.T, ts *testServer) {
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			rc.mustCmd(501, "PORT 192,0,2,1,200,10")
+			rc.mustCmd(501, "EPRT |1|192.0.2.1|51210|")
+			rc.mustCmd(501, "PORT 127,0,0,2,200,10") // another loopback address is another host too
+		}},
+		{"PORT to a privileged port", func(c *Config) { c.ActiveMode = true }, func(t *testing.T, ts *testServer) {
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			if text := rc.mustCmd(501, "PORT 127,0,0,1,0,22"); !strings.Contains(text, "privileged") {
+				t.Fatalf("reply %q", text)
+			}
+			rc.mustCmd(501, "EPRT |1|127.0.0.1|1023|")
+		}},
+		{"active mode to the client's own port works", func(c *Config) { c.ActiveMode = true }, func(t *testing.T, ts *testServer) {
+			payload := randomBytes(t, 50_000)
+			writeFile(t, filepath.Join(ts.home("alice"), "active.bin"), payload)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			port := ln.Addr().(*net.TCPAddr).Port
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			rc.mustCmd(200, "PORT 127,0,0,1,%d,%d", port/256, port%256)
+			got := make(chan []byte, 1)
+			go func() {
+				c, err := ln.Accept()
+				if err != nil {
+					got <- nil
+					return
+				}
+				defer c.Close()
+				b, _ := io.ReadAll(c)
+				got <- b
+			}()
+			rc.mustCmd(150, "RETR active.bin")
+			rc.expect(226)
+			if b := <-got; sum(b) != sum(payload) {
+				t.Fatalf("active download got %d bytes", len(b))
+			}
+		}},
+		{"a data connection from another IP (one port per transfer)", func(c *Config) { c.PassivePorts = PortRange{} }, func(t *testing.T, ts *testServer) {
+			writeFile(t, filepath.Join(ts.home("alice"), "x.txt"), []byte("x"))
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			port := rc.epsvPort()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+			data, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer data.Close()
+			if code, text := rc.cmd("RETR x.txt"); code != 425 {
+				t.Fatalf("RETR over a data connection from another IP: %q", text)
+			}
+		}},
+		{"a data connection from another IP (shared ports)", func(c *Config) { c.PassivePorts = sharedPorts }, func(t *testing.T, ts *testServer) {
+			writeFile(t, filepath.Join(ts.home("alice"), "x.txt"), []byte("shared"))
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			port := rc.epsvPort()
+			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+			intruder, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer intruder.Close()
+			_ = intruder.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if n, _ := intruder.Read(make([]byte, 1)); n != 0 {
+				t.Fatal("intruder got data")
+			}
+			// The port stays reserved for the real client.
+			data, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rc.mustCmd(150, "RETR x.txt")
+			b, _ := io.ReadAll(data)
+			rc.expect(226)
+			if string(b) != "shared" {
+				t.Fatalf("got %q", b)
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, tt.config)
+			tt.run(t, ts)
+		})
+	}
+}
+
+// TestLimitsCommandLengthConfigurable: limits.maxCommandLength counts the whole line.
+func TestLimitsCommandLengthConfigurable(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.Limits.MaxCommandLength = 100 })
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	rc.mustCmd(550, "CWD %s", strings.Repeat("d", 90)) // 96 bytes with CR LF: allowed, no such dir
+	if text := rc.mustCmd(500, "CWD %s", strings.Repeat("d", 100)); !strings.Contains(text, "limit 100") {
+		t.Fatalf("reply %q", text)
+	}
+	rc.expectClosed(5 * time.Second)
+}

@@ -1,0 +1,237 @@
+package ftpd
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// countingLookup wraps a lookup function and counts its calls.
+type countingLookup struct {
+	calls atomic.Int32
+	fail  atomic.Bool
+	next  lookupFunc
+}
+
+func (l *countingLookup) lookup(ctx context.Context, network, host string) ([]netip.Addr, error) {
+	l.calls.Add(1)
+	if l.fail.Load() {
+		return nil, errors.New("lookup failed")
+	}
+	return l.next(ctx, network, host)
+}
+
+func TestPassiveAddressPolicy(t *testing.T) {
+	local := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9), Port: 21}
+	lookups := &countingLookup{next: func(context.Context, string, string) ([]netip.Addr, error) {
+		return []netip.Addr{netip.MustParseAddr("198.51.100.7")}, nil
+	}}
+	cfg := Config{
+		PublicHost: "192.0.2.10",
+		PassiveAddress: PassiveAddress{Overrides: []PassiveOverride{
+			{Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12")}, Address: "10.1.2.3"},
+			{Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, Address: "lb.example.test"},
+		}},
+	}
+	p := newPassiveAddr(&cfg, lookups.lookup)
+	noStatic := cfg
+	noStatic.PublicHost = ""
+	fallback := newPassiveAddr(&noStatic, lookups.lookup)
+	tests := []struct {
+		name   string
+		policy *passiveAddr
+		client string
+		want   string
+	}{
+		{"first override matches", p, "10.9.9.9", "10.1.2.3"},
+		{"second prefix of an override", p, "172.20.0.1", "10.1.2.3"},
+		{"IPv4-mapped client", p, "::ffff:10.0.0.1", "10.1.2.3"},
+		{"hostname override", p, "203.0.113.5", "198.51.100.7"},
+		{"no override: static", p, "192.0.2.99", "192.0.2.10"},
+		{"no static: local address", fallback, "192.0.2.99", "127.0.0.9"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := tt.policy.forClient(context.Background(), netip.MustParseAddr(tt.client), local)
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+	if _, err := fallback.forClient(context.Background(), netip.MustParseAddr("192.0.2.1"), &net.TCPAddr{IP: net.ParseIP("::1")}); err == nil {
+		t.Error("IPv6 control connection without a configured address: want an error (PASV is IPv4)")
+	}
+}
+
+// TestPassiveHostnameCache resolves "localhost" for real, caches it for the TTL, and keeps the
+// last address when a refresh fails.
+func TestPassiveHostnameCache(t *testing.T) {
+	lookups := &countingLookup{next: net.DefaultResolver.LookupNetIP}
+	cfg := Config{PassiveAddress: PassiveAddress{Hostname: "localhost", HostnameTTL: 100 * time.Millisecond}}
+	p := newPassiveAddr(&cfg, lookups.lookup)
+	get := func() string {
+		t.Helper()
+		addr, err := p.forClient(context.Background(), netip.MustParseAddr("192.0.2.1"), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return addr
+	}
+	if a := get(); !strings.HasPrefix(a, "127.") {
+		t.Fatalf("localhost resolved to %q", a)
+	}
+	get()
+	if n := lookups.calls.Load(); n != 1 {
+		t.Fatalf("%d lookups within the TTL, want 1", n)
+	}
+	time.Sleep(150 * time.Millisecond)
+	get()
+	if n := lookups.calls.Load(); n != 2 {
+		t.Fatalf("%d lookups after the TTL, want 2", n)
+	}
+	lookups.fail.Store(true)
+	time.Sleep(150 * time.Millisecond)
+	if a := get(); !strings.HasPrefix(a, "127.") {
+		t.Fatalf("failed refresh gave %q, want the previous address", a)
+	}
+	// Without any previous address a failed lookup fails the PASV.
+	bad := newPassiveAddr(&Config{PassiveAddress: PassiveAddress{Hostname: "nothing.invalid"}}, lookups.lookup)
+	if _, err := bad.forClient(context.Background(), netip.MustParseAddr("192.0.2.1"), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}); err == nil {
+		t.Fatal("unresolvable hostname gave an address")
+	}
+}
+
+// TestPASVHostname: a server configured with a passive hostname advertises its address.
+func TestPASVHostname(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.PassiveAddress.Hostname = "localhost" })
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	if host, _ := rc.pasv(); host != "127.0.0.1" {
+		t.Fatalf("PASV advertised %s for localhost", host)
+	}
+}
+
+// TestPassivePortMapping: the daemon listens on listenedPorts and advertises the matching
+// exposedPorts in PASV and EPSV; the test plays the port-translating load balancer.
+func TestPassivePortMapping(t *testing.T) {
+	listened := freePortRange(t, 3)
+	exposed := PortRange{Start: 40000, End: 40002}
+	if listened.Start == exposed.Start {
+		exposed = PortRange{Start: 41000, End: 41002}
+	}
+	ts := startServer(t, func(c *Config) { c.PassivePorts, c.PassiveExposedPorts = listened, exposed })
+	payload := randomBytes(t, 100_000)
+	writeFile(t, filepath.Join(ts.home("alice"), "mapped.bin"), payload)
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	for _, cmd := range []string{"EPSV", "PASV"} {
+		var port int
+		if cmd == "EPSV" {
+			port = rc.epsvPort()
+		} else {
+			_, port = rc.pasv()
+		}
+		if port < exposed.Start || port > exposed.End {
+			t.Fatalf("%s advertised port %d, want one of %v", cmd, port, exposed)
+		}
+		lbTarget := listened.Start + (port - exposed.Start)
+		data, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(lbTarget), 5*time.Second)
+		if err != nil {
+			t.Fatalf("%s: listened port %d for exposed %d: %v", cmd, lbTarget, port, err)
+		}
+		rc.mustCmd(150, "RETR mapped.bin")
+		got, _ := io.ReadAll(data)
+		_ = data.Close()
+		rc.expect(226)
+		if sum(got) != sum(payload) {
+			t.Fatalf("%s: transfer through the mapped port differs", cmd)
+		}
+	}
+}
+
+// TestPASVPerClientOverride: clients in an override's CIDR get its address, others the static
+// one; a strict client (Python's ftplib trusting the PASV address) transfers through it.
+func TestPASVPerClientOverride(t *testing.T) {
+	ports := freePortRange(t, 4)
+	ts := startServer(t, func(c *Config) {
+		c.PassivePorts = ports
+		c.PublicHost = "192.0.2.10" // documentation address: written in replies, never dialled
+		c.PassiveAddress.Overrides = []PassiveOverride{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}, Address: "127.0.0.2"}}
+	})
+	rc := dialRawFrom(t, ts.Addr(), "127.0.0.1")
+	rc.expect(220)
+	rc.login("alice", alicePass)
+	if host, _ := rc.pasv(); host != "192.0.2.10" {
+		t.Fatalf("client outside the override got %s", host)
+	}
+	inside := dialRawFrom(t, ts.Addr(), "127.0.0.2")
+	inside.expect(220)
+	inside.login("alice", alicePass)
+	if host, _ := inside.pasv(); host != "127.0.0.2" {
+		t.Fatalf("client inside the override got %s", host)
+	}
+
+	py, err := exec.LookPath("python3")
+	if err != nil {
+		t.Skip("python3 not available")
+	}
+	payload := randomBytes(t, 100_000)
+	writeFile(t, filepath.Join(ts.home("alice"), "strict.bin"), payload)
+	host, port, _ := strings.Cut(ts.Addr(), ":")
+	script := `
+import ftplib, hashlib, io, sys
+f = ftplib.FTP(source_address=("127.0.0.2", 0))
+f.trust_server_pasv_ipv4_address = True
+f.connect(sys.argv[1], int(sys.argv[2]), timeout=10)
+f.login(sys.argv[3], sys.argv[4])
+print("PASV", f.sendcmd("PASV"))
+buf = io.BytesIO()
+f.retrbinary("RETR strict.bin", buf.write)
+print("SHA", hashlib.sha256(buf.getvalue()).hexdigest())
+f.quit()
+`
+	out, err := exec.Command(py, "-c", script, host, port, "alice", alicePass).CombinedOutput()
+	if err != nil {
+		t.Fatalf("python ftplib: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "(127,0,0,2,") || !strings.Contains(string(out), "SHA "+sum(payload)) {
+		t.Fatalf("strict client through the override address:\n%s", out)
+	}
+}
+
+// TestAllowDataFromOtherIP: with passive.allowDataFromOtherIP the data connection may come from
+// another address than the control connection (multiplexing is then off).
+func TestAllowDataFromOtherIP(t *testing.T) {
+	ts := startServer(t, func(c *Config) {
+		c.PassivePorts, c.DisablePassiveMultiplexing, c.AllowDataFromOtherIP = freePortRange(t, 2), true, true
+	})
+	writeFile(t, filepath.Join(ts.home("alice"), "o.txt"), []byte("other"))
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	port := rc.epsvPort()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
+	data, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.mustCmd(150, "RETR o.txt")
+	b, _ := io.ReadAll(data)
+	rc.expect(226)
+	if string(b) != "other" {
+		t.Fatalf("got %q", b)
+	}
+
+	bad := Config{Root: t.TempDir(), Users: []User{{Name: "a", Password: "b"}}, PassivePorts: PortRange{Start: 30000, End: 30001}, AllowDataFromOtherIP: true}
+	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "multiplexing") {
+		t.Fatalf("allowDataFromOtherIP with multiplexing: %v", err)
+	}
+}
