@@ -1,0 +1,269 @@
+// Package harness runs a local stand-in for a Kubernetes cluster around the real product: the
+// source-built kube-apiserver and etcd with our CRD, the manager wired as in `ftp-operator
+// manager`, and stand-ins for what a cluster adds around them: a kubelet and container runtime
+// that run the Deployments' pods as local processes of the real `ftp-operator` binary, a
+// garbage collector, and a load balancer/kube-proxy. The e2e tests and `make demo` use it.
+// docs/testing.md says what is real and what is stood in for.
+package harness
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/controllers"
+	"github.com/kubeftp/ftp-operator/internal/testenv"
+)
+
+// Options configure a harness.
+type Options struct {
+	// Binary is a statically linked ftp-operator (CGO_ENABLED=0): it runs chrooted.
+	Binary string
+	// WorkDir holds pods, volumes and claims; claims survive the pods, as PersistentVolumes do.
+	WorkDir string
+	// Log receives the harness's and the pods' output; nil discards it.
+	Log io.Writer
+	// BcryptCost for the operator's password hashing (0: bcrypt's default).
+	BcryptCost int
+}
+
+// Harness is a running local cluster stand-in.
+type Harness struct {
+	// Client talks to the API server as an administrator would.
+	Client client.Client
+
+	env     *testenv.Env
+	binary  string
+	workDir string
+	log     io.Writer
+	node    *node
+	network network
+
+	mu          sync.Mutex
+	lbOverrides map[string]string
+
+	cancel context.CancelFunc
+	done   sync.WaitGroup
+}
+
+// Start boots the control plane, the manager and the stand-ins.
+func Start(opts Options) (*Harness, error) {
+	if opts.Binary == "" || opts.WorkDir == "" {
+		return nil, fmt.Errorf("harness: Binary and WorkDir are required")
+	}
+	if err := sandboxAvailable(); err != nil {
+		return nil, err
+	}
+	env, reason, err := testenv.Start()
+	if err != nil {
+		return nil, err
+	}
+	if env == nil {
+		return nil, fmt.Errorf("harness: %s", reason)
+	}
+	logw := opts.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	h := &Harness{
+		Client: env.Client, env: env, binary: opts.Binary, workDir: opts.WorkDir, log: logw,
+		lbOverrides: map[string]string{},
+	}
+	h.network = newLoopbackNetwork(h)
+	h.node = newNode(h)
+
+	ctrl.SetLogger(logr.Discard())
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("create manager: %w", err)
+	}
+	r := &controllers.FTPServerReconciler{
+		Client: mgr.GetClient(), DaemonImage: "local/ftp-operator:harness",
+		Recorder: mgr.GetEventRecorder("ftp-operator"), BcryptCost: opts.BcryptCost,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		_ = env.Stop()
+		return nil, fmt.Errorf("register controller: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	h.cancel = cancel
+	h.done.Add(4)
+	go func() {
+		defer h.done.Done()
+		if err := mgr.Start(ctx); err != nil {
+			h.logf("manager: %v", err)
+		}
+	}()
+	go func() { defer h.done.Done(); h.node.run(ctx) }()
+	go func() { defer h.done.Done(); h.runServices(ctx) }()
+	go func() { defer h.done.Done(); h.runGarbageCollector(ctx) }()
+	return h, nil
+}
+
+// Stop stops the pods (SIGTERM with their grace period), the stand-ins, the manager and the
+// control plane.
+func (h *Harness) Stop() error {
+	h.cancel()
+	h.done.Wait()
+	h.network.close()
+	return h.env.Stop()
+}
+
+// KubeConfig is a kubeconfig for the harness's API server.
+func (h *Harness) KubeConfig() []byte { return h.env.KubeConfig }
+
+// ClaimPath is the directory backing a PersistentVolumeClaim.
+func (h *Harness) ClaimPath(namespace, claim string) string {
+	return filepath.Join(h.workDir, "volumes", namespace, claim)
+}
+
+// SetLoadBalancerAddress makes the load balancer give a Service another address, as a cloud
+// does when a load balancer is re-created.
+func (h *Harness) SetLoadBalancerAddress(namespace, service, ip string) {
+	h.mu.Lock()
+	h.lbOverrides[namespace+"/"+service] = ip
+	h.mu.Unlock()
+}
+
+// NodeAddress is where node ports are reached.
+func (h *Harness) NodeAddress() string { return h.network.nodeAddress() }
+
+// PodIP is the address of the running pod of an FTPServer, or "".
+func (h *Harness) PodIP(namespace, server string) string {
+	if p := h.node.podFor(namespace, server); p != nil {
+		return p.ip
+	}
+	return ""
+}
+
+// PodLog is the output of the running pod of an FTPServer.
+func (h *Harness) PodLog(namespace, server string) string {
+	p := h.node.podFor(namespace, server)
+	if p == nil {
+		return ""
+	}
+	data, _ := os.ReadFile(filepath.Join(p.dir, "log"))
+	return string(data)
+}
+
+// PodPID is the process ID of the running pod of an FTPServer, or 0.
+func (h *Harness) PodPID(namespace, server string) int {
+	if p := h.node.podFor(namespace, server); p != nil {
+		return p.proc.Pid
+	}
+	return 0
+}
+
+// Apply creates or updates the objects of a multi-document YAML file in namespace (where they
+// do not name one), with server-side apply as kubectl apply --server-side would.
+func (h *Harness) Apply(ctx context.Context, namespace string, manifest []byte) error {
+	for _, doc := range strings.Split(string(manifest), "\n---") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			return fmt.Errorf("parse manifest: %w", err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if u.GetNamespace() == "" {
+			u.SetNamespace(namespace)
+		}
+		if err := h.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// WaitReady waits until the FTPServer's Ready condition is True for its current generation.
+func (h *Harness) WaitReady(ctx context.Context, namespace, name string, timeout time.Duration) (*ftpv1alpha1.FTPServer, error) {
+	deadline := time.Now().Add(timeout)
+	var last string
+	for {
+		var s ftpv1alpha1.FTPServer
+		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &s); err == nil {
+			c := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReady)
+			if c != nil {
+				last = fmt.Sprintf("%s/%s: %s", c.Status, c.Reason, c.Message)
+				if c.Status == "True" && s.Status.ObservedGeneration == s.Generation {
+					return &s, nil
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("FTPServer %s/%s not Ready after %s (last: %s)", namespace, name, timeout, last)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func (h *Harness) logf(format string, args ...any) {
+	fmt.Fprintf(h.log, "harness: "+format+"\n", args...)
+}
+
+// podLog prefixes a pod's output lines with its name.
+func (h *Harness) podLog(pod string) io.Writer {
+	return &prefixWriter{w: h.log, prefix: pod + ": "}
+}
+
+type prefixWriter struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *prefixWriter) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := strings.IndexByte(string(p.buf), '\n')
+		if i < 0 {
+			break
+		}
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i])
+		p.buf = p.buf[i+1:]
+	}
+	return len(b), nil
+}
+
+// BuildBinary builds a static ftp-operator into dir (CGO off, so it runs in an empty chroot).
+func BuildBinary(repoRoot, dir string) (string, error) {
+	out := filepath.Join(dir, "ftp-operator")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, "./cmd")
+	cmd.Dir = repoRoot
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build ftp-operator: %v\n%s", err, msg)
+	}
+	return out, nil
+}

@@ -1,0 +1,74 @@
+package harness
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+)
+
+// serviceController stands in for the cloud's load balancer controller and kube-proxy: it
+// gives LoadBalancer Services an external address in their status and forwards their ports (and
+// node ports of NodePort Services) to the ready pod they select.
+func (h *Harness) runServices(ctx context.Context) {
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := h.syncServices(ctx); err != nil && ctx.Err() == nil {
+			h.logf("loadbalancer: %v", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (h *Harness) syncServices(ctx context.Context) error {
+	var list corev1.ServiceList
+	if err := h.Client.List(ctx, &list); err != nil {
+		return fmt.Errorf("list services: %w", err)
+	}
+	var fwds []forward
+	for i := range list.Items {
+		svc := &list.Items[i]
+		key := svc.Namespace + "/" + svc.Name
+		switch svc.Spec.Type {
+		case corev1.ServiceTypeLoadBalancer:
+			ip := h.lbAddress(key)
+			if len(svc.Status.LoadBalancer.Ingress) != 1 || svc.Status.LoadBalancer.Ingress[0].IP != ip {
+				updated := svc.DeepCopy()
+				updated.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: ip}}
+				if err := h.Client.Status().Update(ctx, updated); err != nil {
+					return fmt.Errorf("set load balancer address of %s: %w", key, err)
+				}
+				h.logf("loadbalancer: Service %s gets external address %s", key, ip)
+			}
+			for _, p := range svc.Spec.Ports {
+				fwds = append(fwds, forward{listenIP: ip, listenPort: p.Port, ns: svc.Namespace, selector: svc.Spec.Selector, targetPort: p.TargetPort.IntVal})
+			}
+		case corev1.ServiceTypeNodePort:
+			for _, p := range svc.Spec.Ports {
+				if p.NodePort != 0 {
+					fwds = append(fwds, forward{listenIP: h.network.nodeAddress(), listenPort: p.NodePort, ns: svc.Namespace, selector: svc.Spec.Selector, targetPort: p.TargetPort.IntVal})
+				}
+			}
+		}
+	}
+	h.network.setForwards(fwds)
+	return nil
+}
+
+// lbAddress is the address the load balancer gives a Service: an explicit one set by a test
+// (to simulate an address change), else an allocated one.
+func (h *Harness) lbAddress(key string) string {
+	h.mu.Lock()
+	ip, ok := h.lbOverrides[key]
+	h.mu.Unlock()
+	if ok {
+		return ip
+	}
+	return h.network.loadBalancerAddress(key)
+}
