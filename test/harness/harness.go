@@ -20,6 +20,7 @@ import (
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -165,6 +166,14 @@ func (h *Harness) PodLog(namespace, server string) string {
 	}
 	data, _ := os.ReadFile(filepath.Join(p.dir, "log"))
 	return string(data)
+}
+
+// LastExit tells how the most recent pod of an FTPServer ended.
+func (h *Harness) LastExit(namespace, server string) (PodExit, bool) {
+	h.node.mu.Lock()
+	defer h.node.mu.Unlock()
+	e, ok := h.node.lastExit[types.NamespacedName{Namespace: namespace, Name: server}]
+	return e, ok
 }
 
 // PodPID is the process ID of the running pod of an FTPServer, or 0.

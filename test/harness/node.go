@@ -34,6 +34,8 @@ type node struct {
 	mu      sync.Mutex
 	pods    map[types.NamespacedName]*pod // by Deployment
 	counter int
+	// lastExit of each Deployment's most recent pod: how it ended and where its log is.
+	lastExit map[types.NamespacedName]PodExit
 	// backoff delays restarting a pod that exited, like the kubelet's CrashLoopBackOff.
 	backoff map[types.NamespacedName]crashBackoff
 }
@@ -63,7 +65,7 @@ type pod struct {
 }
 
 func newNode(h *Harness) *node {
-	return &node{h: h, pods: map[types.NamespacedName]*pod{}, backoff: map[types.NamespacedName]crashBackoff{}}
+	return &node{h: h, pods: map[types.NamespacedName]*pod{}, backoff: map[types.NamespacedName]crashBackoff{}, lastExit: map[types.NamespacedName]PodExit{}}
 }
 
 // run syncs pods with Deployments until ctx ends, then stops every pod.
@@ -277,6 +279,9 @@ func (n *node) start(ctx context.Context, d *appsv1.Deployment, hash string) (*p
 		err := cmd.Wait()
 		logFile.Close()
 		n.h.logf("node: pod %s exited (%v)", name, exitText(err))
+		n.mu.Lock()
+		n.lastExit[p.deployment] = PodExit{Pod: name, Status: exitText(err), LogPath: filepath.Join(dir, "log")}
+		n.mu.Unlock()
 		close(p.done)
 	}()
 	go n.probe(p)
@@ -446,6 +451,13 @@ func (n *node) podFor(ns, deployment string) *pod {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	return n.pods[types.NamespacedName{Namespace: ns, Name: deployment}]
+}
+
+// PodExit is how a pod ended.
+type PodExit struct {
+	Pod     string
+	Status  string // "exit status 0", "signal: killed", ...
+	LogPath string
 }
 
 func (p *pod) exited() bool {
