@@ -14,8 +14,17 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 CONTROLLER_GEN := $(TOOLS)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 KUSTOMIZE_VERSION ?= v5.8.1
 KUSTOMIZE := $(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)
+# Helm is built from its module (no prebuilt downloads here); the ldflags stamp what its release
+# builds stamp: its version and the Kubernetes minor its client libraries speak (helm v3.22 uses
+# k8s.io v0.37), which `helm template` assumes without a cluster.
+HELM_VERSION ?= v3.22.0
+HELM_K8S_MINOR ?= 37
+HELM := $(TOOLS)/helm-$(HELM_VERSION)
 
 IMG ?= ghcr.io/kubeftp/ftp-operator:dev
+# How the binary is built, here and in the Dockerfile (test/chart checks they agree): static
+# (CGO off), reproducible paths, and the manager's default daemon image stamped in.
+GO_BUILD_FLAGS = -trimpath -ldflags "-s -w -X main.defaultDaemonImage=$(IMG)"
 GO_TEST_FLAGS ?= -count=1
 
 .PHONY: all
@@ -38,11 +47,15 @@ manifests: $(CONTROLLER_GEN) ## Generate the CRD and RBAC manifests from the cod
 generate: $(CONTROLLER_GEN) ## Generate DeepCopy methods.
 	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./api/..."
 
+.PHONY: chart
+chart: ## Regenerate the chart's CRD and manager ClusterRole (from config/) and its README values table.
+	go run ./hack/chartgen
+
 .PHONY: verify
 verify: $(CONTROLLER_GEN) $(KUSTOMIZE) ## Fail when generated files drift from the code, gofmt finds work, or a kustomization does not build.
 	CONTROLLER_GEN=$(CONTROLLER_GEN) hack/verify-generated.sh
-	@for k in config/default config/samples; do $(KUSTOMIZE) build $$k >/dev/null || { echo "verify: kustomize build $$k failed" >&2; exit 1; }; done
-	@echo "verify: config/default and config/samples build with kustomize"
+	@for k in config/default config/samples config/prometheus; do $(KUSTOMIZE) build $$k >/dev/null || { echo "verify: kustomize build $$k failed" >&2; exit 1; }; done
+	@echo "verify: config/default, config/samples and config/prometheus build with kustomize"
 
 .PHONY: fmt
 fmt: ## gofmt the tree.
@@ -57,8 +70,32 @@ control-plane: ## Build (first time, ~10 min) or reuse kube-apiserver and etcd f
 	@hack/control-plane.sh >/dev/null
 
 .PHONY: test
-test: verify vet control-plane ## Run all tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go test $(GO_TEST_FLAGS) ./...
+test: verify vet control-plane $(HELM) $(KUSTOMIZE) ## Run all tests against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" \
+		go test $(GO_TEST_FLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+.PHONY: test-chart
+test-chart: control-plane $(HELM) $(KUSTOMIZE) ## Only the packaging tests: chart, kustomize, image build flags, GitOps health.
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" \
+		go test $(GO_TEST_FLAGS) ./test/chart/... ./test/gitops/...
+
+.PHONY: helm-lint
+helm-lint: $(HELM) ## helm lint the chart, with its default values and with every feature on.
+	$(HELM) lint --strict charts/ftp-operator
+	$(HELM) lint --strict charts/ftp-operator -f charts/ftp-operator/ci/full-values.yaml
+
+FUZZ_TIME ?= 5s
+
+.PHONY: fuzz
+fuzz: ## A short run of every fuzz target (FUZZ_TIME each; part of make test).
+	go test -run '^$$' -fuzz '^FuzzConfinedResolve$$' -fuzztime $(FUZZ_TIME) ./ftpd
+	go test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_TIME) ./ftpd/fileconfig
+	go test -run '^$$' -fuzz '^FuzzParseUsers$$' -fuzztime $(FUZZ_TIME) ./ftpd/fileconfig
+
+.PHONY: bench
+bench: ## Benchmark ftpd against vsftpd and pure-ftpd: 1 GiB RETR/STOR with curl over loopback (needs root; BENCH_RUNS=5).
+	hack/bench.sh
 
 .PHONY: bench-controller
 bench-controller: control-plane ## Reconcile 100 and 500 FTPServers against the real API server; prints a table.
@@ -71,20 +108,20 @@ docs: ## Regenerate docs/api.md from the API types.
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/ftp-operator.
-	go build -trimpath -o bin/ftp-operator ./cmd
+build: ## Build bin/ftp-operator (static, as in the image).
+	CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -o bin/ftp-operator ./cmd
 
 .PHONY: demo
-demo: build ## Local demo: an FTP server on 127.0.0.1:2121 serving ./demo-data (user demo, password demo).
-	hack/demo.sh
+demo: build control-plane ## Local demo: API server, operator and an FTPServer on this machine; prints how to connect.
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./hack/demo -work-dir demo-data -binary bin/ftp-operator
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
 	go run ./cmd manager --leader-elect=false
 
 .PHONY: docker-build
-docker-build: ## Build the container image (needs a Docker engine).
-	docker build -t $(IMG) .
+docker-build: ## Build the container image IMG (needs a Docker engine, which these machines lack).
+	docker build --build-arg IMAGE=$(IMG) -t $(IMG) .
 
 .PHONY: install
 install: manifests $(KUSTOMIZE) ## Install the CRD into the cluster of the current kubeconfig.
@@ -108,3 +145,12 @@ $(KUSTOMIZE):
 	@echo "installing kustomize $(KUSTOMIZE_VERSION) into $(TOOLS)"
 	GOBIN=$(TOOLS) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(TOOLS)/kustomize $(KUSTOMIZE)
+
+$(HELM):
+	@mkdir -p $(TOOLS)
+	@echo "building helm $(HELM_VERSION) into $(TOOLS) (about two minutes the first time)"
+	GOBIN=$(TOOLS) go install -ldflags "-s -w -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+		-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_K8S_MINOR) \
+		-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR)" \
+		helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(TOOLS)/helm $(HELM)

@@ -29,26 +29,34 @@ type applier struct {
 }
 
 // apply makes the fields we own on the live object equal to desired. existing is the live object
-// (from the cache) or nil when it does not exist. It reports whether it wrote.
-func (a applier) apply(ctx context.Context, desired, existing client.Object) (bool, error) {
+// (from the cache) or nil when it does not exist. When it had to send an apply, it returns the
+// object as the server answered (nil when it sent nothing). The cache may lag behind the server:
+// an apply sent because of a stale copy is a no-op there, which the returned object's
+// resourceVersion shows (see changedOnServer).
+func (a applier) apply(ctx context.Context, desired, existing client.Object) (*unstructured.Unstructured, error) {
 	want, err := applyDocument(desired)
 	if err != nil {
-		return false, fmt.Errorf("prepare %T %s: %w", desired, desired.GetName(), err)
+		return nil, fmt.Errorf("prepare %T %s: %w", desired, desired.GetName(), err)
 	}
 	if existing != nil {
 		owned, err := ownedFields(existing)
 		if err != nil {
-			return false, fmt.Errorf("extract our fields of %T %s: %w", existing, existing.GetName(), err)
+			return nil, fmt.Errorf("extract our fields of %T %s: %w", existing, existing.GetName(), err)
 		}
 		if equality.Semantic.DeepEqual(want, owned) {
-			return false, nil
+			return nil, nil
 		}
 	}
 	u := &unstructured.Unstructured{Object: want}
 	if err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(fieldOwner), client.ForceOwnership); err != nil {
-		return false, fmt.Errorf("apply %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
+		return nil, fmt.Errorf("apply %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
-	return true, nil
+	return u, nil
+}
+
+// changedOnServer tells whether an apply's answer is a new version of the object.
+func changedOnServer(applied *unstructured.Unstructured, existing client.Object) bool {
+	return applied != nil && (existing == nil || applied.GetResourceVersion() != existing.GetResourceVersion())
 }
 
 // applyDocument turns a typed desired object into the JSON document we apply: no status, no

@@ -13,6 +13,7 @@ import (
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -71,14 +72,20 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if outcome.blocker != nil {
 		block = outcome.blocker
 	}
-	return ctrl.Result{}, r.report(ctx, &server, conclude(&server, obs, cur.deployment, outcome, block))
+	dep := cur.deployment
+	if outcome.deployment != nil {
+		dep = outcome.deployment
+	}
+	return ctrl.Result{}, r.report(ctx, &server, conclude(&server, obs, dep, outcome, block))
 }
 
 // applyOutcome is what applyAll did.
 type applyOutcome struct {
-	blocker           *blocker
-	deploymentChanged bool
-	address           passiveAddress
+	blocker *blocker
+	// deployment as the server answered our apply, when we sent one: its generation tells
+	// whether a rollout is due, which a cached copy may not know yet.
+	deployment *appsv1.Deployment
+	address    passiveAddress
 }
 
 // applyAll writes the desired objects. With a blocker, the objects that depend on the missing
@@ -135,8 +142,15 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 	if err != nil {
 		return out, fmt.Errorf("checksum config of %s/%s: %w", s.Namespace, s.Name, err)
 	}
-	out.deploymentChanged, err = a.apply(ctx, deploymentFor(s, obs, checksum), asObject(cur.deployment))
-	return out, err
+	applied, err := a.apply(ctx, deploymentFor(s, obs, checksum), asObject(cur.deployment))
+	if err != nil || applied == nil {
+		return out, err
+	}
+	out.deployment = &appsv1.Deployment{}
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(applied.Object, out.deployment); err != nil {
+		return out, fmt.Errorf("read back Deployment %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return out, nil
 }
 
 func (r *FTPServerReconciler) applyNetworkPolicy(ctx context.Context, a applier, s *ftpv1alpha1.FTPServer) error {

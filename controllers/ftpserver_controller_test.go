@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -72,7 +73,24 @@ func startManager(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Errorf("manager stopped with error: %v", err)
 		}
+		deleteTestServices()
 	})
+}
+
+// deleteTestServices removes the Services the tests' FTPServers got, once no manager runs to
+// re-create them. envtest runs neither the namespace controller nor the garbage collector, and
+// left-over Services keep their randomly allocated node ports, which can take the fixed ports a
+// later test asks for.
+func deleteTestServices() {
+	var svcs corev1.ServiceList
+	if err := env.Client.List(context.Background(), &svcs); err != nil {
+		return
+	}
+	for i := range svcs.Items {
+		if svcs.Items[i].Namespace != "default" {
+			_ = env.Client.Delete(context.Background(), &svcs.Items[i])
+		}
+	}
 }
 
 // newNamespace gives each test its own namespace.
@@ -470,30 +488,43 @@ func TestNetworkPolicyCanBeDisabled(t *testing.T) {
 func TestNodePortClashIsReportedAsPortConflict(t *testing.T) {
 	startManager(t)
 	ctx := context.Background()
-	nodePortServer := func(ns string) *ftpv1alpha1.FTPServer {
-		s := newFTPServer(ns, "scanners")
-		s.Spec.Service.Type = corev1.ServiceTypeNodePort
-		s.Spec.PassiveAddress.Address = "198.51.100.10"
-		s.Spec.Ports.Passive = ftpv1alpha1.PassivePortRange{Start: 32700, End: 32704}
-		return s
+	other := newNamespace(t)
+
+	// Someone else's Service holds five node ports. The API server keeps deleted Services' node
+	// ports allocated for a while, so pick a free range by trying, not a fixed one.
+	var start int32
+	for attempt := 0; ; attempt++ {
+		start = int32(30100 + rand.IntN(2500))
+		holder := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "holder", Namespace: other},
+			Spec:       corev1.ServiceSpec{Type: corev1.ServiceTypeNodePort, Selector: map[string]string{"app": "other"}},
+		}
+		for p := start; p <= start+4; p++ {
+			holder.Spec.Ports = append(holder.Spec.Ports, corev1.ServicePort{Name: fmt.Sprint("p", p), Port: p, NodePort: p})
+		}
+		err := env.Client.Create(ctx, holder)
+		if err == nil {
+			break
+		}
+		if attempt == 10 {
+			t.Fatalf("could not find five free node ports: %v", err)
+		}
 	}
-	first, second := newNamespace(t), newNamespace(t)
-	for _, ns := range []string{first, second} {
-		createSecret(t, ns, "alice-ftp", map[string]string{"password": "x"})
-		if err := env.Client.Create(ctx, nodePortServer(ns)); err != nil {
-			t.Fatal(err)
-		}
-		if ns == first {
-			eventually(t, 20*time.Second, "first Service", func() (bool, error) { return exists(ns, "scanners", &corev1.Service{}) })
-		}
+
+	ns := newNamespace(t)
+	createSecret(t, ns, "alice-ftp", map[string]string{"password": "x"})
+	s := newFTPServer(ns, "scanners")
+	s.Spec.Service.Type = corev1.ServiceTypeNodePort
+	s.Spec.PassiveAddress.Address = "198.51.100.10"
+	s.Spec.Ports.Passive = ftpv1alpha1.PassivePortRange{Start: start, End: start + 4}
+	if err := env.Client.Create(ctx, s); err != nil {
+		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		for _, ns := range []string{first, second} {
-			_ = env.Client.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Name: "scanners", Namespace: ns}})
-		}
-	})
-	c := waitForReason(t, second, "scanners", ftpv1alpha1.ReasonPortConflict)
-	if !strings.Contains(c.Message, "already allocated") {
-		t.Fatalf("PortConflict message does not say what clashed: %s", c.Message)
+	c := waitForReason(t, ns, "scanners", ftpv1alpha1.ReasonPortConflict)
+	if !strings.Contains(c.Message, "already allocated") || !strings.Contains(c.Message, "choose other ports.passive") {
+		t.Fatalf("PortConflict message does not say what clashed and what to do: %s", c.Message)
+	}
+	if got := get(t, ns, "scanners", &ftpv1alpha1.FTPServer{}); !meta.IsStatusConditionTrue(got.Status.Conditions, ftpv1alpha1.ConditionStalled) {
+		t.Fatalf("a port conflict must be Stalled (it needs a person): %+v", got.Status.Conditions)
 	}
 }

@@ -44,7 +44,7 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, ou
 		c.reason, c.message, c.stalled = block.reason, block.message, true
 	case !out.address.known():
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, obs), true
-	case out.deploymentChanged || !rolledOut(dep, replicasOf(s)):
+	case !rolledOut(dep, replicasOf(s)):
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, dep), true
 	default:
 		c.ready, c.reason = true, ftpv1alpha1.ReasonReady

@@ -131,4 +131,3 @@ func readUntilClosed(t *testing.T, c interface {
 	}
 	return buf.String()
 }
-

@@ -7,7 +7,7 @@ set -euo pipefail
 need=()
 # ip and nft (NAT test) live in sbin, which is not on every user's PATH.
 PATH="$PATH:/usr/sbin:/sbin"
-for tool in make git curl python3 gcc ip nft lftp; do
+for tool in make git curl python3 gcc ip nft lftp lua5.1; do
   command -v "$tool" >/dev/null 2>&1 || need+=("$tool")
 done
 if ! command -v go >/dev/null 2>&1; then

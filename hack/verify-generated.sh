@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Fails when committed generated files (deepcopy, CRD, RBAC, docs/api.md) differ from what the
-# code generates, or when Go files are not gofmt-ed. Generation runs in a scratch copy of the
+# Fails when committed generated files (deepcopy, CRD, RBAC, docs/api.md, the chart's CRD, manager
+# ClusterRole and values table) differ from what the code generates, or when Go files are not
+# gofmt-ed. Generation runs in a scratch copy of the
 # tree so the check never touches the work tree.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,12 +18,15 @@ git ls-files -co --exclude-standard -z | xargs -0 -I{} cp --parents {} "$scratch
   "$CONTROLLER_GEN" rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." \
     output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
   go run ./hack/apidocs api/v1alpha1 > docs/api.md
+  # The chart's copies of the CRD and the manager's rules, and its README values table.
+  go run ./hack/chartgen >/dev/null
 )
 
 status=0
-for path in api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml docs/api.md; do
+for path in api/v1alpha1/zz_generated.deepcopy.go config/crd/bases config/rbac/role.yaml docs/api.md \
+  charts/ftp-operator/templates/crds charts/ftp-operator/templates/rbac/manager-clusterrole.yaml charts/ftp-operator/README.md; do
   if ! diff -ruN "$path" "$scratch/$path" >/dev/null; then
-    echo "verify: $path is out of date; run 'make manifests generate docs' and commit the result:" >&2
+    echo "verify: $path is out of date; run 'make manifests generate docs chart' and commit the result:" >&2
     diff -ruN "$path" "$scratch/$path" | head -40 >&2 || true
     status=1
   fi

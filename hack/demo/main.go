@@ -28,7 +28,7 @@ var demoManifest []byte
 
 func main() {
 	workDir := flag.String("work-dir", "demo-data", "where pods, volumes and the demo's files live")
-	binary := flag.String("binary", "bin/ftp-operator-static", "statically linked ftp-operator to run as the daemon")
+	binary := flag.String("binary", "bin/ftp-operator", "statically linked ftp-operator (make build) to run as the daemon")
 	verbose := flag.Bool("v", false, "show the harness's and the daemon's logs")
 	flag.Parse()
 	if err := run(*workDir, *binary, *verbose); err != nil {

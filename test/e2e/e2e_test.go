@@ -1,6 +1,9 @@
 // Package e2e drives the whole product through the local harness: manifests applied to the real
 // API server, the real operator reconciling them, the real daemon binary running as the pods,
-// and FTP clients transferring through the (stood-in) load balancer.
+// and FTP clients transferring through the (stood-in) load balancer. Every scenario runs in
+// both network modes of the harness: loopback (no privileges, user-space forwarding) and
+// namespace mode (root: network namespaces and nftables DNAT, where a pod IP is unreachable from
+// outside and a wrong PASV address fails). docs/testing.md explains both.
 package e2e
 
 import (
@@ -10,10 +13,13 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -27,24 +33,63 @@ import (
 	"github.com/kubeftp/ftp-operator/test/harness"
 )
 
+// cluster is one harness, in one network mode, and what the scenarios need to know about it.
+// Every scenario runs in both modes through eachMode; each mode has its own API server.
+type cluster struct {
+	mode string
+	h    *harness.Harness
+	skip string // why this mode does not run here
+
+	lbPrefix string // the load balancer hands out addresses starting with this
+	spareLB  string // an address the load balancer may move a Service to
+	// control is the control port the scenarios give their FTPServers: in loopback mode the
+	// forwarder listens in the harness's own network, where a non-root user cannot take 21.
+	control int32
+}
+
 var (
-	h          *harness.Harness
-	skipReason string
+	loopback = &cluster{mode: harness.NetworkLoopback, lbPrefix: "127.0.20.", spareLB: "127.0.20.77", control: 2121}
+	netns    = &cluster{mode: harness.NetworkNetns, lbPrefix: "203.0.113.", spareLB: "203.0.113.150", control: 21}
+	clusters = []*cluster{loopback, netns}
 )
 
 func TestMain(m *testing.M) {
 	os.Exit(runMain(m))
 }
 
+// runMain starts one harness per network mode: loopback always, namespace mode when its
+// preconditions hold (root, ip, nft). Outside CI a missing precondition skips that mode's tests
+// with the reason; with CI set it fails the run. E2E_MODES=loopback (or netns) runs one mode.
 func runMain(m *testing.M) int {
+	ci := os.Getenv("CI") != ""
 	if os.Getenv("KUBEBUILDER_ASSETS") == "" {
-		skipReason = "KUBEBUILDER_ASSETS is not set: run `make test`"
-		if os.Getenv("CI") != "" {
-			fmt.Fprintln(os.Stderr, "e2e:", skipReason)
+		reason := "KUBEBUILDER_ASSETS is not set: run `make test`"
+		if ci {
+			fmt.Fprintln(os.Stderr, "e2e:", reason)
 			return 1
+		}
+		for _, c := range clusters {
+			c.skip = reason
 		}
 		return m.Run()
 	}
+	if modes := os.Getenv("E2E_MODES"); modes != "" {
+		for _, c := range clusters {
+			if !slices.Contains(strings.Split(modes, ","), c.mode) {
+				c.skip = "E2E_MODES=" + modes + " leaves out the " + c.mode + " mode"
+			}
+		}
+	}
+	if netns.skip == "" {
+		if err := harness.NetnsAvailable(); err != nil {
+			if ci {
+				fmt.Fprintf(os.Stderr, "e2e: the namespace network mode cannot run and CI is set: %v\n", err)
+				return 1
+			}
+			netns.skip = fmt.Sprintf("namespace network mode unavailable: %v (set CI=1 to make this a failure)", err)
+		}
+	}
+
 	work, err := os.MkdirTemp("", "ftp-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -59,55 +104,158 @@ func runMain(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, "e2e:", err)
 		return 1
 	}
-	var logw *os.File
-	if os.Getenv("E2E_VERBOSE") != "" {
-		logw = os.Stderr
+
+	// Start the harnesses side by side: each boots its own kube-apiserver and etcd.
+	var wg sync.WaitGroup
+	errs := make([]error, len(clusters))
+	for i, c := range clusters {
+		if c.skip != "" {
+			continue
+		}
+		opts := harness.Options{
+			Binary: bin, WorkDir: filepath.Join(work, c.mode), BcryptCost: 4, Network: c.mode,
+		}
+		if os.Getenv("E2E_VERBOSE") != "" {
+			opts.Log = &linePrefixer{w: os.Stderr, prefix: "[" + c.mode + "] "}
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.h, errs[i] = harness.Start(opts)
+		}()
 	}
-	opts := harness.Options{Binary: bin, WorkDir: filepath.Join(work, "cluster"), BcryptCost: 4}
-	if logw != nil {
-		opts.Log = logw
+	wg.Wait()
+	defer func() {
+		for _, c := range clusters {
+			if c.h == nil {
+				continue
+			}
+			if err := c.h.Stop(); err != nil {
+				fmt.Fprintf(os.Stderr, "e2e: stop %s harness: %v\n", c.mode, err)
+			}
+		}
+	}()
+	for i, err := range errs {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: start %s harness: %v\n", clusters[i].mode, err)
+			return 1
+		}
 	}
-	h, err = harness.Start(opts)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: start harness:", err)
-		return 1
-	}
-	code := m.Run()
-	if err := h.Stop(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: stop harness:", err)
-	}
-	return code
+	return m.Run()
 }
 
-func requireHarness(t *testing.T) {
-	t.Helper()
-	if h == nil {
-		t.Skip(skipReason)
+// eachMode runs a scenario as a subtest per network mode.
+func eachMode(t *testing.T, scenario func(t *testing.T, c *cluster)) {
+	for _, c := range clusters {
+		t.Run(c.mode, func(t *testing.T) {
+			c.require(t)
+			scenario(t, c)
+		})
 	}
 }
 
-func newNamespace(t *testing.T, name string) string {
+func (c *cluster) require(t *testing.T) {
 	t.Helper()
-	if err := h.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+	if c.h == nil {
+		t.Skip(c.skip)
+	}
+}
+
+func (c *cluster) newNamespace(t *testing.T, name string) string {
+	t.Helper()
+	if err := c.h.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
 		t.Fatalf("create namespace: %v", err)
 	}
 	return name
 }
 
-func apply(t *testing.T, ns, manifest string) {
+func (c *cluster) apply(t *testing.T, ns, manifest string) {
 	t.Helper()
-	if err := h.Apply(context.Background(), ns, []byte(manifest)); err != nil {
+	if err := c.h.Apply(context.Background(), ns, []byte(manifest)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func waitReady(t *testing.T, ns, name string) *ftpv1alpha1.FTPServer {
+func (c *cluster) waitReady(t *testing.T, ns, name string) *ftpv1alpha1.FTPServer {
 	t.Helper()
-	s, err := h.WaitReady(context.Background(), ns, name, 90*time.Second)
+	s, err := c.h.WaitReady(context.Background(), ns, name, 90*time.Second)
 	if err != nil {
-		t.Fatalf("%v\npod log:\n%s", err, h.PodLog(ns, name))
+		t.Fatalf("%v\npod log:\n%s", err, c.h.PodLog(ns, name))
 	}
 	return s
+}
+
+func (c *cluster) get(t *testing.T, ns, name string) *ftpv1alpha1.FTPServer {
+	t.Helper()
+	var s ftpv1alpha1.FTPServer
+	if err := c.h.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+		t.Fatal(err)
+	}
+	return &s
+}
+
+// strictTransfer runs the Python client that trusts PASV replies, from where role is.
+func (c *cluster) strictTransfer(role harness.ClientRole, addr, user, pass, mode, op, a, b string) (string, error) {
+	host, port, _ := strings.Cut(addr, ":")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	script := filepath.Join(testenv.RepoRoot(), "test", "e2e", "testdata", "strict_client.py")
+	out, err := c.h.ClientExec(ctx, role, "python3", script, host, port, user, pass, c.h.ClientIP(role), mode, op, a, b)
+	return string(out), err
+}
+
+// dialFTP opens a Go FTP client connection from where role is. With tlsConfig it speaks
+// explicit FTPS (AUTH TLS, then PROT P data connections).
+func (c *cluster) dialFTP(role harness.ClientRole, addr string, tlsConfig *tls.Config) (*ftp.ServerConn, error) {
+	dial := c.h.Dialer(role, 5*time.Second)
+	opts := []ftp.DialOption{ftp.DialWithTimeout(5 * time.Second), ftp.DialWithDialFunc(dial)}
+	if tlsConfig != nil {
+		// With a dial function of its own, jlaffaye/ftp leaves TLS on data connections to it:
+		// the first connection is the control one (TLS after AUTH TLS), the others are data.
+		control := true
+		opts = []ftp.DialOption{
+			ftp.DialWithTimeout(5 * time.Second), ftp.DialWithExplicitTLS(tlsConfig),
+			ftp.DialWithDialFunc(func(network, address string) (net.Conn, error) {
+				conn, err := dial(network, address)
+				if err != nil || control {
+					control = false
+					return conn, err
+				}
+				return tls.Client(conn, tlsConfig), nil
+			}),
+		}
+	}
+	return ftp.Dial(addr, opts...)
+}
+
+func (c *cluster) dial(t *testing.T, role harness.ClientRole, addr string) *ftp.ServerConn {
+	t.Helper()
+	conn, err := c.dialFTP(role, addr, nil)
+	if err != nil {
+		t.Fatalf("dial %s from the %s client: %v", addr, role, err)
+	}
+	t.Cleanup(func() { _ = conn.Quit() })
+	return conn
+}
+
+// deleteAndWait deletes an FTPServer and waits for its pod to stop and its Service to go (in
+// loopback mode the next test's pod needs the same ports; in both, node ports are freed).
+func (c *cluster) deleteAndWait(t *testing.T, ns, name string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := c.h.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 60*time.Second, "the pod to stop", func() error {
+		if c.h.PodPID(ns, name) != 0 {
+			return context.DeadlineExceeded
+		}
+		var svc corev1.Service
+		if err := c.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc); err == nil {
+			return context.DeadlineExceeded
+		}
+		return nil
+	})
 }
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
@@ -134,25 +282,8 @@ func hostPort(t *testing.T, endpoint string) string {
 	return strings.TrimPrefix(endpoint, "ftp://")
 }
 
-// strictTransfer runs the Python client that trusts PASV replies, from sourceIP.
-func strictTransfer(addr, user, pass, sourceIP, mode, op, a, b string) (string, error) {
-	host, port, _ := strings.Cut(addr, ":")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	script := filepath.Join(testenv.RepoRoot(), "test", "e2e", "testdata", "strict_client.py")
-	out, err := exec.CommandContext(ctx, "python3", script, host, port, user, pass, sourceIP, mode, op, a, b).CombinedOutput()
-	return string(out), err
-}
-
-func dial(t *testing.T, addr string, opts ...ftp.DialOption) *ftp.ServerConn {
-	t.Helper()
-	c, err := ftp.Dial(addr, append([]ftp.DialOption{ftp.DialWithTimeout(5 * time.Second)}, opts...)...)
-	if err != nil {
-		t.Fatalf("dial %s: %v", addr, err)
-	}
-	t.Cleanup(func() { _ = c.Quit() })
-	return c
-}
+// pasvForm is an IPv4 address as a 227 reply writes it.
+func pasvForm(ip string) string { return strings.ReplaceAll(ip, ".", ",") }
 
 func sha(data []byte) string {
 	s := sha256.Sum256(data)
@@ -167,7 +298,31 @@ func randomBytes(n int) []byte {
 	return b
 }
 
-const serverManifest = `
+// linePrefixer marks each line of a harness's log with its mode.
+type linePrefixer struct {
+	mu     sync.Mutex
+	w      io.Writer
+	prefix string
+	buf    []byte
+}
+
+func (p *linePrefixer) Write(b []byte) (int, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.buf = append(p.buf, b...)
+	for {
+		i := bytes.IndexByte(p.buf, '\n')
+		if i < 0 {
+			return len(b), nil
+		}
+		fmt.Fprintf(p.w, "%s%s\n", p.prefix, p.buf[:i])
+		p.buf = p.buf[i+1:]
+	}
+}
+
+// serverManifest is the lifecycle scenario's FTPServer, with its control port.
+func serverManifest(control int32) string {
+	return fmt.Sprintf(`
 apiVersion: v1
 kind: Secret
 metadata: {name: partner-ftp}
@@ -184,98 +339,101 @@ spec:
     - name: partner
       passwordSecretRef: {name: partner-ftp}
   ports:
-    control: 2121
+    control: %d
     passive: {start: 30100, end: 30109}
   drainTimeout: 20s
-`
+`, control)
+}
 
 // TestLoadBalancedServerLifecycle walks one FTPServer through its life: created and Ready at the
-// load balancer's address, transfers by strict PASV and EPSV clients, a password change and a
-// load balancer address change picked up by the running daemon, FTPS with a certificate
-// rotation, and deletion that drains the daemon and keeps the data.
-func TestLoadBalancedServerLifecycle(t *testing.T) {
-	requireHarness(t)
+// load balancer's address, transfers by strict PASV and EPSV clients from outside, a password
+// change and a load balancer address change picked up by the running daemon, FTPS with a
+// certificate rotation, and deletion that drains the daemon and keeps the data.
+func TestLoadBalancedServerLifecycle(t *testing.T) { eachMode(t, testLifecycle) }
+
+func testLifecycle(t *testing.T, c *cluster) {
 	ctx := context.Background()
-	ns := newNamespace(t, "lifecycle")
-	apply(t, ns, serverManifest)
-	s := waitReady(t, ns, "files")
+	ns := c.newNamespace(t, "lifecycle")
+	c.apply(t, ns, serverManifest(c.control))
+	s := c.waitReady(t, ns, "files")
 	addr := hostPort(t, s.Status.Endpoint)
 	lbIP, _, _ := strings.Cut(addr, ":")
-	if !strings.HasPrefix(lbIP, "127.0.20.") || s.Status.PassiveAddress != lbIP {
-		t.Fatalf("endpoint %s / PASV address %s: want the load balancer's address", s.Status.Endpoint, s.Status.PassiveAddress)
+	if !strings.HasPrefix(lbIP, c.lbPrefix) || s.Status.PassiveAddress != lbIP || !strings.HasSuffix(addr, fmt.Sprintf(":%d", c.control)) {
+		t.Fatalf("endpoint %s / PASV address %s: want the load balancer's address (%s*) and port %d", s.Status.Endpoint, s.Status.PassiveAddress, c.lbPrefix, c.control)
 	}
-	pid := h.PodPID(ns, "files")
+	pid := c.h.PodPID(ns, "files")
 
-	// Strict PASV and EPSV clients, from a client address of their own.
+	// Strict PASV and EPSV clients, from the outside client's address.
 	payload := randomBytes(3 << 20)
 	local := filepath.Join(t.TempDir(), "payload.bin")
 	if err := os.WriteFile(local, payload, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := strictTransfer(addr, "partner", "first-secret", "127.0.40.1", "pasv", "upload", local, "via-pasv.bin")
-	if err != nil || !strings.Contains(out, "227") || !strings.Contains(out, strings.ReplaceAll(lbIP, ".", ",")) {
+	out, err := c.strictTransfer(harness.Outside, addr, "partner", "first-secret", "pasv", "upload", local, "via-pasv.bin")
+	if err != nil || !strings.Contains(out, "227") || !strings.Contains(out, pasvForm(lbIP)) {
 		t.Fatalf("strict PASV upload: %v\n%s", err, out)
 	}
 	back := filepath.Join(t.TempDir(), "back.bin")
-	out, err = strictTransfer(addr, "partner", "first-secret", "127.0.40.1", "epsv", "download", "via-pasv.bin", back)
+	out, err = c.strictTransfer(harness.Outside, addr, "partner", "first-secret", "epsv", "download", "via-pasv.bin", back)
 	if err != nil || !strings.Contains(out, "229") {
 		t.Fatalf("EPSV download: %v\n%s", err, out)
 	}
 	if got, _ := os.ReadFile(back); sha(got) != sha(payload) {
 		t.Fatal("downloaded bytes differ from the uploaded ones")
 	}
-	onVolume := filepath.Join(h.ClaimPath(ns, "files-data"), "partner", "via-pasv.bin")
+	onVolume := filepath.Join(c.h.ClaimPath(ns, "files-data"), "partner", "via-pasv.bin")
 	if got, err := os.ReadFile(onVolume); err != nil || sha(got) != sha(payload) {
 		t.Fatalf("the upload did not land whole on the claim's volume (%s): %v", onVolume, err)
+	}
+	// No SNAT on the way: the daemon saw the client's own address.
+	if want := fmt.Sprintf(`"client_ip":%q`, c.h.ClientIP(harness.Outside)); !strings.Contains(c.h.PodLog(ns, "files"), want) {
+		t.Fatalf("the daemon's log never shows %s: the client's address was not preserved", want)
 	}
 
 	t.Run("password change reaches the running daemon", func(t *testing.T) {
 		var secret corev1.Secret
-		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partner-ftp"}, &secret); err != nil {
+		if err := c.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partner-ftp"}, &secret); err != nil {
 			t.Fatal(err)
 		}
 		secret.Data["password"] = []byte("second-secret")
-		if err := h.Client.Update(ctx, &secret); err != nil {
+		if err := c.h.Client.Update(ctx, &secret); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 30*time.Second, "the new password to work", func() error {
-			c, err := ftp.Dial(addr, ftp.DialWithTimeout(5*time.Second))
+			conn, err := c.dialFTP(harness.Outside, addr, nil)
 			if err != nil {
 				return err
 			}
-			defer c.Quit()
-			return c.Login("partner", "second-secret")
+			defer conn.Quit()
+			return conn.Login("partner", "second-secret")
 		})
-		c := dial(t, addr)
-		if err := c.Login("partner", "first-secret"); err == nil {
+		conn := c.dial(t, harness.Outside, addr)
+		if err := conn.Login("partner", "first-secret"); err == nil {
 			t.Fatal("the old password still works")
 		}
-		if now := h.PodPID(ns, "files"); now != pid {
+		if now := c.h.PodPID(ns, "files"); now != pid {
 			t.Fatalf("the daemon was restarted (pid %d -> %d); users must be reloaded in place", pid, now)
 		}
 	})
 
 	t.Run("load balancer address change reaches the running daemon", func(t *testing.T) {
-		h.SetLoadBalancerAddress(ns, "files", "127.0.20.77")
-		newAddr := "127.0.20.77:2121"
+		c.h.SetLoadBalancerAddress(ns, "files", c.spareLB)
+		newAddr := fmt.Sprintf("%s:%d", c.spareLB, c.control)
 		eventually(t, 30*time.Second, "PASV replies with the new address", func() error {
-			out, err := strictTransfer(newAddr, "partner", "second-secret", "127.0.40.2", "pasv", "download", "via-pasv.bin", back)
+			out, err := c.strictTransfer(harness.Outside, newAddr, "partner", "second-secret", "pasv", "download", "via-pasv.bin", back)
 			if err != nil {
 				return fmt.Errorf("%v: %s", err, out)
 			}
-			if !strings.Contains(out, "127,0,20,77") {
+			if !strings.Contains(out, pasvForm(c.spareLB)) {
 				return fmt.Errorf("PASV reply %q", out)
 			}
 			return nil
 		})
-		var got ftpv1alpha1.FTPServer
-		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "files"}, &got); err != nil {
-			t.Fatal(err)
-		}
-		if got.Status.Endpoint != "ftp://"+newAddr || got.Status.PassiveAddress != "127.0.20.77" {
+		got := c.get(t, ns, "files")
+		if got.Status.Endpoint != "ftp://"+newAddr || got.Status.PassiveAddress != c.spareLB {
 			t.Fatalf("status not updated: %+v", got.Status)
 		}
-		if now := h.PodPID(ns, "files"); now != pid {
+		if now := c.h.PodPID(ns, "files"); now != pid {
 			t.Fatalf("the daemon was restarted for an address change (pid %d -> %d)", pid, now)
 		}
 		addr = newAddr
@@ -283,40 +441,37 @@ func TestLoadBalancedServerLifecycle(t *testing.T) {
 
 	t.Run("explicit FTPS with certificate rotation", func(t *testing.T) {
 		certA := newCert(t, "first")
-		apply(t, ns, tlsSecretManifest("files-tls", certA))
-		var srv ftpv1alpha1.FTPServer
-		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "files"}, &srv); err != nil {
-			t.Fatal(err)
-		}
+		c.apply(t, ns, tlsSecretManifest("files-tls", certA))
+		srv := c.get(t, ns, "files")
 		before := srv.DeepCopy()
 		srv.Spec.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSExplicit, SecretName: "files-tls", MinVersion: "1.2"}
-		if err := h.Client.Patch(ctx, &srv, client.MergeFrom(before)); err != nil {
+		if err := c.h.Client.Patch(ctx, srv, client.MergeFrom(before)); err != nil {
 			t.Fatal(err)
 		}
-		s := waitReady(t, ns, "files") // turning TLS on rolls the pod
+		s := c.waitReady(t, ns, "files") // turning TLS on rolls the pod
 		addr = hostPort(t, s.Status.Endpoint)
-		tlsPID := h.PodPID(ns, "files")
-		eventually(t, 30*time.Second, "FTPS with the first certificate", func() error { return ftpsLogin(addr, certA.serial) })
+		tlsPID := c.h.PodPID(ns, "files")
+		eventually(t, 30*time.Second, "FTPS with the first certificate", func() error { return c.ftpsLogin(addr, certA.serial) })
 
 		certB := newCert(t, "second")
-		apply(t, ns, tlsSecretManifest("files-tls", certB))
-		eventually(t, 40*time.Second, "FTPS with the rotated certificate", func() error { return ftpsLogin(addr, certB.serial) })
-		if now := h.PodPID(ns, "files"); now != tlsPID {
+		c.apply(t, ns, tlsSecretManifest("files-tls", certB))
+		eventually(t, 40*time.Second, "FTPS with the rotated certificate", func() error { return c.ftpsLogin(addr, certB.serial) })
+		if now := c.h.PodPID(ns, "files"); now != tlsPID {
 			t.Fatalf("the daemon was restarted for a certificate renewal (pid %d -> %d)", tlsPID, now)
 		}
 	})
 
 	t.Run("deletion drains the daemon and keeps the data", func(t *testing.T) {
-		if err := h.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: ns}}); err != nil {
+		if err := c.h.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: ns}}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 60*time.Second, "the daemon to stop", func() error {
-			if pid := h.PodPID(ns, "files"); pid != 0 {
+			if pid := c.h.PodPID(ns, "files"); pid != 0 {
 				return fmt.Errorf("pod still running (pid %d)", pid)
 			}
 			return nil
 		})
-		exit, ok := h.LastExit(ns, "files")
+		exit, ok := c.h.LastExit(ns, "files")
 		if !ok || exit.Status != "exit status 0" {
 			t.Fatalf("the daemon did not stop cleanly after SIGTERM: %+v", exit)
 		}
@@ -327,7 +482,7 @@ func TestLoadBalancedServerLifecycle(t *testing.T) {
 			t.Fatalf("data on the retained claim is gone or changed after deletion: %v", err)
 		}
 		var claim corev1.PersistentVolumeClaim
-		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "files-data"}, &claim); err != nil {
+		if err := c.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "files-data"}, &claim); err != nil {
 			t.Fatalf("the retained claim was deleted: %v", err)
 		}
 	})
@@ -335,7 +490,7 @@ func TestLoadBalancedServerLifecycle(t *testing.T) {
 
 // ftpsLogin logs in over explicit FTPS, checks the certificate's serial and transfers a file
 // with PROT P.
-func ftpsLogin(addr, wantSerial string) error {
+func (c *cluster) ftpsLogin(addr, wantSerial string) error {
 	var seen string
 	cfg := &tls.Config{
 		InsecureSkipVerify: true, // self-signed test certificate; the serial is checked instead
@@ -346,12 +501,12 @@ func ftpsLogin(addr, wantSerial string) error {
 			return nil
 		},
 	}
-	c, err := ftp.Dial(addr, ftp.DialWithTimeout(5*time.Second), ftp.DialWithExplicitTLS(cfg))
+	conn, err := c.dialFTP(harness.Outside, addr, cfg)
 	if err != nil {
 		return err
 	}
-	defer c.Quit()
-	if err := c.Login("partner", "second-secret"); err != nil {
+	defer conn.Quit()
+	if err := conn.Login("partner", "second-secret"); err != nil {
 		return err
 	}
 	// The handshake happens with the first command after AUTH TLS.
@@ -359,7 +514,7 @@ func ftpsLogin(addr, wantSerial string) error {
 		return fmt.Errorf("served certificate serial %s, want %s", seen, wantSerial)
 	}
 	data := []byte("over TLS")
-	if err := c.Stor("tls.txt", bytes.NewReader(data)); err != nil {
+	if err := conn.Stor("tls.txt", bytes.NewReader(data)); err != nil {
 		return fmt.Errorf("STOR over TLS: %w", err)
 	}
 	return nil

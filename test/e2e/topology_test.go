@@ -1,37 +1,26 @@
 package e2e
 
 import (
-	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-
-	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
+	"github.com/kubeftp/ftp-operator/test/harness"
 )
 
-// In loopback mode the "pod network" is 127.0.10.0/24, so an in-cluster client has an address
-// there; outside clients come from elsewhere in 127.0.0.0/8.
-const (
-	podNetworkCIDR  = "127.0.10.0/24"
-	inClusterClient = "127.0.10.250"
-	outsideClient   = "127.0.40.9"
-)
+// TestInClusterAndOutsideClientsAtOnce: an in-cluster client (in the pod network) gets the
+// pod's address in PASV replies through the per-CIDR override while an outside client gets the
+// load balancer's, and both transfer at the same time. In namespace mode each address is the
+// only one that works for its client: the pod IP is unreachable from outside.
+func TestInClusterAndOutsideClientsAtOnce(t *testing.T) { eachMode(t, testInClusterAndOutside) }
 
-// TestInClusterAndOutsideClientsAtOnce: an in-cluster client gets the pod's address in PASV
-// replies through the per-CIDR override while an outside client gets the load balancer's, and
-// both transfer at the same time.
-func TestInClusterAndOutsideClientsAtOnce(t *testing.T) {
-	requireHarness(t)
-	ns := newNamespace(t, "split")
-	apply(t, ns, `
+func testInClusterAndOutside(t *testing.T, c *cluster) {
+	ns := c.newNamespace(t, "split")
+	c.apply(t, ns, `
 apiVersion: v1
 kind: Secret
 metadata: {name: etl-ftp}
@@ -52,13 +41,13 @@ spec:
     passive: {start: 30200, end: 30209}
   passiveAddress:
     overrides:
-      - cidrs: [`+podNetworkCIDR+`]
+      - cidrs: [`+c.h.PodNetworkCIDR()+`]
         source: PodIP
 `)
-	s := waitReady(t, ns, "split")
+	s := c.waitReady(t, ns, "split")
 	lbAddr := hostPort(t, s.Status.Endpoint)
 	lbIP, _, _ := strings.Cut(lbAddr, ":")
-	podIP := h.PodIP(ns, "split")
+	podIP := c.h.PodIP(ns, "split")
 
 	payload := randomBytes(1 << 20)
 	local := filepath.Join(t.TempDir(), "p.bin")
@@ -71,40 +60,51 @@ spec:
 	}
 	results := make([]result, 2)
 	var wg sync.WaitGroup
-	for i, c := range []struct{ addr, source, name string }{
-		{podIP + ":2121", inClusterClient, "inside.bin"}, // in-cluster: straight to the pod
-		{lbAddr, outsideClient, "outside.bin"},          // outside: through the load balancer
+	for i, cl := range []struct {
+		role       harness.ClientRole
+		addr, name string
+	}{
+		{harness.InCluster, podIP + ":2121", "inside.bin"}, // in-cluster: straight to the pod
+		{harness.Outside, lbAddr, "outside.bin"},           // outside: through the load balancer
 	} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			out, err := strictTransfer(c.addr, "etl", "etl-pass", c.source, "pasv", "upload", local, c.name)
+			out, err := c.strictTransfer(cl.role, cl.addr, "etl", "etl-pass", "pasv", "upload", local, cl.name)
 			results[i] = result{out, err}
 		}()
 	}
 	wg.Wait()
-	if r := results[0]; r.err != nil || !strings.Contains(r.out, strings.ReplaceAll(podIP, ".", ",")) {
+	if r := results[0]; r.err != nil || !strings.Contains(r.out, pasvForm(podIP)) {
 		t.Fatalf("in-cluster client: want the pod address %s in PASV: %v\n%s", podIP, r.err, r.out)
 	}
-	if r := results[1]; r.err != nil || !strings.Contains(r.out, strings.ReplaceAll(lbIP, ".", ",")) {
+	if r := results[1]; r.err != nil || !strings.Contains(r.out, pasvForm(lbIP)) {
 		t.Fatalf("outside client: want the load balancer address %s in PASV: %v\n%s", lbIP, r.err, r.out)
 	}
+	// Neither path rewrote the client's address.
+	log := c.h.PodLog(ns, "split")
+	for _, role := range []harness.ClientRole{harness.InCluster, harness.Outside} {
+		if want := fmt.Sprintf(`"client_ip":%q`, c.h.ClientIP(role)); !strings.Contains(log, want) {
+			t.Errorf("the daemon's log never shows the %s client as %s", role, want)
+		}
+	}
 	for _, name := range []string{"inside.bin", "outside.bin"} {
-		got, err := os.ReadFile(filepath.Join(h.ClaimPath(ns, "split-data"), "etl", name))
+		got, err := os.ReadFile(filepath.Join(c.h.ClaimPath(ns, "split-data"), "etl", name))
 		if err != nil || sha(got) != sha(payload) {
 			t.Fatalf("%s did not land whole: %v", name, err)
 		}
 	}
-	deleteAndWait(t, ns, "split")
+	c.deleteAndWait(t, ns, "split")
 }
 
 // TestNodePortServer: without a load balancer, clients reach a node address and node ports,
 // and PASV replies carry the declared node address.
-func TestNodePortServer(t *testing.T) {
-	requireHarness(t)
-	ns := newNamespace(t, "nodeport")
-	node := h.NodeAddress()
-	apply(t, ns, `
+func TestNodePortServer(t *testing.T) { eachMode(t, testNodePort) }
+
+func testNodePort(t *testing.T, c *cluster) {
+	ns := c.newNamespace(t, "nodeport")
+	node := c.h.NodeAddress()
+	c.apply(t, ns, `
 apiVersion: v1
 kind: Secret
 metadata: {name: scanner-ftp}
@@ -128,62 +128,49 @@ spec:
     type: NodePort
     controlNodePort: 30021
 `)
-	s := waitReady(t, ns, "scanners")
+	s := c.waitReady(t, ns, "scanners")
 	if s.Status.Endpoint != "ftp://"+node+":30021" {
 		t.Fatalf("endpoint %s, want the node address and node port", s.Status.Endpoint)
 	}
 	local := filepath.Join(t.TempDir(), "scan.pdf")
-	if err := os.WriteFile(local, randomBytes(200<<10), 0o644); err != nil {
+	scan := randomBytes(200 << 10)
+	if err := os.WriteFile(local, scan, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, err := strictTransfer(node+":30021", "scanner", "scan", outsideClient, "pasv", "upload", local, "scan.pdf")
-	if err != nil || !strings.Contains(out, strings.ReplaceAll(node, ".", ",")) {
+	out, err := c.strictTransfer(harness.Outside, node+":30021", "scanner", "scan", "pasv", "upload", local, "scan.pdf")
+	if err != nil || !strings.Contains(out, pasvForm(node)) {
 		t.Fatalf("NodePort transfer: %v\n%s", err, out)
 	}
-	deleteAndWait(t, ns, "scanners")
+	if got, err := os.ReadFile(filepath.Join(c.h.ClaimPath(ns, "scanners-scans"), "scanner", "scan.pdf")); err != nil || sha(got) != sha(scan) {
+		t.Fatalf("the scan did not land whole on the claim: %v", err)
+	}
+	c.deleteAndWait(t, ns, "scanners")
 }
 
 // TestSampleIsServedAtTheLoadBalancer applies the minimal sample from config/samples as a user
-// would (with its password Secret) and checks it becomes Ready at the load balancer's address.
-func TestSampleIsServedAtTheLoadBalancer(t *testing.T) {
-	requireHarness(t)
-	ns := newNamespace(t, "sample")
+// would (with its password Secret) and checks it becomes Ready at the load balancer's address
+// on port 21, and takes a login there.
+func TestSampleIsServedAtTheLoadBalancer(t *testing.T) { eachMode(t, testSample) }
+
+func testSample(t *testing.T, c *cluster) {
+	ns := c.newNamespace(t, "sample")
 	sample, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "samples", "ftp_v1alpha1_ftpserver.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	apply(t, ns, "apiVersion: v1\nkind: Secret\nmetadata: {name: partner-ftp}\nstringData: {password: sample}\n")
-	apply(t, ns, string(sample))
-	s := waitReady(t, ns, "files")
-	if !strings.HasPrefix(s.Status.Endpoint, "ftp://127.0.20.") || !strings.HasSuffix(s.Status.Endpoint, ":21") {
+	c.apply(t, ns, "apiVersion: v1\nkind: Secret\nmetadata: {name: partner-ftp}\nstringData: {password: sample}\n")
+	c.apply(t, ns, string(sample))
+	s := c.waitReady(t, ns, "files")
+	if !strings.HasPrefix(s.Status.Endpoint, "ftp://"+c.lbPrefix) || !strings.HasSuffix(s.Status.Endpoint, ":21") {
 		t.Fatalf("endpoint %s: want the load balancer address on port 21", s.Status.Endpoint)
 	}
-	if os.Geteuid() == 0 {
-		// Only root may listen on port 21 in loopback mode; then log in for real.
-		c := dial(t, hostPort(t, s.Status.Endpoint))
-		if err := c.Login("partner", "sample"); err != nil {
+	// In loopback mode only root may listen on port 21; in namespace mode the router's DNAT
+	// serves it.
+	if c.mode == harness.NetworkNetns || os.Geteuid() == 0 {
+		conn := c.dial(t, harness.Outside, hostPort(t, s.Status.Endpoint))
+		if err := conn.Login("partner", "sample"); err != nil {
 			t.Fatalf("login through port 21: %v", err)
 		}
 	}
-	deleteAndWait(t, ns, "files")
-}
-
-// deleteAndWait deletes an FTPServer and waits for its pod to stop, so the next test's pod can
-// use the same ports (loopback mode shares one network).
-func deleteAndWait(t *testing.T, ns, name string) {
-	t.Helper()
-	ctx := context.Background()
-	if err := h.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 60*time.Second, "the pod to stop", func() error {
-		if h.PodPID(ns, name) != 0 {
-			return context.DeadlineExceeded
-		}
-		var svc corev1.Service
-		if err := h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc); err == nil {
-			return context.DeadlineExceeded // node ports are freed with the Service
-		}
-		return nil
-	})
+	c.deleteAndWait(t, ns, "files")
 }

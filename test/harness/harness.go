@@ -2,14 +2,18 @@
 // source-built kube-apiserver and etcd with our CRD, the manager wired as in `ftp-operator
 // manager`, and stand-ins for what a cluster adds around them: a kubelet and container runtime
 // that run the Deployments' pods as local processes of the real `ftp-operator` binary, a
-// garbage collector, and a load balancer/kube-proxy. The e2e tests and `make demo` use it.
-// docs/testing.md says what is real and what is stood in for.
+// garbage collector, and a load balancer/kube-proxy. The network comes in two modes
+// (Options.Network): loopback, unprivileged, with user-space forwarding on 127.0.0.0/8; and
+// namespace mode, as root, with a network namespace per pod behind a router namespace doing
+// nftables DNAT. The e2e tests and `make demo` use it. docs/testing.md says what is real and
+// what is stood in for.
 package harness
 
 import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,8 +25,10 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
@@ -41,6 +47,9 @@ type Options struct {
 	Log io.Writer
 	// BcryptCost for the operator's password hashing (0: bcrypt's default).
 	BcryptCost int
+	// Network is NetworkLoopback (the default, no privileges) or NetworkNetns (root, ip and
+	// nft: pods, clients and the load balancer in network namespaces; see NetnsAvailable).
+	Network string
 }
 
 // Harness is a running local cluster stand-in.
@@ -70,6 +79,15 @@ func Start(opts Options) (*Harness, error) {
 	if err := sandboxAvailable(); err != nil {
 		return nil, err
 	}
+	switch opts.Network {
+	case "", NetworkLoopback:
+	case NetworkNetns:
+		if err := NetnsAvailable(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("harness: unknown network mode %q (want %q or %q)", opts.Network, NetworkLoopback, NetworkNetns)
+	}
 	env, reason, err := testenv.Start()
 	if err != nil {
 		return nil, err
@@ -85,26 +103,41 @@ func Start(opts Options) (*Harness, error) {
 		Client: env.Client, env: env, binary: opts.Binary, workDir: opts.WorkDir, log: logw,
 		lbOverrides: map[string]string{},
 	}
-	h.network = newLoopbackNetwork(h)
 	h.node = newNode(h)
+	if opts.Network == NetworkNetns {
+		nw, err := newNetnsNetwork(h)
+		if err != nil {
+			_ = env.Stop()
+			return nil, err
+		}
+		h.network = nw
+	} else {
+		h.network = newLoopbackNetwork(h)
+	}
+	fail := func(err error) (*Harness, error) {
+		h.network.close()
+		_ = env.Stop()
+		return nil, err
+	}
 
 	ctrl.SetLogger(logr.Discard())
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 env.Scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
+		// Several harnesses may run in one process (one per network mode), each with its own
+		// API server and manager: the controller's name is then registered more than once.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	if err != nil {
-		_ = env.Stop()
-		return nil, fmt.Errorf("create manager: %w", err)
+		return fail(fmt.Errorf("create manager: %w", err))
 	}
 	r := &controllers.FTPServerReconciler{
 		Client: mgr.GetClient(), DaemonImage: "local/ftp-operator:harness",
 		Recorder: mgr.GetEventRecorder("ftp-operator"), BcryptCost: opts.BcryptCost,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
-		_ = env.Stop()
-		return nil, fmt.Errorf("register controller: %w", err)
+		return fail(fmt.Errorf("register controller: %w", err))
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -149,6 +182,47 @@ func (h *Harness) SetLoadBalancerAddress(namespace, service, ip string) {
 
 // NodeAddress is where node ports are reached.
 func (h *Harness) NodeAddress() string { return h.network.nodeAddress() }
+
+// Network is the network mode: NetworkLoopback or NetworkNetns.
+func (h *Harness) Network() string { return h.network.mode() }
+
+// PodNetworkCIDR is the pods' network (in-cluster clients come from it).
+func (h *Harness) PodNetworkCIDR() string { return h.network.podNetwork() }
+
+// ClientIP is the source address of role's connections.
+func (h *Harness) ClientIP(role ClientRole) string { return h.network.clientIP(role) }
+
+// DialContext connects from where role is: in namespace mode from inside the client's network
+// namespace, in loopback mode from the client's address.
+func (h *Harness) DialContext(ctx context.Context, role ClientRole, network, addr string) (net.Conn, error) {
+	return h.network.dialContext(ctx, role, network, addr)
+}
+
+// Dialer is DialContext for role with a timeout per connection, in the shape of
+// ftp.DialWithDialFunc (it serves both the control and the data connections).
+func (h *Harness) Dialer(role ClientRole, timeout time.Duration) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return h.network.dialContext(ctx, role, network, addr)
+	}
+}
+
+// ClientCommand prepares argv to run where role is (in namespace mode inside the client's
+// network namespace). In loopback mode the command shares the harness's network and must bind
+// its source address to ClientIP(role) itself.
+func (h *Harness) ClientCommand(ctx context.Context, role ClientRole, argv ...string) (*exec.Cmd, error) {
+	return h.network.command(ctx, role, argv)
+}
+
+// ClientExec runs argv where role is and returns its combined output.
+func (h *Harness) ClientExec(ctx context.Context, role ClientRole, argv ...string) ([]byte, error) {
+	cmd, err := h.network.command(ctx, role, argv)
+	if err != nil {
+		return nil, err
+	}
+	return cmd.CombinedOutput()
+}
 
 // PodIP is the address of the running pod of an FTPServer, or "".
 func (h *Harness) PodIP(namespace, server string) string {

@@ -1,12 +1,37 @@
 package harness
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"os/exec"
 	"sync"
 	"syscall"
+)
+
+// Network modes (Options.Network).
+const (
+	// NetworkLoopback needs no privileges: every address is in 127.0.0.0/8 and forwarding is in
+	// user space.
+	NetworkLoopback = "loopback"
+	// NetworkNetns needs root: pods, clients and a router/load balancer in network namespaces,
+	// Services as nftables DNAT rules.
+	NetworkNetns = "netns"
+)
+
+// ClientRole says where a test's client connects from.
+type ClientRole string
+
+const (
+	// Outside is a client outside the cluster: it reaches Services through the load balancer
+	// or a node address, and cannot reach pod IPs (in namespace mode).
+	Outside ClientRole = "outside"
+	// InCluster is a client in the pod network, such as another pod.
+	InCluster ClientRole = "in-cluster"
+	// roleNode is the node itself, where the kubelet's probes come from.
+	roleNode ClientRole = "node"
 )
 
 // forward makes connections to listenIP:listenPort reach targetPort of a ready pod selected by
@@ -32,6 +57,17 @@ type network interface {
 	nodeAddress() string
 	// setForwards makes exactly these forwards active.
 	setForwards(fwds []forward)
+	// endpointsChanged tells that a pod became ready or unready.
+	endpointsChanged()
+	// dialContext connects from where role is.
+	dialContext(ctx context.Context, role ClientRole, network, addr string) (net.Conn, error)
+	// command runs argv where role is.
+	command(ctx context.Context, role ClientRole, argv []string) (*exec.Cmd, error)
+	// clientIP is the source address of role's connections.
+	clientIP(role ClientRole) string
+	// podNetwork is the pod network's CIDR.
+	podNetwork() string
+	mode() string
 	close()
 }
 
@@ -61,10 +97,53 @@ func (l *loopbackNetwork) podAddress(string) (string, []string, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.nextPod++
-	return fmt.Sprintf("127.0.10.%d", l.nextPod%250+1), nil, nil
+	return fmt.Sprintf("127.0.10.%d", l.nextPod%240+1), nil, nil
 }
 
 func (l *loopbackNetwork) releasePod(string) {}
+
+// Client addresses of the loopback mode: in-cluster clients are in the "pod network"
+// 127.0.10.0/24 (above the pods' addresses), outside clients elsewhere in 127.0.0.0/8.
+const (
+	loopbackPodCIDR     = "127.0.10.0/24"
+	loopbackInClusterIP = "127.0.10.250"
+	loopbackOutsideIP   = "127.0.40.1"
+)
+
+func (l *loopbackNetwork) endpointsChanged() {} // each forwarded connection looks up its pod
+
+func (l *loopbackNetwork) clientIP(role ClientRole) string {
+	switch role {
+	case Outside:
+		return loopbackOutsideIP
+	case InCluster:
+		return loopbackInClusterIP
+	}
+	return ""
+}
+
+func (l *loopbackNetwork) dialContext(ctx context.Context, role ClientRole, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	if ip := l.clientIP(role); ip != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(ip)}
+	} else if role != roleNode {
+		return nil, fmt.Errorf("unknown client role %q", role)
+	}
+	return d.DialContext(ctx, network, addr)
+}
+
+// command runs argv in the harness's own network: the command must bind its source address
+// to clientIP(role) itself (the strict client takes it as an argument).
+func (l *loopbackNetwork) command(ctx context.Context, role ClientRole, argv []string) (*exec.Cmd, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("empty command")
+	}
+	return exec.CommandContext(ctx, argv[0], argv[1:]...), nil
+}
+
+func (l *loopbackNetwork) podNetwork() string { return loopbackPodCIDR }
+
+func (l *loopbackNetwork) mode() string { return NetworkLoopback }
 
 func (l *loopbackNetwork) loadBalancerAddress(service string) string {
 	l.mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -38,6 +39,8 @@ type node struct {
 	lastExit map[types.NamespacedName]PodExit
 	// backoff delays restarting a pod that exited, like the kubelet's CrashLoopBackOff.
 	backoff map[types.NamespacedName]crashBackoff
+	// stopping counts pods being stopped in the background (their Deployment is gone).
+	stopping sync.WaitGroup
 }
 
 type crashBackoff struct {
@@ -109,7 +112,8 @@ func (n *node) sync(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	for _, p := range orphans {
-		go n.stop(p) // the Deployment is gone: drain and stop, like a deleted pod
+		n.stopping.Add(1)
+		go func() { defer n.stopping.Done(); n.stop(p) }() // the Deployment is gone: drain and stop, like a deleted pod
 	}
 	return nil
 }
@@ -210,6 +214,12 @@ func (n *node) start(ctx context.Context, d *appsv1.Deployment, hash string) (*p
 	if err != nil {
 		return nil, err
 	}
+	started := false
+	defer func() {
+		if !started {
+			n.h.network.releasePod(name) // the pod stays pending; its next attempt gets a new one
+		}
+	}()
 	p := &pod{
 		name: name, deployment: types.NamespacedName{Namespace: d.Namespace, Name: d.Name}, hash: hash,
 		ip: ip, labels: d.Spec.Template.Labels, dir: dir, generation: d.Generation,
@@ -275,6 +285,7 @@ func (n *node) start(ctx context.Context, d *appsv1.Deployment, hash string) (*p
 		return nil, fmt.Errorf("start pod %s: %w", name, err)
 	}
 	p.proc = cmd.Process
+	started = true
 	go func() {
 		err := cmd.Wait()
 		logFile.Close()
@@ -282,6 +293,8 @@ func (n *node) start(ctx context.Context, d *appsv1.Deployment, hash string) (*p
 		n.mu.Lock()
 		n.lastExit[p.deployment] = PodExit{Pod: name, Status: exitText(err), LogPath: filepath.Join(dir, "log")}
 		n.mu.Unlock()
+		// The pod's network goes with it, whether it was stopped or crashed.
+		n.h.network.releasePod(name)
 		close(p.done)
 	}()
 	go n.probe(p)
@@ -375,15 +388,22 @@ func project(data map[string][]byte, items []corev1.KeyToPath) map[string][]byte
 // probe polls the daemon's readiness endpoint like the kubelet's readiness probe.
 func (n *node) probe(p *pod) {
 	if p.opsPort == 0 {
-		p.ready.Store(true)
+		n.setReady(p, true)
 		return
 	}
-	httpc := &http.Client{Timeout: time.Second}
+	// The kubelet probes from the node, which reaches the pod network: in namespace mode
+	// that is the router's namespace, not the harness's own.
+	httpc := &http.Client{Timeout: time.Second, Transport: &http.Transport{
+		DisableKeepAlives: true,
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return n.h.network.dialContext(ctx, roleNode, network, addr)
+		},
+	}}
 	url := "http://" + joinHostPort(p.ip, p.opsPort) + "/readyz"
 	for {
 		select {
 		case <-p.done:
-			p.ready.Store(false)
+			n.setReady(p, false)
 			return
 		case <-time.After(300 * time.Millisecond):
 		}
@@ -392,7 +412,15 @@ func (n *node) probe(p *pod) {
 		if resp != nil {
 			resp.Body.Close()
 		}
-		p.ready.Store(ok && !p.stopped.Load())
+		n.setReady(p, ok && !p.stopped.Load())
+	}
+}
+
+// setReady records a pod's readiness and tells the network when it changes, as the
+// EndpointSlice controller and kube-proxy would.
+func (n *node) setReady(p *pod, ready bool) {
+	if p.ready.Swap(ready) != ready {
+		n.h.network.endpointsChanged()
 	}
 }
 
@@ -402,7 +430,7 @@ func (n *node) stop(p *pod) {
 		<-p.done
 		return
 	}
-	p.ready.Store(false)
+	n.setReady(p, false)
 	n.h.logf("node: stopping pod %s (SIGTERM, grace %s)", p.name, p.grace)
 	_ = p.proc.Signal(syscall.SIGTERM)
 	select {
@@ -412,7 +440,6 @@ func (n *node) stop(p *pod) {
 		_ = p.proc.Kill()
 		<-p.done
 	}
-	n.h.network.releasePod(p.name)
 }
 
 func (n *node) stopAll() {
@@ -429,6 +456,7 @@ func (n *node) stopAll() {
 		go func() { defer wg.Done(); n.stop(p) }()
 	}
 	wg.Wait()
+	n.stopping.Wait()
 }
 
 // readyPod returns the ready pod whose labels match selector, if any.

@@ -8,7 +8,8 @@ address the client can really reach. Usage:
   strict_client.py HOST PORT USER PASSWORD SOURCE_IP MODE download REMOTE LOCAL
 
 MODE is pasv or epsv. SOURCE_IP binds the client's side of every connection (the client's
-"network"). It prints the server's passive reply on the first line, then "ok".
+"network"). It prints the server's passive reply on the first line, then "ok"; on failure the
+passive reply (when there was one) and then "error: ...".
 """
 import ftplib
 import socket
@@ -34,7 +35,11 @@ class StrictFTP(ftplib.FTP):
         return ftplib.parse227(reply)
 
 
+ftp = None
+
+
 def main():
+    global ftp
     host, port, user, password, source, mode, op, a, b = sys.argv[1:10]
     ftp = StrictFTP(mode, source_address=(source, 0), timeout=5)
     ftp.connect(host, int(port))
@@ -53,6 +58,8 @@ def main():
 if __name__ == "__main__":
     try:
         main()
-    except (OSError, ftplib.Error) as e:
+    except (OSError, ftplib.Error, EOFError) as e:
+        if ftp is not None and ftp.last_passive:
+            print(ftp.last_passive)
         print("error: %s" % e)
         sys.exit(1)
