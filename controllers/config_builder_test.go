@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 )
@@ -58,5 +59,17 @@ func TestRestartChecksumIgnoresHotReloadedParts(t *testing.T) {
 	c, _ := restartChecksum(ftpdConfigFor(s, observed{}))
 	if c == a {
 		t.Fatal("turning TLS on did not change the restart checksum")
+	}
+}
+
+func TestServiceNodePortAllocationSwitch(t *testing.T) {
+	s := minimalServer()
+	s.Spec.Service.AllocateLoadBalancerNodePorts = ptr.To(false)
+	if got := serviceFor(s).Spec.AllocateLoadBalancerNodePorts; got == nil || *got {
+		t.Fatalf("allocateLoadBalancerNodePorts = %v, want false on the LoadBalancer Service", got)
+	}
+	s.Spec.Service.Type = corev1.ServiceTypeClusterIP
+	if got := serviceFor(s).Spec.AllocateLoadBalancerNodePorts; got != nil {
+		t.Fatalf("allocateLoadBalancerNodePorts set on a ClusterIP Service: %v", *got)
 	}
 }

@@ -42,6 +42,9 @@ type FTPServerReconciler struct {
 
 // +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers,verbs=get;list;watch
 // +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers/status,verbs=get;update;patch
+// Owner references with blockOwnerDeletion need update on the owner's finalizers where the
+// OwnerReferencesPermissionEnforcement admission plugin is on (e.g. OpenShift).
+// +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets;services;persistentvolumeclaims,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
@@ -176,8 +179,11 @@ func portConflict(err error) string {
 		return ""
 	}
 	msg := err.Error()
-	if strings.Contains(msg, "already allocated") || strings.Contains(msg, "port is already") {
+	switch {
+	case strings.Contains(msg, "already allocated") || strings.Contains(msg, "port is already"):
 		return fmt.Sprintf("a port of the Service is taken by another Service; choose other ports.passive or service.controlNodePort (%s)", msg)
+	case strings.Contains(msg, "range is full") || strings.Contains(msg, "failed to allocate"):
+		return fmt.Sprintf("the cluster has no node ports left for the Service (each passive port takes one); set service.allocateLoadBalancerNodePorts: false if your load balancer reaches pods directly, or narrow ports.passive (%s)", msg)
 	}
 	return ""
 }

@@ -67,6 +67,7 @@ func serviceFor(s *ftpv1alpha1.FTPServer) *corev1.Service {
 	if svcType == corev1.ServiceTypeLoadBalancer {
 		svc.Spec.LoadBalancerClass = spec.LoadBalancerClass
 		svc.Spec.LoadBalancerSourceRanges = spec.LoadBalancerSourceRanges
+		svc.Spec.AllocateLoadBalancerNodePorts = spec.AllocateLoadBalancerNodePorts
 	}
 	return svc
 }

@@ -357,7 +357,7 @@ type PassiveAddressOverride struct {
 
 // ServiceSpec shapes the Service exposing the daemon.
 //
-// +kubebuilder:validation:XValidation:rule="self.type == 'LoadBalancer' || (!has(self.loadBalancerClass) && !has(self.loadBalancerSourceRanges))",message="loadBalancerClass and loadBalancerSourceRanges only apply to service type LoadBalancer"
+// +kubebuilder:validation:XValidation:rule="self.type == 'LoadBalancer' || (!has(self.loadBalancerClass) && !has(self.loadBalancerSourceRanges) && !has(self.allocateLoadBalancerNodePorts))",message="loadBalancerClass, loadBalancerSourceRanges and allocateLoadBalancerNodePorts only apply to service type LoadBalancer"
 // +kubebuilder:validation:XValidation:rule="self.type != 'ClusterIP' || !has(self.controlNodePort)",message="controlNodePort does not apply to service type ClusterIP"
 type ServiceSpec struct {
 	// Type of the Service: LoadBalancer (default), NodePort or ClusterIP.
@@ -386,6 +386,13 @@ type ServiceSpec struct {
 	// +listType=atomic
 	// +optional
 	LoadBalancerSourceRanges []string `json:"loadBalancerSourceRanges,omitempty"`
+
+	// AllocateLoadBalancerNodePorts false stops Kubernetes from giving a LoadBalancer Service a
+	// node port per Service port. An FTPServer has one port per passive port (21 by default), so
+	// on load balancers that reach pods directly (MetalLB, cloud LBs in IP-target mode) turning
+	// this off keeps many FTPServers from exhausting the cluster's node-port range.
+	// +optional
+	AllocateLoadBalancerNodePorts *bool `json:"allocateLoadBalancerNodePorts,omitempty"`
 
 	// ExternalTrafficPolicy defaults to Local so the daemon sees real client IPs, which per-IP
 	// limits, bans and the data-connection IP check depend on.

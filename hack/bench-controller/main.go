@@ -136,6 +136,9 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 			Spec: ftpv1alpha1.FTPServerSpec{
 				Volumes: []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("1Gi")}}},
 				Users:   []ftpv1alpha1.FTPUser{{Name: "user", PasswordSecretRef: ftpv1alpha1.SecretKeyRef{Name: "pw"}}},
+				// 21 node ports per LoadBalancer Service would exhaust the 2768-port range at
+				// about 130 servers; at this scale a platform turns the allocation off.
+				Service: ftpv1alpha1.ServiceSpec{Type: corev1.ServiceTypeLoadBalancer, AllocateLoadBalancerNodePorts: ptr.To(false)},
 			},
 		}
 		if err := c.Create(ctx, s); err != nil {
