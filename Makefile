@@ -113,7 +113,8 @@ build: ## Build bin/ftp-operator (static, as in the image).
 
 .PHONY: demo
 demo: build control-plane ## Local demo: API server, operator and an FTPServer on this machine; prints how to connect.
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" go run ./hack/demo -work-dir demo-data -binary bin/ftp-operator
+	go build -o bin/demo ./hack/demo
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" bin/demo -work-dir demo-data -binary bin/ftp-operator
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
