@@ -38,6 +38,9 @@ type FTPServerReconciler struct {
 	BcryptCost int
 
 	hasher *passwordHasher
+	// secrets reads Secrets from the API server, not from a cache: the manager only watches
+	// Secrets' metadata, so it never holds every Secret of the cluster in memory.
+	secrets client.Reader
 }
 
 // +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers,verbs=get;list;watch
@@ -234,6 +237,7 @@ func (r *FTPServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.hasher == nil {
 		r.hasher = newPasswordHasher(r.BcryptCost)
 	}
+	r.secrets = mgr.GetAPIReader()
 	ctx := context.Background()
 	indexer := mgr.GetFieldIndexer()
 	if err := indexer.IndexField(ctx, &ftpv1alpha1.FTPServer{}, indexSecretNames, referencedSecrets); err != nil {
@@ -250,9 +254,11 @@ func (r *FTPServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Owns(&corev1.ConfigMap{}).
 		Owns(&networkingv1.NetworkPolicy{}).
 		Owns(&corev1.PersistentVolumeClaim{}).
-		Owns(&corev1.Secret{}).
+		// Secrets are watched by metadata only (a change still bumps their resourceVersion) and
+		// read from the API server when needed.
+		Owns(&corev1.Secret{}, builder.OnlyMetadata).
 		// Referenced Secrets (passwords, TLS) and claims are not ours; the indexes map them back.
-		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(serversReferencing(mgr.GetClient(), indexSecretNames))).
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(serversReferencing(mgr.GetClient(), indexSecretNames)), builder.OnlyMetadata).
 		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(serversReferencing(mgr.GetClient(), indexClaimNames))).
 		Named("ftpserver").
 		Complete(r)

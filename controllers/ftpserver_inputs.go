@@ -53,7 +53,7 @@ func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServ
 	if cur.configMap, err = getOptional(ctx, r.Client, s.Namespace, configMapName(s), &corev1.ConfigMap{}); err != nil {
 		return obs, cur, nil, err
 	}
-	if cur.usersSecret, err = getOptional(ctx, r.Client, s.Namespace, usersSecretName(s), &corev1.Secret{}); err != nil {
+	if cur.usersSecret, err = getOptional(ctx, r.secrets, s.Namespace, usersSecretName(s), &corev1.Secret{}); err != nil {
 		return obs, cur, nil, err
 	}
 
@@ -93,7 +93,7 @@ func (r *FTPServerReconciler) lookUpTLS(ctx context.Context, s *ftpv1alpha1.FTPS
 		return nil, nil
 	}
 	name := s.Spec.TLS.SecretName
-	secret, err := getOptional(ctx, r.Client, s.Namespace, name, &corev1.Secret{})
+	secret, err := getOptional(ctx, r.secrets, s.Namespace, name, &corev1.Secret{})
 	if err != nil {
 		return nil, err
 	}
@@ -119,7 +119,7 @@ func (r *FTPServerReconciler) resolveUsers(ctx context.Context, s *ftpv1alpha1.F
 		if key == "" {
 			key = "password"
 		}
-		secret, err := getOptional(ctx, r.Client, s.Namespace, ref.Name, &corev1.Secret{})
+		secret, err := getOptional(ctx, r.secrets, s.Namespace, ref.Name, &corev1.Secret{})
 		if err != nil {
 			return nil, err
 		}
@@ -160,7 +160,7 @@ func previousHashes(secret *corev1.Secret) map[string]string {
 }
 
 // getOptional reads an object, returning nil when it does not exist.
-func getOptional[T client.Object](ctx context.Context, c client.Client, namespace, name string, obj T) (T, error) {
+func getOptional[T client.Object](ctx context.Context, c client.Reader, namespace, name string, obj T) (T, error) {
 	var zero T
 	if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, obj); err != nil {
 		if apierrors.IsNotFound(err) {
