@@ -185,7 +185,7 @@ func portConflict(err error) string {
 	switch {
 	case strings.Contains(msg, "already allocated") || strings.Contains(msg, "port is already"):
 		return fmt.Sprintf("a port of the Service is taken by another Service; choose other ports.passive or service.controlNodePort (%s)", msg)
-	case strings.Contains(msg, "range is full") || strings.Contains(msg, "failed to allocate"):
+	case strings.Contains(msg, "nodePort") && (strings.Contains(msg, "range is full") || strings.Contains(msg, "failed to allocate")):
 		return fmt.Sprintf("the cluster has no node ports left for the Service (each passive port takes one); set service.allocateLoadBalancerNodePorts: false if your load balancer reaches pods directly, or narrow ports.passive (%s)", msg)
 	}
 	return ""

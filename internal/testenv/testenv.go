@@ -65,6 +65,9 @@ func Start() (*Env, string, error) {
 		BinaryAssetsDirectory: assets,
 		Scheme:                scheme,
 	}
+	// envtest's default Service range (a /24) runs out after ~250 Services; benchmarks create
+	// hundreds of FTPServers, each with its Service.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
 	cfg, err := env.Start()
 	if err != nil {
 		return nil, "", fmt.Errorf("start kube-apiserver and etcd from %s: %w", assets, err)
