@@ -90,6 +90,7 @@ func main() {
 		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench-controller:", err)
+			_ = env.Stop() // os.Exit skips deferred calls; don't leave the API server running
 			os.Exit(1)
 		}
 		fmt.Println(row)
