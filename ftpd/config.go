@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -169,62 +168,16 @@ type User struct {
 	Home string
 }
 
-// PortRange is an inclusive range of TCP ports. The zero value means "no range".
-type PortRange struct {
-	Start, End int
-}
-
-// IsZero reports whether no range is set.
-func (r PortRange) IsZero() bool { return r.Start == 0 && r.End == 0 }
-
-// Count is the number of ports in the range.
-func (r PortRange) Count() int {
-	if r.IsZero() {
-		return 0
-	}
-	return r.End - r.Start + 1
-}
-
-func (r PortRange) String() string {
-	if r.IsZero() {
-		return ""
-	}
-	return fmt.Sprintf("%d-%d", r.Start, r.End)
-}
+// PortRange is an inclusive range of TCP ports, the same type as in the config file. The zero
+// value means "no range".
+type PortRange = fileconfig.PortRange
 
 // ParsePortRange parses "START-END" (or a single port "PORT"). An empty string is the zero range.
 func ParsePortRange(s string) (PortRange, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
+	if strings.TrimSpace(s) == "" {
 		return PortRange{}, nil
 	}
-	lo, hi, found := strings.Cut(s, "-")
-	if !found {
-		hi = lo
-	}
-	start, err := parsePort(lo)
-	if err != nil {
-		return PortRange{}, fmt.Errorf("invalid port range %q: %w", s, err)
-	}
-	end, err := parsePort(hi)
-	if err != nil {
-		return PortRange{}, fmt.Errorf("invalid port range %q: %w", s, err)
-	}
-	if start > end {
-		return PortRange{}, fmt.Errorf("invalid port range %q: start is greater than end", s)
-	}
-	return PortRange{Start: start, End: end}, nil
-}
-
-func parsePort(s string) (int, error) {
-	p, err := strconv.Atoi(strings.TrimSpace(s))
-	if err != nil {
-		return 0, fmt.Errorf("%q is not a port number", s)
-	}
-	if p < 1 || p > 65535 {
-		return 0, fmt.Errorf("port %d is out of range 1-65535", p)
-	}
-	return p, nil
+	return fileconfig.ParsePortRange(s)
 }
 
 // ParseUserSpec parses the standalone --user value NAME:PASSWORD[:ro]. The name ends at the first

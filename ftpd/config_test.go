@@ -47,9 +47,9 @@ func TestParsePortRange(t *testing.T) {
 		wantErr bool
 	}{
 		{in: "", want: PortRange{}},
-		{in: "30000-30009", want: PortRange{30000, 30009}},
-		{in: "30000", want: PortRange{30000, 30000}},
-		{in: " 1-65535 ", want: PortRange{1, 65535}},
+		{in: "30000-30009", want: PortRange{Start: 30000, End: 30009}},
+		{in: "30000", want: PortRange{Start: 30000, End: 30000}},
+		{in: " 1-65535 ", want: PortRange{Start: 1, End: 65535}},
 		{in: "30009-30000", wantErr: true},
 		{in: "0-10", wantErr: true},
 		{in: "1-65536", wantErr: true},

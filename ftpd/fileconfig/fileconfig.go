@@ -379,23 +379,46 @@ func (r PortRange) Count() int {
 	return r.End - r.Start + 1
 }
 
-func (r PortRange) String() string { return fmt.Sprintf("%d-%d", r.Start, r.End) }
+func (r PortRange) String() string {
+	if r.IsZero() {
+		return ""
+	}
+	return fmt.Sprintf("%d-%d", r.Start, r.End)
+}
 
-// ParsePortRange parses "START-END" or "PORT".
+// ParsePortRange parses "START-END" or a single port "PORT".
 func ParsePortRange(s string) (PortRange, error) {
-	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
+	s = strings.TrimSpace(s)
+	if s == "" {
+		return PortRange{}, errors.New("empty port range: want START-END")
+	}
+	lo, hi, found := strings.Cut(s, "-")
 	if !found {
 		hi = lo
 	}
-	start, err1 := strconv.Atoi(lo)
-	end, err2 := strconv.Atoi(hi)
-	if err1 != nil || err2 != nil {
-		return PortRange{}, fmt.Errorf("port range %q: want START-END", s)
+	start, err := parsePort(lo)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("invalid port range %q: %w", s, err)
 	}
-	if start < 1 || end > 65535 || start > end {
-		return PortRange{}, fmt.Errorf("port range %q: want 1 <= START <= END <= 65535", s)
+	end, err := parsePort(hi)
+	if err != nil {
+		return PortRange{}, fmt.Errorf("invalid port range %q: %w", s, err)
+	}
+	if start > end {
+		return PortRange{}, fmt.Errorf("invalid port range %q: start is greater than end", s)
 	}
 	return PortRange{Start: start, End: end}, nil
+}
+
+func parsePort(s string) (int, error) {
+	p, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil {
+		return 0, fmt.Errorf("%q is not a port number", s)
+	}
+	if p < 1 || p > 65535 {
+		return 0, fmt.Errorf("port %d is out of range 1-65535", p)
+	}
+	return p, nil
 }
 
 // MarshalJSON writes "START-END".

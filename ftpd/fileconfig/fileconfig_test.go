@@ -77,7 +77,7 @@ func TestParseRejectsBadConfigs(t *testing.T) {
 		name, edit, want string
 	}{
 		{"unknown field", "bogus: 1", `unknown field "bogus"`},
-		{"reversed range", "passive: {listenedPorts: 30019-30000}", "want 1 <= START <= END <= 65535"},
+		{"reversed range", "passive: {listenedPorts: 30019-30000}", "start is greater than end"},
 		{"range lengths differ", "passive: {listenedPorts: 30000-30019, exposedPorts: 31000-31004}", "passive.exposedPorts: has 5 ports but listenedPorts has 20"},
 		{"IPv6 static", "passive: {listenedPorts: 30000-30001, address: {static: '2001:db8::1'}}", "must be an IPv4 address"},
 		{"static and hostname", "passive: {listenedPorts: 30000-30001, address: {static: 192.0.2.1, hostname: x.example}}", "set static or hostname, not both"},
