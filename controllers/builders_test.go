@@ -123,6 +123,10 @@ func fullServer() *ftpv1alpha1.FTPServer {
 		NodeSelector: map[string]string{"kubernetes.io/os": "linux"},
 		Annotations:  map[string]string{"prometheus.io/scrape": "true"},
 		Labels:       map[string]string{"team": "payments"},
+		// As on OpenShift, where the platform assigns the user IDs.
+		SecurityContext:    &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
+		ImagePullSecrets:   []corev1.LocalObjectReference{{Name: "registry-credentials"}},
+		ServiceAccountName: "ftp-daemon",
 	}
 	sp.DrainTimeout = &metav1.Duration{Duration: 10 * time.Minute}
 	return s

@@ -59,22 +59,33 @@ func deploymentFor(s *ftpv1alpha1.FTPServer, obs observed, checksum string) *app
 					AutomountServiceAccountToken:  ptr.To(false),
 					EnableServiceLinks:            ptr.To(false),
 					TerminationGracePeriodSeconds: ptr.To(drain + drainGrace),
-					SecurityContext: &corev1.PodSecurityContext{
-						RunAsNonRoot:   ptr.To(true),
-						RunAsUser:      ptr.To(int64(daemonUID)),
-						RunAsGroup:     ptr.To(int64(daemonUID)),
-						FSGroup:        ptr.To(int64(daemonUID)),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
-					},
-					Containers:        []corev1.Container{daemonContainer(s, image)},
-					Volumes:           podVolumes(s),
-					NodeSelector:      s.Spec.Pod.NodeSelector,
-					Tolerations:       s.Spec.Pod.Tolerations,
-					Affinity:          s.Spec.Pod.Affinity,
-					PriorityClassName: s.Spec.Pod.PriorityClassName,
+					SecurityContext:               podSecurityContext(s),
+					ImagePullSecrets:              s.Spec.Pod.ImagePullSecrets,
+					ServiceAccountName:            s.Spec.Pod.ServiceAccountName,
+					Containers:                    []corev1.Container{daemonContainer(s, image)},
+					Volumes:                       podVolumes(s),
+					NodeSelector:                  s.Spec.Pod.NodeSelector,
+					Tolerations:                   s.Spec.Pod.Tolerations,
+					Affinity:                      s.Spec.Pod.Affinity,
+					PriorityClassName:             s.Spec.Pod.PriorityClassName,
 				},
 			},
 		},
+	}
+}
+
+// podSecurityContext is restricted-PSS compliant by default; spec.pod.securityContext replaces it
+// for platforms that assign user IDs themselves.
+func podSecurityContext(s *ftpv1alpha1.FTPServer) *corev1.PodSecurityContext {
+	if s.Spec.Pod.SecurityContext != nil {
+		return s.Spec.Pod.SecurityContext.DeepCopy()
+	}
+	return &corev1.PodSecurityContext{
+		RunAsNonRoot:   ptr.To(true),
+		RunAsUser:      ptr.To(int64(daemonUID)),
+		RunAsGroup:     ptr.To(int64(daemonUID)),
+		FSGroup:        ptr.To(int64(daemonUID)),
+		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
 }
 

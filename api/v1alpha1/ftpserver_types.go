@@ -550,6 +550,26 @@ type PodSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +optional
 	PriorityClassName string `json:"priorityClassName,omitempty"`
+
+	// ImagePullSecrets for pulling the daemon image from a private registry.
+	// +kubebuilder:validation:MaxItems=16
+	// +listType=atomic
+	// +optional
+	ImagePullSecrets []corev1.LocalObjectReference `json:"imagePullSecrets,omitempty"`
+
+	// ServiceAccountName of the daemon pods; the namespace's default when empty. The daemon
+	// never calls the API server, so its token is not mounted either way.
+	// +kubebuilder:validation:MaxLength=253
+	// +optional
+	ServiceAccountName string `json:"serviceAccountName,omitempty"`
+
+	// SecurityContext replaces the operator's pod security context (non-root UID/GID 65532,
+	// fsGroup 65532, RuntimeDefault seccomp). Platforms that assign UIDs per namespace, such as
+	// OpenShift's restricted SCC, need one without fixed IDs, e.g. {runAsNonRoot: true,
+	// seccompProfile: {type: RuntimeDefault}}. The container's own restrictions (no privilege
+	// escalation, no capabilities, read-only root filesystem) always stay.
+	// +optional
+	SecurityContext *corev1.PodSecurityContext `json:"securityContext,omitempty"`
 }
 
 // FTPServerStatus is the observed state of an FTPServer.
