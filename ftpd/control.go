@@ -308,11 +308,12 @@ func splitCommand(line []byte) (string, string) {
 
 // checkActiveTarget refuses PORT/EPRT targets other than the client's own IP and privileged
 // ports (FTP bounce: making the server connect to a service on the client's host or elsewhere).
-// Unparsable targets are left to ftpserverlib, which answers 501.
+// What we cannot parse is refused too: ftpserverlib's own parser is laxer (bytes above 255,
+// "+22" as a port) and would otherwise accept a target this check never saw.
 func (c *controlConn) checkActiveTarget(cmd, param string) string {
 	target, ok := parseActiveTarget(cmd, param)
 	if !ok {
-		return ""
+		return "Unparsable address; use PORT h1,h2,h3,h4,p1,p2 or EPRT |1|address|port|."
 	}
 	if target.Addr().Unmap() != c.ip {
 		return "Active mode is only allowed to your own address."
@@ -333,8 +334,9 @@ func parseActiveTarget(cmd, param string) (netip.AddrPort, bool) {
 		}
 		var b [6]byte
 		for i, p := range parts {
-			v, err := strconv.Atoi(strings.TrimSpace(p))
-			if err != nil || v < 0 || v > 255 {
+			p = strings.TrimSpace(p)
+			v, err := strconv.Atoi(p)
+			if err != nil || v < 0 || v > 255 || strings.TrimLeft(p, "0123456789") != "" {
 				return netip.AddrPort{}, false
 			}
 			b[i] = byte(v)
@@ -351,6 +353,9 @@ func parseActiveTarget(cmd, param string) (netip.AddrPort, bool) {
 	ip, err := netip.ParseAddr(fields[1])
 	if err != nil {
 		return netip.AddrPort{}, false
+	}
+	if fields[2] == "" || strings.TrimLeft(fields[2], "0123456789") != "" {
+		return netip.AddrPort{}, false // digits only: no sign, no spaces
 	}
 	port, err := strconv.ParseUint(fields[2], 10, 16)
 	if err != nil {

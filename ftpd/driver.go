@@ -93,7 +93,10 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	}
 	srv := d.srv
 	dyn := srv.dyn.Load()
+	// One password check at a time per client IP, so each sees the failures before it.
+	leave := srv.logins.enter(s.ip)
 	if srv.bans.isBanned(s.ip, time.Now()) {
+		leave()
 		// Banned while this session was open (guessing over parallel sessions).
 		srv.metrics.logins.WithLabelValues("banned").Inc()
 		s.log().Warn("login failed", slog.String("user", user), slog.String("reason", "banned"))
@@ -102,8 +105,12 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	acct, reason, err := dyn.users.authenticate(user, pass)
 	if err != nil {
 		srv.loginFailed(s, user, reason, dyn.limits)
+		leave()
+		// The delay is served outside the gate: it slows the guesser, not the IP's other logins.
+		time.Sleep(dyn.limits.FailedLoginDelay)
 		return nil, err
 	}
+	leave()
 	home, err := acct.realHome(srv.root)
 	var fsys *confinedFs
 	if err == nil {
@@ -127,9 +134,9 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	return &clientDriver{confinedFs: fsys, fs: fsys, srv: srv, sess: s}, nil
 }
 
-// loginFailed logs and counts a failure, bans the IP when it reached the limit, and waits the
-// failed-login delay (which slows down guessing: ftpserverlib closes the connection after the
-// reply, so each guess costs a new connection plus the delay).
+// loginFailed logs and counts a failure and bans the IP when it reached the limit. The caller
+// then waits the failed-login delay (which slows down guessing: ftpserverlib closes the
+// connection after the reply, so each guess costs a new connection plus the delay).
 func (srv *Server) loginFailed(s *session, user, reason string, lim Limits) {
 	srv.metrics.logins.WithLabelValues(reason).Inc()
 	s.log().Warn("login failed", slog.String("user", user), slog.String("reason", reason))
@@ -137,7 +144,6 @@ func (srv *Server) loginFailed(s *session, user, reason string, lim Limits) {
 		srv.metrics.bans.Inc()
 		s.log().Warn("client banned", slog.Int("failures", lim.BanAfterFailures), slog.Float64("ban_s", lim.BanDuration.Seconds()))
 	}
-	time.Sleep(lim.FailedLoginDelay)
 }
 
 // PostAuthMessage implements MainDriverExtensionPostAuthMessage: one message for every failure.

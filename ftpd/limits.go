@@ -55,6 +55,43 @@ func (l *sessionLimiter) release(ip netip.Addr) {
 	}
 }
 
+// loginGate serializes password checks per client IP. Without it, a client holding many
+// sessions could send PASS on all of them at once: every attempt would pass the ban check
+// before any failure was recorded, giving it maxSessionsPerIP guesses per ban window instead of
+// banAfterFailures. Logins from different IPs still run in parallel.
+type loginGate struct {
+	mu    sync.Mutex
+	gates map[netip.Addr]*ipGate
+}
+
+type ipGate struct {
+	mu   sync.Mutex
+	refs int
+}
+
+func newLoginGate() *loginGate { return &loginGate{gates: map[netip.Addr]*ipGate{}} }
+
+// enter waits for ip's turn and returns the function that ends it.
+func (g *loginGate) enter(ip netip.Addr) (leave func()) {
+	g.mu.Lock()
+	gate, ok := g.gates[ip]
+	if !ok {
+		gate = &ipGate{}
+		g.gates[ip] = gate
+	}
+	gate.refs++
+	g.mu.Unlock()
+	gate.mu.Lock()
+	return func() {
+		gate.mu.Unlock()
+		g.mu.Lock()
+		if gate.refs--; gate.refs == 0 {
+			delete(g.gates, ip)
+		}
+		g.mu.Unlock()
+	}
+}
+
 // banList tracks failed logins per client IP and bans an IP for BanDuration once it reaches
 // BanAfterFailures failures within BanDuration. A successful login does not clear the count:
 // otherwise an attacker holding one valid account could interleave logins to keep guessing.

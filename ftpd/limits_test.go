@@ -1,11 +1,13 @@
 package ftpd
 
 import (
+	"golang.org/x/crypto/bcrypt"
 	"io"
 	"net"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -136,6 +138,11 @@ func TestHostileClients(t *testing.T) {
 				t.Fatalf("reply %q", text)
 			}
 			rc.mustCmd(501, "EPRT |1|127.0.0.1|1023|")
+			// Encodings a laxer parser would read as privileged ports: bytes above 255 and signs.
+			rc.mustCmd(501, "PORT 127,0,0,1,0,445")
+			rc.mustCmd(501, "PORT 127,0,0,1,1,511")
+			rc.mustCmd(501, "PORT 127,0,0,1,+0,+22")
+			rc.mustCmd(501, "EPRT |1|127.0.0.1|+22|")
 		}},
 		{"active mode to the client's own port works", func(c *Config) { c.ActiveMode = true }, func(t *testing.T, ts *testServer) {
 			payload := randomBytes(t, 50_000)
@@ -228,4 +235,42 @@ func TestLimitsCommandLengthConfigurable(t *testing.T) {
 		t.Fatalf("reply %q", text)
 	}
 	rc.expectClosed(5 * time.Second)
+}
+
+// TestParallelGuessesStopAtTheBan: a client with many sessions sends wrong passwords on all of
+// them at once; no more than banAfterFailures of them may reach the password check.
+func TestParallelGuessesStopAtTheBan(t *testing.T) {
+	// A real bcrypt cost makes each check slow enough for the attempts to overlap.
+	hash, err := bcrypt.GenerateFromPassword([]byte("carols-secret"), bcrypt.DefaultCost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := startServer(t, func(c *Config) {
+		c.Users = append(c.Users, User{Name: "carol", Password: string(hash)})
+		c.Limits.BanAfterFailures = 3
+		c.Limits.BanDuration = time.Minute
+		c.Limits.FailedLoginDelay = 50 * time.Millisecond
+	})
+	const sessions = 10
+	conns := make([]*rawConn, sessions)
+	for i := range conns {
+		conns[i] = dialRaw(t, ts.Addr())
+		conns[i].mustCmd(331, "USER carol")
+	}
+	var wg sync.WaitGroup
+	for _, rc := range conns {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rc.cmd("PASS wrong-password")
+		}()
+	}
+	wg.Wait()
+	checked := strings.Count(ts.logs.String(), `"reason":"bad_password"`)
+	if checked != 3 {
+		t.Fatalf("%d wrong passwords were checked before the ban; want exactly 3 (banAfterFailures)", checked)
+	}
+	if banned := strings.Count(ts.logs.String(), `"reason":"banned"`); banned != sessions-3 {
+		t.Fatalf("%d attempts refused as banned, want %d", banned, sessions-3)
+	}
 }

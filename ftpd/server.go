@@ -34,6 +34,7 @@ type Server struct {
 	dyn     atomic.Pointer[dynamic]
 	limiter *sessionLimiter
 	bans    *banList
+	logins  *loginGate
 	metrics *metrics
 	certs   *certHolder // nil without TLS
 	tlsConf *tls.Config // nil without TLS
@@ -76,6 +77,7 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 		root:     root,
 		limiter:  newSessionLimiter(),
 		bans:     newBanList(),
+		logins:   newLoginGate(),
 		lookup:   net.DefaultResolver.LookupNetIP,
 		source:   cfg.source,
 		sessions: map[uint32]ftpserver.ClientContext{},
