@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"reflect"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -14,6 +15,8 @@ import (
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 )
 
 // applier writes desired objects with server-side apply under our field manager.
@@ -26,6 +29,33 @@ import (
 // next reconcile forces it back.
 type applier struct {
 	client client.Client
+	// server owns what we apply: an existing object of the same name that is not its own is
+	// never taken over (see ours).
+	server *ftpv1alpha1.FTPServer
+}
+
+// notOursError reports an existing object with the name we need that belongs to someone else.
+type notOursError struct {
+	kind, namespace, name string
+}
+
+func (e *notOursError) Error() string {
+	return fmt.Sprintf("%s %s/%s already exists and does not belong to this FTPServer", e.kind, e.namespace, e.name)
+}
+
+// ours tells whether an existing object is this server's to write: controlled by it (owner
+// reference with its UID), or, for a claim kept with reclaimPolicy Retain, labelled with its
+// name (so a re-created FTPServer adopts its data again). A Secret or claim someone else made
+// under our naming scheme is left alone: applying to it would merge our data into it and make
+// it ours to garbage-collect.
+func (a applier) ours(existing client.Object) bool {
+	for _, ref := range existing.GetOwnerReferences() {
+		if ref.Controller != nil && *ref.Controller {
+			return ref.UID == a.server.UID
+		}
+	}
+	_, isClaim := existing.(*corev1.PersistentVolumeClaim)
+	return isClaim && existing.GetLabels()[labelServer] == a.server.Name
 }
 
 // apply makes the fields we own on the live object equal to desired. existing is the live object
@@ -39,6 +69,9 @@ func (a applier) apply(ctx context.Context, desired, existing client.Object) (*u
 		return nil, fmt.Errorf("prepare %T %s: %w", desired, desired.GetName(), err)
 	}
 	if existing != nil {
+		if !a.ours(existing) {
+			return nil, &notOursError{kind: reflect.TypeOf(existing).Elem().Name(), namespace: existing.GetNamespace(), name: existing.GetName()}
+		}
 		owned, err := ownedFields(existing)
 		if err != nil {
 			return nil, fmt.Errorf("extract our fields of %T %s: %w", existing, existing.GetName(), err)

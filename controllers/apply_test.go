@@ -25,7 +25,7 @@ func TestAppliedObjectsCompareEqualToTheirBuilders(t *testing.T) {
 	for _, fixture := range []*ftpv1alpha1.FTPServer{minimalServer(), fullServer(), clusterIPServer()} {
 		t.Run(fixture.Name, func(t *testing.T) {
 			fixture.Namespace = newNamespace(t)
-			a := applier{client: env.Client}
+			a := applier{client: env.Client, server: fixture}
 			for _, obj := range desiredObjects(t, fixture) {
 				desired := obj.(client.Object)
 				if applied, err := a.apply(context.Background(), desired, nil); err != nil || !changedOnServer(applied, nil) {

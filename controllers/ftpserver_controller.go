@@ -5,6 +5,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 
@@ -96,10 +97,12 @@ type applyOutcome struct {
 
 // applyAll writes the desired objects. With a blocker, the objects that depend on the missing
 // input (the users Secret and the Deployment) are left as they are, so a deleted Secret never
-// takes a running server down; it is reported instead.
+// takes a running server down; it is reported instead. An object of one of our names that is not
+// ours is never touched, and blocks the objects that would use it.
 func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPServer, obs observed, cur live, block *blocker) (applyOutcome, error) {
-	a := applier{client: r.Client}
+	a := applier{client: r.Client, server: s}
 	var out applyOutcome
+	holdWorkload := block != nil
 
 	// Claims first: data outlives everything else.
 	for _, claim := range claimsFor(s) {
@@ -107,7 +110,18 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 		if err != nil {
 			return out, err
 		}
-		if _, err := a.apply(ctx, claim, asObject(existing)); err != nil {
+		_, err = a.apply(ctx, claim, asObject(existing))
+		switch {
+		case err == nil:
+		case nameConflict(err) != nil:
+			out.blocker, holdWorkload = nameConflict(err), true
+		case apierrors.IsInvalid(err) || apierrors.IsForbidden(err):
+			// Most of a bound claim is immutable. The claim as it is still serves, so the rest
+			// of the spec goes ahead; the refused change is reported.
+			out.blocker = &blocker{reason: ftpv1alpha1.ReasonClaimUpdateRejected, message: fmt.Sprintf(
+				"PersistentVolumeClaim %s/%s cannot take the claimTemplate's change (storage class, access modes and a smaller size cannot change on an existing claim); revert it or move the data to a new volume: %v",
+				claim.Namespace, claim.Name, err)}
+		default:
 			return out, err
 		}
 	}
@@ -115,6 +129,10 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 	if _, err := a.apply(ctx, serviceFor(s), asObject(cur.service)); err != nil {
 		if conflict := portConflict(err); conflict != "" {
 			out.blocker = &blocker{reason: ftpv1alpha1.ReasonPortConflict, message: conflict}
+			return out, nil
+		}
+		if b := nameConflict(err); b != nil {
+			out.blocker = b
 			return out, nil
 		}
 		return out, err
@@ -127,14 +145,22 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 		return out, err
 	}
 	if _, err := a.apply(ctx, cm, asObject(cur.configMap)); err != nil {
+		if b := nameConflict(err); b != nil {
+			out.blocker = b
+			return out, nil // the pods must not mount someone else's config
+		}
 		return out, err
 	}
 
 	if err := r.applyNetworkPolicy(ctx, a, s); err != nil {
-		return out, err
+		if b := nameConflict(err); b != nil {
+			out.blocker = b
+		} else {
+			return out, err
+		}
 	}
 
-	if block != nil {
+	if holdWorkload {
 		return out, nil
 	}
 	users, err := usersSecretFor(s, obs.users)
@@ -142,6 +168,10 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 		return out, err
 	}
 	if _, err := a.apply(ctx, users, asObject(cur.usersSecret)); err != nil {
+		if b := nameConflict(err); b != nil {
+			out.blocker = b
+			return out, nil
+		}
 		return out, err
 	}
 	checksum, err := restartChecksum(cfg)
@@ -149,6 +179,10 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 		return out, fmt.Errorf("checksum config of %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	applied, err := a.apply(ctx, deploymentFor(s, obs, checksum), asObject(cur.deployment))
+	if b := nameConflict(err); b != nil {
+		out.blocker = b
+		return out, nil
+	}
 	if err != nil || applied == nil {
 		return out, err
 	}
@@ -157,6 +191,17 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 		return out, fmt.Errorf("read back Deployment %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	return out, nil
+}
+
+// nameConflict turns an apply refused because the object is not ours into a blocker.
+func nameConflict(err error) *blocker {
+	var notOurs *notOursError
+	if !errors.As(err, &notOurs) {
+		return nil
+	}
+	return &blocker{reason: ftpv1alpha1.ReasonNameConflict, message: fmt.Sprintf(
+		"%s %s/%s already exists and is not this FTPServer's; the operator will not take it over. Rename or delete it, or rename the FTPServer or volume",
+		notOurs.kind, notOurs.namespace, notOurs.name)}
 }
 
 func (r *FTPServerReconciler) applyNetworkPolicy(ctx context.Context, a applier, s *ftpv1alpha1.FTPServer) error {

@@ -528,3 +528,72 @@ func TestNodePortClashIsReportedAsPortConflict(t *testing.T) {
 		t.Fatalf("a port conflict must be Stalled (it needs a person): %+v", got.Status.Conditions)
 	}
 }
+
+// TestForeignObjectsAreNeverTakenOver: objects that merely carry a name the operator would use
+// are left alone and reported, so their data never becomes ours to garbage-collect.
+func TestForeignObjectsAreNeverTakenOver(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+
+	t.Run("a user's Secret named like our users Secret", func(t *testing.T) {
+		ns := newNamespace(t)
+		createSecret(t, ns, "b-users", map[string]string{"password": "x"})
+		s := newFTPServer(ns, "b")
+		s.Spec.Users[0].PasswordSecretRef.Name = "b-users"
+		if err := env.Client.Create(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		c := waitForReason(t, ns, "b", ftpv1alpha1.ReasonNameConflict)
+		if !strings.Contains(c.Message, "b-users") {
+			t.Fatalf("message does not name the object: %s", c.Message)
+		}
+		secret := get(t, ns, "b-users", &corev1.Secret{})
+		if len(secret.OwnerReferences) != 0 || len(secret.Data) != 1 {
+			t.Fatalf("the user's Secret was taken over: owners %v, keys %d", secret.OwnerReferences, len(secret.Data))
+		}
+		if ok, _ := exists(ns, "b", &appsv1.Deployment{}); ok {
+			t.Fatal("a Deployment was created although its users Secret is not ours")
+		}
+	})
+
+	t.Run("two servers whose claim names collide", func(t *testing.T) {
+		ns := newNamespace(t)
+		createSecret(t, ns, "alice-ftp", map[string]string{"password": "x"})
+		first := newFTPServer(ns, "a")
+		first.Spec.Volumes = []ftpv1alpha1.FTPVolume{{Name: "b-data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("1Gi"), ReclaimPolicy: ftpv1alpha1.ReclaimDelete}}}
+		if err := env.Client.Create(ctx, first); err != nil {
+			t.Fatal(err)
+		}
+		eventually(t, 20*time.Second, "claim a-b-data", func() (bool, error) { return exists(ns, "a-b-data", &corev1.PersistentVolumeClaim{}) })
+		second := newFTPServer(ns, "a-b")
+		second.Spec.Volumes = []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("2Gi")}}}
+		if err := env.Client.Create(ctx, second); err != nil {
+			t.Fatal(err)
+		}
+		waitForReason(t, ns, "a-b", ftpv1alpha1.ReasonNameConflict)
+		claim := get(t, ns, "a-b-data", &corev1.PersistentVolumeClaim{})
+		if claim.Labels[labelServer] != "a" || claim.Spec.Resources.Requests.Storage().String() != "1Gi" {
+			t.Fatalf("the first server's claim was changed by the second: labels %v, size %s", claim.Labels, claim.Spec.Resources.Requests.Storage())
+		}
+	})
+}
+
+// TestRefusedClaimChangeDoesNotBlockTheRest: a claimTemplate change the existing claim cannot
+// take is reported, and the rest of the spec still goes out.
+func TestRefusedClaimChangeDoesNotBlockTheRest(t *testing.T) {
+	startManager(t)
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) {
+		s.Spec.Volumes[0].ClaimTemplate.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
+		s.Spec.Ports.Control = 2100
+	})
+	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonClaimUpdateRejected)
+	if !strings.Contains(c.Message, "files-data") {
+		t.Fatalf("message does not name the claim: %s", c.Message)
+	}
+	eventually(t, 20*time.Second, "the new control port on the Service", func() (bool, error) {
+		svc := get(t, ns, "files", &corev1.Service{})
+		return svc.Spec.Ports[0].Port == 2100, fmt.Errorf("port %d", svc.Spec.Ports[0].Port)
+	})
+}

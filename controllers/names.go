@@ -15,7 +15,8 @@ const (
 	// controlContainerPort is where the daemon listens; the Service maps spec.ports.control to it,
 	// so the pod never needs a privileged port.
 	controlContainerPort = 2121
-	// opsContainerPort serves /healthz, /readyz and /metrics.
+	// opsContainerPort serves /healthz, /readyz and /metrics. Both pod ports are excluded from
+	// spec.ports.passive by a CEL rule in api/v1alpha1; keep the numbers in step.
 	opsContainerPort = 8080
 
 	configMountPath = "/etc/ftpd/config"

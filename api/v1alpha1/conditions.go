@@ -22,5 +22,9 @@ const (
 	ReasonSecretInvalid     = "SecretInvalid"
 	ReasonClaimNotFound     = "ClaimNotFound"
 	ReasonPortConflict      = "PortConflict"
-	ReasonInvalidSpec       = "InvalidSpec"
+	// ReasonNameConflict: an object with a name the operator needs exists and is not ours.
+	ReasonNameConflict = "NameConflict"
+	// ReasonClaimUpdateRejected: a claimTemplate change the existing claim cannot take.
+	ReasonClaimUpdateRejected = "ClaimUpdateRejected"
+	ReasonInvalidSpec         = "InvalidSpec"
 )

@@ -287,6 +287,7 @@ type FTPPorts struct {
 //
 // +kubebuilder:validation:XValidation:rule="self.start <= self.end",message="passive port range is reversed: ports.passive.start must not be greater than ports.passive.end",reason=FieldValueInvalid
 // +kubebuilder:validation:XValidation:rule="self.end - self.start < 1000",message="passive port range has more than 1000 ports: each passive port becomes a Service port, so keep end - start below 1000 (a few dozen ports are plenty with passive-port multiplexing)",reason=FieldValueInvalid
+// +kubebuilder:validation:XValidation:rule="!(self.start <= 2121 && 2121 <= self.end) && !(self.start <= 8080 && 8080 <= self.end)",message="ports.passive must not include 2121 or 8080: inside the pod they carry the control connection and the health and metrics endpoints",reason=FieldValueInvalid
 type PassivePortRange struct {
 	// Start is the first passive port.
 	// +kubebuilder:validation:Minimum=1024
