@@ -381,3 +381,15 @@ func tempFiles(t *testing.T, dir string) []string {
 	})
 	return found
 }
+
+// dialDataFrom opens a data connection to the server's port on 127.0.0.1 from another loopback
+// address, as a different host would.
+func dialDataFrom(t *testing.T, sourceIP string, port int) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(sourceIP)}, Timeout: 5 * time.Second}
+	data, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

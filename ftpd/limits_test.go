@@ -178,11 +178,7 @@ func TestHostileClients(t *testing.T) {
 			rc := dialRaw(t, ts.Addr())
 			rc.login("alice", alicePass)
 			port := rc.epsvPort()
-			d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
-			data, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-			if err != nil {
-				t.Fatal(err)
-			}
+			data := dialDataFrom(t, "127.0.0.2", port)
 			defer data.Close()
 			if code, text := rc.cmd("RETR x.txt"); code != 425 {
 				t.Fatalf("RETR over a data connection from another IP: %q", text)

@@ -218,11 +218,7 @@ func TestAllowDataFromOtherIP(t *testing.T) {
 	rc := dialRaw(t, ts.Addr())
 	rc.login("alice", alicePass)
 	port := rc.epsvPort()
-	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2)}, Timeout: 5 * time.Second}
-	data, err := d.Dial("tcp", "127.0.0.1:"+strconv.Itoa(port))
-	if err != nil {
-		t.Fatal(err)
-	}
+	data := dialDataFrom(t, "127.0.0.2", port)
 	rc.mustCmd(150, "RETR o.txt")
 	b, _ := io.ReadAll(data)
 	rc.expect(226)
