@@ -1,9 +1,14 @@
 package controllers
 
 import (
+	"errors"
+	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
@@ -71,5 +76,34 @@ func TestServiceNodePortAllocationSwitch(t *testing.T) {
 	s.Spec.Service.Type = corev1.ServiceTypeClusterIP
 	if got := serviceFor(s).Spec.AllocateLoadBalancerNodePorts; got != nil {
 		t.Fatalf("allocateLoadBalancerNodePorts set on a ClusterIP Service: %v", *got)
+	}
+}
+
+// TestPortConflictRecognisesAllocationFailures: the API server's refusals of Service ports
+// become PortConflict messages that say what to do; other errors do not.
+func TestPortConflictRecognisesAllocationFailures(t *testing.T) {
+	invalid := func(detail string) error {
+		return apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, "files",
+			field.ErrorList{field.Invalid(field.NewPath("spec", "ports").Index(1).Child("nodePort"), 30001, detail)})
+	}
+	cases := []struct {
+		name string
+		err  error
+		want string // substring of the message; "" means not a port conflict
+	}{
+		{"node port held by another Service", invalid("provided port is already allocated"), "taken by another Service"},
+		{"node ports exhausted", invalid("failed to allocate a nodePort: range is full"), "allocateLoadBalancerNodePorts: false"},
+		{"cluster IPs exhausted is not a node-port problem", apierrors.NewInvalid(schema.GroupKind{Kind: "Service"}, "files",
+			field.ErrorList{field.Invalid(field.NewPath("spec", "clusterIPs"), "", "failed to allocate IP: range is full")}), ""},
+		{"unrelated validation error", invalid("must be between 30000 and 32767"), ""},
+		{"not an Invalid error", errors.New("connection refused"), ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			got := portConflict(tc.err)
+			if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
+				t.Fatalf("portConflict = %q, want a message containing %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -213,7 +213,7 @@ func (r *FTPServerReconciler) applyNetworkPolicy(ctx context.Context, a applier,
 		_, err := a.apply(ctx, networkPolicyFor(s), asObject(existing))
 		return err
 	}
-	if existing != nil && ownedBy(existing, s) {
+	if existing != nil && a.ours(existing) {
 		if err := r.Delete(ctx, existing); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("delete disabled NetworkPolicy %s/%s: %w", s.Namespace, s.Name, err)
 		}
@@ -234,15 +234,6 @@ func portConflict(err error) string {
 		return fmt.Sprintf("the cluster has no node ports left for the Service (each passive port takes one); set service.allocateLoadBalancerNodePorts: false if your load balancer reaches pods directly, or narrow ports.passive (%s)", msg)
 	}
 	return ""
-}
-
-func ownedBy(obj client.Object, s *ftpv1alpha1.FTPServer) bool {
-	for _, ref := range obj.GetOwnerReferences() {
-		if ref.UID == s.UID {
-			return true
-		}
-	}
-	return false
 }
 
 // asObject turns a typed nil pointer into a nil interface, so apply knows the object is absent.

@@ -15,7 +15,6 @@ const (
 // Reasons used on the conditions above.
 const (
 	ReasonReady             = "Ready"
-	ReasonProgressing       = "Progressing"
 	ReasonWaitingForAddress = "WaitingForAddress"
 	ReasonWaitingForPods    = "WaitingForPods"
 	ReasonSecretNotFound    = "SecretNotFound"
@@ -26,5 +25,4 @@ const (
 	ReasonNameConflict = "NameConflict"
 	// ReasonClaimUpdateRejected: a claimTemplate change the existing claim cannot take.
 	ReasonClaimUpdateRejected = "ClaimUpdateRejected"
-	ReasonInvalidSpec         = "InvalidSpec"
 )

@@ -19,22 +19,13 @@ import (
 // none): objects whose FTPServer owner is gone are deleted. Objects without an owner reference,
 // such as claims with reclaimPolicy Retain, stay.
 func (h *Harness) runGarbageCollector(ctx context.Context) {
-	tick := time.NewTicker(500 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-		h.collectGarbage(ctx)
-	}
+	h.poll(ctx, 500*time.Millisecond, "gc", h.collectGarbage)
 }
 
-func (h *Harness) collectGarbage(ctx context.Context) {
+func (h *Harness) collectGarbage(ctx context.Context) error {
 	var servers ftpv1alpha1.FTPServerList
 	if err := h.Client.List(ctx, &servers); err != nil {
-		return
+		return err
 	}
 	alive := map[types.UID]bool{}
 	for _, s := range servers.Items {
@@ -59,4 +50,5 @@ func (h *Harness) collectGarbage(ctx context.Context) {
 			return nil
 		})
 	}
+	return nil
 }

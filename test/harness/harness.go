@@ -308,6 +308,23 @@ func (h *Harness) WaitReady(ctx context.Context, namespace, name string, timeout
 	}
 }
 
+// poll runs sync now and then every interval until ctx ends, logging its errors under what.
+// The stand-ins reconcile by polling: simple, and fast enough at test scale.
+func (h *Harness) poll(ctx context.Context, interval time.Duration, what string, sync func(context.Context) error) {
+	tick := time.NewTicker(interval)
+	defer tick.Stop()
+	for {
+		if err := sync(ctx); err != nil && ctx.Err() == nil {
+			h.logf("%s: %v", what, err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
 func (h *Harness) logf(format string, args ...any) {
 	fmt.Fprintf(h.log, "harness: "+format+"\n", args...)
 }

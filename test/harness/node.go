@@ -58,7 +58,6 @@ type pod struct {
 	dir         string
 	opsPort     int32
 	grace       time.Duration
-	generation  int64
 	syncVolumes func(ctx context.Context) error
 
 	proc    *os.Process
@@ -73,19 +72,8 @@ func newNode(h *Harness) *node {
 
 // run syncs pods with Deployments until ctx ends, then stops every pod.
 func (n *node) run(ctx context.Context) {
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if err := n.sync(ctx); err != nil && ctx.Err() == nil {
-			n.h.logf("node: %v", err)
-		}
-		select {
-		case <-ctx.Done():
-			n.stopAll()
-			return
-		case <-tick.C:
-		}
-	}
+	n.h.poll(ctx, 250*time.Millisecond, "node", n.sync)
+	n.stopAll()
 }
 
 func (n *node) sync(ctx context.Context) error {
@@ -222,7 +210,7 @@ func (n *node) start(ctx context.Context, d *appsv1.Deployment, hash string) (*p
 	}()
 	p := &pod{
 		name: name, deployment: types.NamespacedName{Namespace: d.Namespace, Name: d.Name}, hash: hash,
-		ip: ip, labels: d.Spec.Template.Labels, dir: dir, generation: d.Generation,
+		ip: ip, labels: d.Spec.Template.Labels, dir: dir,
 		grace: 30 * time.Second, done: make(chan struct{}),
 	}
 	if spec.TerminationGracePeriodSeconds != nil {
@@ -313,32 +301,16 @@ func (n *node) volumes(ctx context.Context, ns, podDir string, vols []corev1.Vol
 	var refreshers []func(context.Context) error
 	for _, v := range vols {
 		switch {
-		case v.ConfigMap != nil:
+		case v.ConfigMap != nil, v.Secret != nil:
 			dir := filepath.Join(podDir, "volumes", v.Name)
 			dirs[v.Name] = dir
-			src := v.ConfigMap
+			read, items := n.volumeSource(ns, v)
 			refreshers = append(refreshers, func(ctx context.Context) error {
-				var cm corev1.ConfigMap
-				if err := n.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: src.Name}, &cm); err != nil {
-					return fmt.Errorf("configMap volume %s: %w", src.Name, err)
+				data, err := read(ctx)
+				if err != nil {
+					return err
 				}
-				files := map[string][]byte{}
-				for k, val := range cm.Data {
-					files[k] = []byte(val)
-				}
-				_, err := writeAtomicDir(dir, project(files, src.Items))
-				return err
-			})
-		case v.Secret != nil:
-			dir := filepath.Join(podDir, "volumes", v.Name)
-			dirs[v.Name] = dir
-			src := v.Secret
-			refreshers = append(refreshers, func(ctx context.Context) error {
-				var s corev1.Secret
-				if err := n.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: src.SecretName}, &s); err != nil {
-					return fmt.Errorf("secret volume %s: %w", src.SecretName, err)
-				}
-				_, err := writeAtomicDir(dir, project(s.Data, src.Items))
+				_, err = writeAtomicDir(dir, project(data, items))
 				return err
 			})
 		case v.PersistentVolumeClaim != nil:
@@ -369,6 +341,31 @@ func (n *node) volumes(ctx context.Context, ns, podDir string, vols []corev1.Vol
 		}
 		return nil
 	}, nil
+}
+
+// volumeSource reads the current content of a ConfigMap or Secret volume, as files by key.
+func (n *node) volumeSource(ns string, v corev1.Volume) (read func(context.Context) (map[string][]byte, error), items []corev1.KeyToPath) {
+	if src := v.ConfigMap; src != nil {
+		return func(ctx context.Context) (map[string][]byte, error) {
+			var cm corev1.ConfigMap
+			if err := n.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: src.Name}, &cm); err != nil {
+				return nil, fmt.Errorf("configMap volume %s: %w", src.Name, err)
+			}
+			files := map[string][]byte{}
+			for k, val := range cm.Data {
+				files[k] = []byte(val)
+			}
+			return files, nil
+		}, src.Items
+	}
+	src := v.Secret
+	return func(ctx context.Context) (map[string][]byte, error) {
+		var s corev1.Secret
+		if err := n.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: src.SecretName}, &s); err != nil {
+			return nil, fmt.Errorf("secret volume %s: %w", src.SecretName, err)
+		}
+		return s.Data, nil
+	}, src.Items
 }
 
 // project applies a volume's items list (key -> path), or keeps every key.

@@ -12,18 +12,7 @@ import (
 // gives LoadBalancer Services an external address in their status and forwards their ports (and
 // node ports of NodePort Services) to the ready pod they select.
 func (h *Harness) runServices(ctx context.Context) {
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		if err := h.syncServices(ctx); err != nil && ctx.Err() == nil {
-			h.logf("loadbalancer: %v", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
+	h.poll(ctx, 250*time.Millisecond, "loadbalancer", h.syncServices)
 }
 
 func (h *Harness) syncServices(ctx context.Context) error {
