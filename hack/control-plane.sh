@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Builds kube-apiserver and etcd from Go modules for envtest and caches them outside the work tree.
+# Builds the Kubernetes components and etcd from Go modules and caches them outside the work tree:
+# kube-apiserver and etcd (envtest), kube-controller-manager and kube-scheduler (every test
+# cluster), kubelet and kube-proxy (the real node, as root), and kubectl (the demo, the logs).
 #
-# No prebuilt envtest binaries can be downloaded on our machines, so both are compiled from the
-# Go module proxy: a wrapper module requires k8s.io/kubernetes with every ./staging/src/k8s.io/X
-# replace rewritten to the published k8s.io/X module, and a second module wraps etcdmain.Main.
+# No prebuilt binaries can be downloaded on our machines, so all are compiled from the Go module
+# proxy: a wrapper module requires k8s.io/kubernetes with every ./staging/src/k8s.io/X replace
+# rewritten to the published k8s.io/X module, and a second module wraps etcdmain.Main. The
+# version ldflags are the ones Kubernetes' own release build stamps, so every component reports
+# KUBE_VERSION (without them they say v0.0.0-master, and the kubelet's node shows that).
 # The binaries land in $FTPOP_CACHE/control-plane/k8s-<v>_etcd-<v>/ and are reused while present.
 #
 # Usage: hack/control-plane.sh        # builds if needed, prints the directory holding the binaries
@@ -14,7 +18,9 @@ STAGING_VERSION="v0${KUBE_VERSION#v1}"         # k8s.io/api & co. are published 
 ETCD_VERSION="${ETCD_VERSION:-v3.7.3}"         # go.etcd.io/etcd/server/v3
 
 CACHE_ROOT="${FTPOP_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/ftp-operator}"
-OUT="$CACHE_ROOT/control-plane/k8s-${KUBE_VERSION}_etcd-${ETCD_VERSION}"
+# The directory name carries a layout version: bump it when the set of binaries or their build
+# flags change, so a cache from an older script is not mistaken for a complete one.
+OUT="$CACHE_ROOT/control-plane/k8s-${KUBE_VERSION}_etcd-${ETCD_VERSION}_v2"
 export GOTOOLCHAIN="${GOTOOLCHAIN:-local}"
 export GOFLAGS="${GOFLAGS:-} -buildvcs=false"
 
@@ -33,15 +39,29 @@ with_heartbeat() {
   return "$status"
 }
 
-build_kube_apiserver() {
-  local work="$CACHE_ROOT/control-plane/src/kube-apiserver-$KUBE_VERSION"
+# The Kubernetes commands built from the wrapper module, all in one `go build` so that the
+# packages they share compile once.
+KUBE_COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl)
+
+kube_ldflags() {
+  local minor="${KUBE_VERSION#v1.}"; minor="${minor%%.*}"
+  local flags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$KUBE_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+    flags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
+
+build_kube() {
+  local work="$CACHE_ROOT/control-plane/src/kube-$KUBE_VERSION"
   mkdir -p "$work"
-  log "building kube-apiserver $KUBE_VERSION from Go modules (first time ~5-10 min on 2 cores)..."
+  log "building ${KUBE_COMPONENTS[*]} $KUBE_VERSION from Go modules (first time ~20-25 min on 2 cores)..."
   local gomod
   gomod="$(cd "$work" && go mod download -json "k8s.io/kubernetes@$KUBE_VERSION" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')"
   [ -f "$gomod" ] || { log "could not download k8s.io/kubernetes@$KUBE_VERSION go.mod"; exit 1; }
   {
-    echo "module ftpop.local/kube-apiserver-build"
+    echo "module ftpop.local/kube-build"
     echo
     grep -E '^go [0-9]' "$gomod"
     echo
@@ -53,10 +73,14 @@ build_kube_apiserver() {
       | awk -v v="$STAGING_VERSION" '{print "\t" $1 " => " $1 " " v}'
     echo ")"
   } > "$work/go.mod"
-  (cd "$work" && GOFLAGS="$GOFLAGS -mod=mod" with_heartbeat kube-apiserver \
-     go build -trimpath -ldflags=-s -o "$OUT/kube-apiserver.tmp" k8s.io/kubernetes/cmd/kube-apiserver)
-  mv "$OUT/kube-apiserver.tmp" "$OUT/kube-apiserver"
-  log "kube-apiserver built"
+  local pkgs=() c
+  for c in "${KUBE_COMPONENTS[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
+  rm -rf "$OUT/kube.tmp" && mkdir -p "$OUT/kube.tmp"
+  (cd "$work" && CGO_ENABLED=0 GOFLAGS="$GOFLAGS -mod=mod" with_heartbeat "Kubernetes components" \
+     go build -trimpath -ldflags="$(kube_ldflags)" -o "$OUT/kube.tmp/" "${pkgs[@]}")
+  for c in "${KUBE_COMPONENTS[@]}"; do mv "$OUT/kube.tmp/$c" "$OUT/$c"; done
+  rmdir "$OUT/kube.tmp"
+  log "Kubernetes components built"
 }
 
 build_etcd() {
@@ -88,7 +112,9 @@ MAIN
 
 mkdir -p "$OUT"
 start=$SECONDS
-[ -x "$OUT/kube-apiserver" ] || build_kube_apiserver
+for c in "${KUBE_COMPONENTS[@]}"; do
+  [ -x "$OUT/$c" ] || { build_kube; break; }
+done
 [ -x "$OUT/etcd" ] || build_etcd
 if (( SECONDS - start > 1 )); then log "done in $((SECONDS - start))s"; else log "reusing cached binaries in $OUT"; fi
 echo "$OUT"
