@@ -22,6 +22,9 @@ type fileSource struct {
 	// sum is the SHA-256 of the config file's content followed by the users file's: a change
 	// of either (including Kubernetes' swap of the ..data symlink) changes it.
 	sum [sha256.Size]byte
+	// configDigest is fileconfig.ContentDigest of the config file alone, reported on the ops
+	// endpoint so that the operator can tell which version a pod serves.
+	configDigest string
 }
 
 // loadedFiles is one consistent read of the config and users files.
@@ -60,7 +63,10 @@ func loadFiles(path string) (*loadedFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fc.UsersFile, err)
 	}
-	src := &fileSource{configPath: path, usersPath: fc.UsersFile, sum: contentSum(configData, usersData)}
+	src := &fileSource{
+		configPath: path, usersPath: fc.UsersFile,
+		sum: contentSum(configData, usersData), configDigest: fileconfig.ContentDigest(configData),
+	}
 	cfg, err := fromFileConfig(fc, users, os.Getenv(PodIPEnv))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)

@@ -31,15 +31,18 @@ type Server struct {
 	ctx    context.Context // for log calls and lookups; never cancelled
 	root   string          // Config.Root, absolute and symlink-free
 
-	dyn     atomic.Pointer[dynamic]
-	limiter *sessionLimiter
-	bans    *banList
-	logins  *loginGate
-	metrics *metrics
-	certs   *certHolder // nil without TLS
-	tlsConf *tls.Config // nil without TLS
-	lookup  lookupFunc
-	source  *fileSource // nil in standalone mode; only the watcher goroutine uses it after start
+	dyn atomic.Pointer[dynamic]
+	// servedConfig is the digest of the config file in force (nil from flags); the ops
+	// endpoint reads it from other goroutines, hence atomic.
+	servedConfig atomic.Pointer[string]
+	limiter      *sessionLimiter
+	bans         *banList
+	logins       *loginGate
+	metrics      *metrics
+	certs        *certHolder // nil without TLS
+	tlsConf      *tls.Config // nil without TLS
+	lookup       lookupFunc
+	source       *fileSource // nil in standalone mode; only the watcher goroutine uses it after start
 
 	ftp      *ftpserver.FtpServer
 	ln       net.Listener
@@ -91,6 +94,9 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.dyn.Store(dyn)
+	if cfg.source != nil {
+		s.servedConfig.Store(&cfg.source.configDigest)
+	}
 	if cfg.TLS.enabled() {
 		if s.certs, err = newCertHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return nil, err
