@@ -99,8 +99,11 @@ type controlConn struct {
 	ip  netip.Addr
 	key string
 
-	tlsConn       atomic.Pointer[tls.Conn]
-	loggedIn      atomic.Bool
+	tlsConn  atomic.Pointer[tls.Conn]
+	loggedIn atomic.Bool
+	// pasvPending is set when a PASV/EPSV went to ftpserverlib and its 227/229 reply, which
+	// binds the passive slot (dataconn.go), has not been written yet.
+	pasvPending   atomic.Bool
 	loginDeadline time.Time
 
 	wmu sync.Mutex
@@ -295,6 +298,7 @@ func (c *controlConn) filter(line []byte) (bool, error) {
 				return false, nil
 			}
 		}
+		c.pasvPending.Store(cmd == "PASV" || cmd == "EPSV")
 	}
 	return true, nil
 }
@@ -409,8 +413,19 @@ func (c *controlConn) handleAUTH(param string) (bool, error) {
 	return false, nil
 }
 
-// Write sends replies; one reply line is one Write, so lines never interleave.
+// Write sends replies; one reply line is one Write, so lines never interleave. The reply to a
+// PASV/EPSV is where the passive port is bound and advertised (see passiveHub).
 func (c *controlConn) Write(p []byte) (int, error) {
+	if c.pasvPending.Load() && (bytes.HasPrefix(p, []byte("227 ")) || bytes.HasPrefix(p, []byte("229 "))) {
+		c.pasvPending.Store(false)
+		out := c.s.passive.bindReply(c, p)
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		if _, err := c.transport().Write(out); err != nil {
+			return 0, err
+		}
+		return len(p), nil // ftpserverlib counts what it asked to write
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return c.transport().Write(p)

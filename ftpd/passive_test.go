@@ -3,9 +3,11 @@ package ftpd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -229,5 +231,82 @@ func TestAllowDataFromOtherIP(t *testing.T) {
 	bad := Config{Root: t.TempDir(), Users: []User{{Name: "a", Password: "b"}}, PassivePorts: PortRange{Start: 30000, End: 30001}, AllowDataFromOtherIP: true}
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "multiplexing") {
 		t.Fatalf("allowDataFromOtherIP with multiplexing: %v", err)
+	}
+}
+
+// TestDataConnectionTheft: a host other than the client connects to the passive port before the
+// client does, for downloads and uploads, in every passive mode, and again on the retried
+// transfer. Its connection must be closed without carrying a byte either way, and the port must
+// keep waiting for the real client.
+func TestDataConnectionTheft(t *testing.T) {
+	modes := []struct {
+		name   string
+		config func(*Config)
+	}{
+		{"standalone without a port range", func(c *Config) { c.PassivePorts = PortRange{} }},
+		{"port range, multiplexing off", func(c *Config) { c.PassivePorts, c.DisablePassiveMultiplexing = freePortRange(t, 3), true }},
+		{"port range, multiplexing on", func(c *Config) { c.PassivePorts = freePortRange(t, 3) }},
+	}
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, mode.config)
+			secret := randomBytes(t, 20_000)
+			writeFile(t, filepath.Join(ts.home("alice"), "secret.bin"), secret)
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			for attempt := 0; attempt < 2; attempt++ {
+				for _, upload := range []bool{false, true} {
+					port := rc.epsvPort()
+					early := dialDataFrom(t, "127.0.0.2", port) // before the transfer command
+					if upload {
+						_, _ = early.Write([]byte("planted by the intruder"))
+					}
+					expectNoData(t, early)
+					if upload {
+						fmt.Fprintf(rc.conn, "STOR up.txt\r\n")
+					} else {
+						fmt.Fprintf(rc.conn, "RETR secret.bin\r\n")
+					}
+					late := dialDataFrom(t, "127.0.0.3", port) // while the transfer waits
+					expectNoData(t, late)
+					data := dialDataFrom(t, "127.0.0.1", port)
+					rc.expect(150)
+					if upload {
+						_, _ = data.Write([]byte("from the client"))
+						_ = data.Close()
+						rc.expect(226)
+						if got, _ := os.ReadFile(filepath.Join(ts.home("alice"), "up.txt")); string(got) != "from the client" {
+							t.Fatalf("attempt %d: uploaded file holds %q", attempt, got)
+						}
+						continue
+					}
+					got, _ := io.ReadAll(data)
+					_ = data.Close()
+					rc.expect(226)
+					if sum(got) != sum(secret) {
+						t.Fatalf("attempt %d: client got %d bytes, want the file", attempt, len(got))
+					}
+				}
+			}
+			if n := strings.Count(ts.logs.String(), `"msg":"data connection refused"`); n != 8 {
+				t.Errorf("%d refused data connections logged, want 8", n)
+			}
+		})
+	}
+}
+
+// expectNoData checks that the server closes a data connection without sending anything.
+func expectNoData(t *testing.T, conn net.Conn) {
+	t.Helper()
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, conn)
+	if n > 0 {
+		t.Fatalf("a data connection from another address received %d bytes", n)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("a data connection from another address was kept open")
 	}
 }

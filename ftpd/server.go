@@ -36,6 +36,7 @@ type Server struct {
 	bans    *banList
 	logins  *loginGate
 	metrics *metrics
+	passive *passiveHub
 	certs   *certHolder // nil without TLS
 	tlsConf *tls.Config // nil without TLS
 	lookup  lookupFunc
@@ -98,6 +99,7 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 		s.tlsConf = newTLSConfig(cfg.TLS, s.certs)
 	}
 	s.metrics = newMetrics(s.bans.count, s.certs.notAfter)
+	s.passive = newPassiveHub(s)
 	return s, nil
 }
 
@@ -267,6 +269,7 @@ func (s *Server) drain() {
 	for _, c := range conns {
 		c.closeSocket()
 	}
+	s.passive.close()
 	// Give the session goroutines a moment to log their close.
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
@@ -299,14 +302,15 @@ func (s *Server) settings() *ftpserver.Settings {
 		pasvCheck = ftpserver.IPMatchDisabled
 	}
 	return &ftpserver.Settings{
-		Listener:                        s.ln,
-		Banner:                          c.Banner,
-		PassiveTransferPortRange:        passivePorts(c.PassivePorts, c.PassiveExposedPorts),
-		PassiveTransferPortMultiplexing: !c.PassivePorts.IsZero() && !c.DisablePassiveMultiplexing,
-		PublicIPResolver:                s.publicIP,
-		IdleTimeout:                     int(max(time.Second, c.IdleTimeout+time.Second-1) / time.Second),
-		ConnectionTimeout:               30,
-		DisableActiveMode:               !c.ActiveMode,
+		Listener: s.ln,
+		Banner:   c.Banner,
+		// No port range and no multiplexing: ftpserverlib only opens a throwaway listener per
+		// PASV, which passiveHub (dataconn.go) replaces by a port of the configured range that
+		// accepts only the session's client.
+		PublicIPResolver:  s.publicIP,
+		IdleTimeout:       int(max(time.Second, c.IdleTimeout+time.Second-1) / time.Second),
+		ConnectionTimeout: int(dataConnectTimeout / time.Second),
+		DisableActiveMode: !c.ActiveMode,
 		// Active connections never come from port 20: that would need a capability.
 		ActiveTransferPortNon20: true,
 		ActiveConnectionsCheck:  ftpserver.IPMatchRequired,
