@@ -259,3 +259,64 @@ func TestParallelGuessesStopAtTheBan(t *testing.T) {
 		t.Fatalf("%d attempts refused as banned, want %d", banned, sessions-3)
 	}
 }
+
+// TestActiveModeTargetIsWhatWasChecked sends PORT/EPRT lines that a lax or different parser
+// reads as another target than the filter (the EPRT delimiter trick among them). Each must be
+// refused, and the server must never connect to the privileged port they hide.
+func TestActiveModeTargetIsWhatWasChecked(t *testing.T) {
+	// A privileged listener on the client's own address plays the service to bounce to; binding
+	// it needs root, without it the test still checks the replies.
+	victim, err := net.Listen("tcp", "127.0.0.1:859")
+	if err != nil {
+		t.Logf("cannot bind port 859 (%v): checking replies only", err)
+	}
+	connected := make(chan struct{}, 10)
+	if victim != nil {
+		defer victim.Close()
+		go func() {
+			for {
+				c, err := victim.Accept()
+				if err != nil {
+					return
+				}
+				connected <- struct{}{}
+				_ = c.Close()
+			}
+		}()
+	}
+	ts := startServer(t, func(c *Config) { c.ActiveMode = true })
+	writeFile(t, filepath.Join(ts.home("alice"), "a.txt"), []byte("a"))
+	tests := []struct{ name, line string }{
+		{"EPRT with another delimiter hiding a second target", "EPRT !!127.0.0.1!2000!|1|127.0.0.1|859|"},
+		{"EPRT with another delimiter", "EPRT !1!127.0.0.1!2000!"},
+		{"EPRT family 2 with an IPv4 address", "EPRT |2|127.0.0.1|2000|"},
+		{"EPRT family 1 with an IPv6 address", "EPRT |1|::1|2000|"},
+		{"EPRT IPv4-mapped address", "EPRT |2|::ffff:127.0.0.1|2000|"},
+		{"EPRT unknown family", "EPRT |3|127.0.0.1|2000|"},
+		{"EPRT trailing field", "EPRT |1|127.0.0.1|2000||859|"},
+		{"EPRT port with leading spaces", "EPRT |1|127.0.0.1| 2000|"},
+		{"EPRT port 0", "EPRT |1|127.0.0.1|0|"},
+		{"EPRT port above 65535", "EPRT |1|127.0.0.1|66395|"}, // 66395 mod 65536 = 859
+		{"PORT with spaces", "PORT 127, 0, 0, 1, 7, 208"},
+		{"PORT with a fourth digit", "PORT 127,0,0,1,0003,91"},
+		{"PORT with seven fields", "PORT 127,0,0,1,7,208,3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			if code, text := rc.cmd("%s", tt.line); code != 501 {
+				t.Fatalf("%s: got %q, want 501", tt.line, text)
+			}
+			// A transfer now would use the target if one had been set.
+			if code, _ := rc.cmd("RETR a.txt"); code < 400 {
+				t.Fatalf("RETR after a refused %s started a transfer", tt.line)
+			}
+		})
+	}
+	select {
+	case <-connected:
+		t.Fatal("the server connected to the privileged port")
+	case <-time.After(200 * time.Millisecond):
+	}
+}
