@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -136,6 +137,7 @@ func (h *passiveHub) bindReply(c *controlConn, line []byte) []byte {
 	if sl == nil {
 		return []byte("425 Could not set up the passive port.\r\n")
 	}
+	sl.quiesceLib()
 	port, err := sl.bind(c)
 	if err != nil {
 		c.s.logger.Warn("passive port refused", slog.String("client_ip", c.ip.String()), slog.Any("error", err))
@@ -183,6 +185,30 @@ func splitPassiveReply(text string) (prefix string, port int, suffix string, ok 
 	return "", 0, "", false
 }
 
+// quiesceLib stops ftpserverlib's throwaway listener from listening. It listens on every
+// address of both families; it cannot simply be closed, because ftpserverlib sets its accept
+// deadline on it before calling our Accept, and that fails on a closed socket. shutdown(2) on
+// a listening socket stops it listening (pending connections are reset) while the descriptor
+// stays open; its port is released. Done only once the reply matched the slot, because until
+// then the port is what identifies the slot.
+func (sl *passiveSlot) quiesceLib() {
+	tl, ok := sl.lib.(*net.TCPListener)
+	if !ok {
+		return
+	}
+	rc, err := tl.SyscallConn()
+	if err == nil {
+		cerr := rc.Control(func(fd uintptr) { err = syscall.Shutdown(int(fd), syscall.SHUT_RD) })
+		if err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		// Nothing ever accepts on it; it only stays reachable until the transfer ends.
+		sl.hub.s.logger.Warn("cannot stop ftpserverlib's passive listener", slog.Any("error", err))
+	}
+}
+
 // bind reserves a real port for the slot's session and returns the port to advertise.
 func (sl *passiveSlot) bind(c *controlConn) (int, error) {
 	sl.abandon.Stop()
@@ -201,8 +227,17 @@ func (sl *passiveSlot) bind(c *controlConn) (int, error) {
 	return port, nil
 }
 
-// passiveBindIP is the address passive listeners are bound to for controlConn c.
-func passiveBindIP(*controlConn) netip.Addr { return netip.Addr{} }
+// passiveBindIP is the address passive listeners are bound to for controlConn c: the local
+// address of its control connection (like vsftpd), so that passive ports are never reachable on
+// addresses or families the control listener does not serve.
+func passiveBindIP(c *controlConn) netip.Addr {
+	if tcp, ok := c.raw.LocalAddr().(*net.TCPAddr); ok {
+		if ip, ok := netip.AddrFromSlice(tcp.IP); ok {
+			return ip.Unmap().WithZone(tcp.Zone)
+		}
+	}
+	return netip.Addr{} // not TCP (tests with pipes): any address
+}
 
 // reserve finds a port for client on bindIP: a new listener, or with multiplexing a listener
 // already open for other clients. It returns the port to advertise (the exposed one).

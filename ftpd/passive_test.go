@@ -161,13 +161,15 @@ func TestPassivePortMapping(t *testing.T) {
 }
 
 // TestPASVPerClientOverride: clients in an override's CIDR get its address, others the static
-// one; a strict client (Python's ftplib trusting the PASV address) transfers through it.
+// one; a strict client (Python's ftplib trusting the PASV address) transfers through it. The
+// override's address is the one the inside client's control connection reaches (127.0.0.1):
+// passive ports listen on that address only.
 func TestPASVPerClientOverride(t *testing.T) {
 	ports := freePortRange(t, 4)
 	ts := startServer(t, func(c *Config) {
 		c.PassivePorts = ports
 		c.PublicHost = "192.0.2.10" // documentation address: written in replies, never dialled
-		c.PassiveAddress.Overrides = []PassiveOverride{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}, Address: "127.0.0.2"}}
+		c.PassiveAddress.Overrides = []PassiveOverride{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}, Address: "127.0.0.1"}}
 	})
 	rc := dialRawFrom(t, ts.Addr(), "127.0.0.1")
 	rc.expect(220)
@@ -178,7 +180,7 @@ func TestPASVPerClientOverride(t *testing.T) {
 	inside := dialRawFrom(t, ts.Addr(), "127.0.0.2")
 	inside.expect(220)
 	inside.login("alice", alicePass)
-	if host, _ := inside.pasv(); host != "127.0.0.2" {
+	if host, _ := inside.pasv(); host != "127.0.0.1" {
 		t.Fatalf("client inside the override got %s", host)
 	}
 
@@ -205,7 +207,7 @@ f.quit()
 	if err != nil {
 		t.Fatalf("python ftplib: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "(127,0,0,2,") || !strings.Contains(string(out), "SHA "+sum(payload)) {
+	if !strings.Contains(string(out), "(127,0,0,1,") || !strings.Contains(string(out), "SHA "+sum(payload)) {
 		t.Fatalf("strict client through the override address:\n%s", out)
 	}
 }
@@ -309,4 +311,92 @@ func expectNoData(t *testing.T, conn net.Conn) {
 	if errors.As(err, &ne) && ne.Timeout() {
 		t.Fatal("a data connection from another address was kept open")
 	}
+}
+
+// TestPassiveListenersBoundToControlAddress: with the control listener on 127.0.0.1, a passive
+// port listens on 127.0.0.1 only: not on other local addresses (127.0.0.2, ::1) and no listener
+// of the process is on the wildcard address while the transfer waits, in every passive mode.
+func TestPassiveListenersBoundToControlAddress(t *testing.T) {
+	modes := []struct {
+		name   string
+		config func(*Config)
+	}{
+		{"no port range", func(c *Config) { c.PassivePorts = PortRange{} }},
+		{"port range, multiplexing off", func(c *Config) { c.PassivePorts, c.DisablePassiveMultiplexing = freePortRange(t, 2), true }},
+		{"port range, multiplexing on", func(c *Config) { c.PassivePorts = freePortRange(t, 2) }},
+	}
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := startServer(t, mode.config)
+			writeFile(t, filepath.Join(ts.home("alice"), "b.txt"), []byte("bound"))
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			before := wildcardListeners(t)
+			for _, cmd := range []string{"EPSV", "PASV"} {
+				var port int
+				if cmd == "EPSV" {
+					port = rc.epsvPort()
+				} else {
+					_, port = rc.pasv()
+				}
+				for _, other := range []string{"127.0.0.2", "::1"} {
+					if c, err := net.DialTimeout("tcp", net.JoinHostPort(other, strconv.Itoa(port)), time.Second); err == nil {
+						_ = c.Close()
+						t.Fatalf("%s: passive port %d reachable on %s", cmd, port, other)
+					}
+				}
+				for l := range wildcardListeners(t) {
+					if !before[l] {
+						t.Fatalf("%s: a listener on the wildcard address appeared: %s", cmd, l)
+					}
+				}
+				data, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second)
+				if err != nil {
+					t.Fatalf("%s: passive port on the control address: %v", cmd, err)
+				}
+				rc.mustCmd(150, "RETR b.txt")
+				got, _ := io.ReadAll(data)
+				_ = data.Close()
+				rc.expect(226)
+				if string(got) != "bound" {
+					t.Fatalf("%s: got %q", cmd, got)
+				}
+			}
+		})
+	}
+}
+
+// wildcardListeners lists this process's TCP sockets listening on 0.0.0.0 or :: (from
+// /proc/net/tcp and tcp6, matched with /proc/self/fd by inode), as "file:local-address".
+func wildcardListeners(t *testing.T) map[string]bool {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
+		}
+	}
+	found := map[string]bool{}
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] {
+				continue
+			}
+			host, _, _ := strings.Cut(f[1], ":")
+			if strings.Trim(host, "0") == "" {
+				found[file+":"+f[1]] = true
+			}
+		}
+	}
+	return found
 }
