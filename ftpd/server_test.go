@@ -652,3 +652,56 @@ func TestNewServerErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestRestartOffsets: REST values that would make the server seek before the start or past the
+// end are refused with replies that name no real path, create no file and never grow a sparse
+// file; valid resumes still work.
+func TestRestartOffsets(t *testing.T) {
+	ts := startServer(t, nil)
+	home := ts.home("alice")
+	tests := []struct {
+		name     string
+		rest     string
+		cmd      string
+		wantCode int    // reply to the transfer command
+		file     string // content of existing.txt afterwards
+		missing  bool   // new.txt must not exist afterwards
+	}{
+		{"negative offset before RETR", "-1", "RETR existing.txt", 550, "hello", true},
+		{"negative offset before STOR", "-1", "STOR existing.txt", 550, "hello", true},
+		{"huge offset before STOR of a new file", "9223372036854775807", "STOR new.txt", 550, "hello", true},
+		{"offset past the end before STOR", "1000000000", "STOR existing.txt", 550, "hello", true},
+		{"offset past the end of a missing file", "1", "STOR new.txt", 550, "hello", true},
+		{"offset at the end appends", "5", "STOR existing.txt", 150, "hello world", true},
+		{"offset inside overwrites in place", "1", "STOR existing.txt", 150, "h world", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			writeFile(t, filepath.Join(home, "existing.txt"), []byte("hello"))
+			_ = os.Remove(filepath.Join(home, "new.txt"))
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			data := rc.epsv()
+			defer data.Close()
+			rc.mustCmd(350, "REST %s", tt.rest)
+			code, text := rc.cmd("%s", tt.cmd)
+			if code != tt.wantCode {
+				t.Fatalf("%s: got %q, want %d", tt.cmd, text, tt.wantCode)
+			}
+			if strings.Contains(text, ts.root) || strings.Contains(text, os.TempDir()) {
+				t.Fatalf("reply names a real path: %q", text)
+			}
+			if code == 150 {
+				_, _ = data.Write([]byte(" world"))
+				_ = data.Close()
+				rc.expect(226)
+			}
+			if got, _ := os.ReadFile(filepath.Join(home, "existing.txt")); string(got) != tt.file {
+				t.Fatalf("existing.txt holds %q, want %q", got, tt.file)
+			}
+			if _, err := os.Stat(filepath.Join(home, "new.txt")); tt.missing && err == nil {
+				t.Fatal("a refused resume created new.txt")
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package ftpd
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -61,8 +62,13 @@ func (t *transferFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Seek applies a REST offset. Its error reaches the client: it must name the virtual path.
 func (t *transferFile) Seek(offset int64, whence int) (int64, error) {
-	return t.f.Seek(offset, whence)
+	n, err := t.f.Seek(offset, whence)
+	if err != nil {
+		return n, virtualErr("seek", t.vpath, err)
+	}
+	return n, nil
 }
 
 // WriteTo sends a download to the data connection through the large buffer.
@@ -181,6 +187,9 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 			return nil, err
 		}
 	}
+	if offset < 0 {
+		return nil, &fs.PathError{Op: "rest", Path: cleanVirtual(name), Err: errors.New("negative restart offset")}
+	}
 	if err := d.srv.transferStart(); err != nil {
 		return nil, err
 	}
@@ -196,7 +205,9 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 				err = &fs.PathError{Op: "open", Path: t.vpath, Err: errors.New("is a directory")}
 			}
 		}
-	case flags&os.O_APPEND != 0 || offset > 0 || flags&os.O_TRUNC == 0:
+	case offset > 0 && flags&os.O_APPEND == 0:
+		t.f, err = t.openResume(name, offset)
+	case flags&os.O_APPEND != 0 || flags&os.O_TRUNC == 0:
 		// APPE and resumed STOR write in place: the data before the offset must be kept.
 		t.f, err = d.fs.openFile(name, os.O_WRONLY|os.O_CREATE|(flags&os.O_APPEND), 0o644)
 	case !d.srv.dyn.Load().atomicUploads:
@@ -209,6 +220,34 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 		return nil, err
 	}
 	return t, nil
+}
+
+// openResume opens the target of a resumed STOR (REST offset, then STOR). The offset must not
+// be beyond the end of the existing file: seeking past the end would make a sparse file of any
+// size, and a missing file would be created empty before the seek failed. The size is taken
+// from the opened handle, so the file checked is the file written.
+func (t *transferFile) openResume(name string, offset int64) (*os.File, error) {
+	f, err := t.drv.fs.openFile(name, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &fs.PathError{Op: "rest", Path: t.vpath, Err: fmt.Errorf("restart offset %d is beyond the end of the file (it does not exist)", offset)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		err = virtualErr("stat", t.vpath, err)
+	case fi.IsDir():
+		err = &fs.PathError{Op: "stor", Path: t.vpath, Err: errors.New("is a directory")}
+	case offset > fi.Size():
+		err = &fs.PathError{Op: "rest", Path: t.vpath, Err: fmt.Errorf("restart offset %d is beyond the end of the file (%d bytes)", offset, fi.Size())}
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // openTemp prepares an atomic upload: a temporary file next to the target.
