@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -194,6 +195,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.ftp.Serve() }()
+	// Temporaries of uploads cut by a crash are invisible and unreachable for clients; they are
+	// removed in the background so that a large volume does not delay the start.
+	go func(start time.Time) {
+		if n := removeStaleUploads(s.uploadDirs(), start, s.logger); n > 0 {
+			s.logger.Info("stale upload files removed", slog.Int("files", n))
+		}
+	}(time.Now())
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	s.watcherDone = make(chan struct{})
@@ -357,4 +365,23 @@ func (s *Server) transferDone() {
 		close(s.idle)
 		s.idle = nil
 	}
+}
+
+// uploadDirs are the directories uploads can be written to: the root, and homes configured
+// outside it (absolute homes of the Go API).
+func (s *Server) uploadDirs() []string {
+	dirs := []string{s.root}
+	homes := make([]string, 0, len(s.cfg.Users)+1)
+	for _, u := range s.cfg.Users {
+		homes = append(homes, u.Home)
+	}
+	if s.cfg.Anonymous != nil {
+		homes = append(homes, s.cfg.Anonymous.Home)
+	}
+	for _, h := range homes {
+		if filepath.IsAbs(h) && h != s.root && !strings.HasPrefix(h, s.root+string(filepath.Separator)) {
+			dirs = append(dirs, h)
+		}
+	}
+	return dirs
 }

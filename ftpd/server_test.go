@@ -705,3 +705,90 @@ func TestRestartOffsets(t *testing.T) {
 		})
 	}
 }
+
+// TestReservedNames: names starting with the upload temporary prefix cannot be created, renamed
+// to or read by clients (553 where FTP has it), so no client can hide a file from listings.
+func TestReservedNames(t *testing.T) {
+	ts := startServer(t, nil)
+	home := ts.home("alice")
+	writeFile(t, filepath.Join(home, "visible.txt"), []byte("visible"))
+	writeFile(t, filepath.Join(home, tempPrefix+"planted"), []byte("in progress"))
+	must(t, os.MkdirAll(filepath.Join(home, "sub"), 0o755))
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	tests := []struct {
+		name  string
+		cmds  []string
+		codes []int
+	}{
+		{"STOR", []string{"STOR .ftpd-upload-hidden"}, []int{553}},
+		{"STOR in a subdirectory", []string{"STOR sub/.ftpd-upload-hidden"}, []int{553}},
+		{"APPE", []string{"APPE .ftpd-upload-appended"}, []int{553}},
+		{"RNTO", []string{"RNFR visible.txt", "RNTO .ftpd-upload-renamed"}, []int{350, 553}},
+		{"MKD", []string{"MKD .ftpd-upload-dir"}, []int{550}},
+		{"STOR below a reserved directory name", []string{"STOR .ftpd-upload-dir/x"}, []int{553}},
+		{"RETR of an upload in progress", []string{"RETR " + tempPrefix + "planted"}, []int{553}},
+		{"DELE of an upload in progress", []string{"DELE " + tempPrefix + "planted"}, []int{550}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i, cmd := range tt.cmds {
+				code, text := rc.cmd("%s", cmd)
+				if code != tt.codes[i] {
+					t.Fatalf("%s: got %q, want %d", cmd, text, tt.codes[i])
+				}
+				if code >= 500 && !strings.Contains(text, "reserved") {
+					t.Errorf("%s: reply %q does not say the name is reserved", cmd, text)
+				}
+			}
+		})
+	}
+	entries, _ := os.ReadDir(home)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != tempPrefix+"planted,sub,visible.txt" {
+		t.Fatalf("home holds %v", names)
+	}
+	if got, _ := os.ReadFile(filepath.Join(home, tempPrefix+"planted")); string(got) != "in progress" {
+		t.Fatalf("the upload in progress changed: %q", got)
+	}
+}
+
+// TestStaleUploadsRemovedAtStart: temporaries left by a daemon killed during uploads are removed
+// when the next one starts; other files, and temporaries newer than the start, stay.
+func TestStaleUploadsRemovedAtStart(t *testing.T) {
+	var stale []string
+	var keep []string
+	ts := startServer(t, func(c *Config) {
+		old := time.Now().Add(-time.Hour)
+		for _, p := range []string{"alice/" + tempPrefix + "111", "alice/deep/dir/" + tempPrefix + "222", "bob/" + tempPrefix + "333"} {
+			full := filepath.Join(c.Root, p)
+			writeFile(t, full, []byte("partial"))
+			must(t, os.Chtimes(full, old, old))
+			stale = append(stale, full)
+		}
+		for _, p := range []string{"alice/deep/dir/kept.txt", "alice/" + tempPrefix + "future"} {
+			full := filepath.Join(c.Root, p)
+			writeFile(t, full, []byte("kept"))
+			future := time.Now().Add(time.Hour)
+			must(t, os.Chtimes(full, future, future))
+			keep = append(keep, full)
+		}
+	})
+	waitFor(t, "stale uploads to be removed", func() bool {
+		for _, p := range stale {
+			if _, err := os.Stat(p); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range keep {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s was removed: %v", p, err)
+		}
+	}
+	waitFor(t, "the removal to be logged", func() bool { return strings.Contains(ts.logs.String(), `"msg":"stale upload files removed","files":3`) })
+}

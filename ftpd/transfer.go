@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -275,4 +276,30 @@ func (t *transferFile) openTemp(name string) error {
 	}
 	t.f, t.tmpPath, t.finalPath = f, f.Name(), final
 	return nil
+}
+
+// removeStaleUploads deletes upload temporaries left under dirs by a daemon that stopped in the
+// middle of an upload (crash, SIGKILL). Only files last modified before the given time are
+// removed, so that uploads started by this process while the walk runs are left alone. Symlinks
+// are not followed. It returns how many files were removed.
+func removeStaleUploads(dirs []string, before time.Time, logger *slog.Logger) int {
+	removed := 0
+	for _, dir := range dirs {
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() || !strings.HasPrefix(d.Name(), tempPrefix) {
+				return nil // unreadable parts are skipped, not fatal
+			}
+			fi, err := d.Info()
+			if err != nil || !fi.ModTime().Before(before) {
+				return nil
+			}
+			if err := os.Remove(p); err != nil {
+				logger.Warn("cannot remove a stale upload file", slog.String("path", p), slog.Any("error", err))
+				return nil
+			}
+			removed++
+			return nil
+		})
+	}
+	return removed
 }
