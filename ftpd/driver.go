@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -177,4 +178,25 @@ var (
 	_ ftpserver.ClientDriverExtentionFileTransfer = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionRemoveDir    = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionFileList     = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionSite         = (*clientDriver)(nil)
 )
+
+// Site implements ClientDriverExtensionSite to check the arguments of the SITE subcommands that
+// take a path before ftpserverlib handles them: it indexes a missing path (SITE CHMOD 755
+// panics, recovered as a 500) and reads an empty one as the current directory (SITE CHMOD 755
+// followed by a space changes the directory's mode). A nil answer lets ftpserverlib proceed.
+func (d *clientDriver) Site(param string) *ftpserver.AnswerCommand {
+	sub, args, _ := strings.Cut(param, " ")
+	switch strings.ToUpper(sub) {
+	case "CHMOD":
+		mode, target, _ := strings.Cut(args, " ")
+		if mode == "" || strings.TrimSpace(target) == "" {
+			return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: "SITE CHMOD needs a mode and a path: SITE CHMOD 644 file"}
+		}
+	case "MKDIR", "RMDIR":
+		if strings.TrimSpace(args) == "" {
+			return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: "SITE " + strings.ToUpper(sub) + " needs a path"}
+		}
+	}
+	return nil
+}

@@ -792,3 +792,40 @@ func TestStaleUploadsRemovedAtStart(t *testing.T) {
 	}
 	waitFor(t, "the removal to be logged", func() bool { return strings.Contains(ts.logs.String(), `"msg":"stale upload files removed","files":3`) })
 }
+
+// TestSiteArguments: SITE subcommands with a missing or empty path get 501 (ftpserverlib
+// panicked on SITE CHMOD without a path, and took an empty one as the current directory).
+func TestSiteArguments(t *testing.T) {
+	ts := startServer(t, nil)
+	writeFile(t, filepath.Join(ts.home("alice"), "f.txt"), []byte("f"))
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	tests := []struct {
+		cmd  string
+		want int
+	}{
+		{"SITE CHMOD", 501},
+		{"SITE CHMOD 700", 501},
+		{"SITE CHMOD 700 ", 501},
+		{"SITE chmod 700", 501},
+		{"SITE RMDIR", 501},
+		{"SITE MKDIR ", 501},
+		{"SITE CHMOD 600 f.txt", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.cmd, func(t *testing.T) {
+			if code, text := rc.cmd("%s", tt.cmd); code != tt.want {
+				t.Fatalf("got %q, want %d", text, tt.want)
+			}
+		})
+	}
+	if fi, err := os.Stat(ts.home("alice")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("home mode changed: %v, %v", fi.Mode(), err)
+	}
+	if fi, _ := os.Stat(filepath.Join(ts.home("alice"), "f.txt")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("SITE CHMOD with a path did not apply: %v", fi.Mode())
+	}
+	if strings.Contains(ts.logs.String(), "Internal command handling error") {
+		t.Fatal("a SITE command panicked in ftpserverlib")
+	}
+}
