@@ -269,7 +269,7 @@ func (c *Config) validateUsers() error {
 	// A config file may list no users yet (the operator renders an empty users file until users
 	// are added); standalone, nobody could ever log in, so that is refused.
 	if len(c.Users) == 0 && c.Anonymous == nil && c.source == nil {
-		return errors.New("no users configured: add at least one --user NAME:PASSWORD[:ro]; refusing to start a server nobody can log in to")
+		return errors.New("no users configured: add --users-file FILE or --user NAME:PASSWORD[:ro]; refusing to start a server nobody can log in to")
 	}
 	seen := map[string]bool{}
 	for _, u := range c.Users {
