@@ -96,6 +96,7 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	fs.BoolVar(&o.cfg.ActiveMode, "active-mode", false, "allow PORT/EPRT (only to the client's own address, ports >= 1024)")
 	fs.IntVar(&o.cfg.Limits.MaxSessions, "max-sessions", 0, "maximum concurrent sessions (default 200)")
 	fs.IntVar(&o.cfg.Limits.MaxSessionsPerIP, "max-sessions-per-ip", 0, "maximum concurrent sessions per client IP (default 20)")
+	fs.IntVar(&o.cfg.Limits.IPv6PrefixLength, "ipv6-prefix-length", 0, "IPv6 clients sharing a prefix of this many `bits` count as one client for --max-sessions-per-ip and bans (default 64)")
 	fs.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", ftpd.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight transfers may continue")
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", ftpd.DefaultIdleTimeout, "disconnect sessions idle for this long")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")

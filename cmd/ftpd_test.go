@@ -68,6 +68,12 @@ func TestParseFTPDFlags(t *testing.T) {
 		{name: "FTPS without a certificate", args: []string{"--root", root, "--user", "a:b", "--tls-mode", "explicit"}, wantErr: "certificate"},
 		{name: "unknown FTPS mode", args: []string{"--root", root, "--user", "a:b", "--tls-mode", "sometimes"}, wantErr: "TLS mode"},
 		{name: "per-IP limit above the global one", args: []string{"--root", root, "--user", "a:b", "--max-sessions", "2", "--max-sessions-per-ip", "3"}, wantErr: "per IP"},
+		{name: "IPv6 prefix length", args: []string{"--root", root, "--user", "a:b", "--ipv6-prefix-length", "56"}, check: func(t *testing.T, o ftpdOptions) {
+			if o.cfg.Limits.IPv6PrefixLength != 56 {
+				t.Fatalf("prefix length %d", o.cfg.Limits.IPv6PrefixLength)
+			}
+		}},
+		{name: "IPv6 prefix length too coarse", args: []string{"--root", root, "--user", "a:b", "--ipv6-prefix-length", "8"}, wantErr: "IPv6 prefix length 8"},
 		{name: "help", args: []string{"--help"}, wantErr: "help"},
 		{name: "no user", args: []string{"--root", root}, wantErr: "no users"},
 		{name: "no root", args: []string{"--user", "a:b"}, wantErr: "root"},

@@ -151,6 +151,19 @@ type Limits struct {
 	// MaxCommandLength bounds a command line, CR LF included. Values above 4096 are capped at
 	// 4096: ftpserverlib's own read buffer.
 	MaxCommandLength int
+	// IPv6PrefixLength: IPv6 clients in the same prefix of this length count as one client for
+	// MaxSessionsPerIP, bans and the per-IP login gate (IPv4 addresses count alone).
+	IPv6PrefixLength int
+}
+
+// clientGroup is the key under which ip is counted: the address itself for IPv4, its prefix
+// of the configured length for IPv6.
+func (l Limits) clientGroup(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if !ip.Is6() || l.IPv6PrefixLength <= 0 || l.IPv6PrefixLength >= 128 {
+		return ip.WithZone("")
+	}
+	return netip.PrefixFrom(ip.WithZone(""), l.IPv6PrefixLength).Masked().Addr()
 }
 
 // maxLibraryLine is ftpserverlib's command read buffer: a longer line ends the session there.
@@ -362,6 +375,10 @@ func (l *Limits) validate() error {
 	setDefault(&l.LoginTimeout, fileconfig.DefaultLoginTimeout)
 	setDefault(&l.FailedLoginDelay, fileconfig.DefaultFailedLoginDelay)
 	setDefault(&l.BanDuration, fileconfig.DefaultBanDuration)
+	setDefault(&l.IPv6PrefixLength, fileconfig.DefaultIPv6PrefixLength)
+	if l.IPv6PrefixLength < fileconfig.MinIPv6PrefixLength || l.IPv6PrefixLength > 128 {
+		return fmt.Errorf("IPv6 prefix length %d is not between %d and 128", l.IPv6PrefixLength, fileconfig.MinIPv6PrefixLength)
+	}
 	if l.MaxSessionsPerIP > l.MaxSessions {
 		return fmt.Errorf("max sessions per IP (%d) exceeds max sessions (%d)", l.MaxSessionsPerIP, l.MaxSessions)
 	}

@@ -109,6 +109,7 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 			BanAfterFailures: fc.Limits.BanAfterFailures,
 			BanDuration:      fc.Limits.BanDuration.Duration,
 			MaxCommandLength: fc.Limits.MaxCommandLength,
+			IPv6PrefixLength: fc.Limits.IPv6PrefixLength,
 		},
 		DisableAtomicUploads: fc.Uploads.Atomic != nil && !*fc.Uploads.Atomic,
 		IdleTimeout:          fc.Limits.IdleTimeout.Duration,

@@ -52,13 +52,14 @@ func (l *controlListener) Accept() (net.Conn, error) {
 			_ = raw.Close()
 			continue
 		}
-		if rej := l.s.admit(ip); rej != nil {
+		group := l.s.dyn.Load().limits.clientGroup(ip)
+		if rej := l.s.admit(group); rej != nil {
 			l.s.metrics.sessionsRejected.WithLabelValues(rej.reason).Inc()
 			l.s.logger.Warn("connection refused", slog.String("client_ip", ip.String()), slog.String("reason", rej.reason))
 			l.reject(raw, rej.text)
 			continue
 		}
-		return l.s.newControlConn(raw, ip), nil
+		return l.s.newControlConn(raw, ip, group), nil
 	}
 }
 
@@ -94,10 +95,11 @@ func (l *controlListener) reject(raw net.Conn, text string) {
 // ftpserverlib reads commands from one goroutine, so the read side needs no lock; writes come
 // from the command goroutine and from transfer goroutines and are serialized by wmu.
 type controlConn struct {
-	raw net.Conn
-	s   *Server
-	ip  netip.Addr
-	key string
+	raw   net.Conn
+	s     *Server
+	ip    netip.Addr
+	group netip.Addr // ip's key for session limits, bans and the login gate (Limits.clientGroup)
+	key   string
 
 	tlsConn  atomic.Pointer[tls.Conn]
 	loggedIn atomic.Bool
@@ -122,12 +124,13 @@ type controlConn struct {
 	closeErr  error
 }
 
-func (s *Server) newControlConn(raw net.Conn, ip netip.Addr) *controlConn {
+func (s *Server) newControlConn(raw net.Conn, ip, group netip.Addr) *controlConn {
 	lim := s.dyn.Load().limits
 	c := &controlConn{
 		raw:           raw,
 		s:             s,
 		ip:            ip,
+		group:         group,
 		key:           connKey(raw.LocalAddr(), raw.RemoteAddr()),
 		loginDeadline: time.Now().Add(lim.LoginTimeout),
 	}
@@ -469,7 +472,7 @@ func (c *controlConn) Close() error {
 		c.s.mu.Lock()
 		delete(c.s.conns, c.key)
 		c.s.mu.Unlock()
-		c.s.limiter.release(c.ip)
+		c.s.limiter.release(c.group)
 	})
 	return c.closeErr
 }

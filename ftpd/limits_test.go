@@ -4,6 +4,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -318,5 +319,96 @@ func TestActiveModeTargetIsWhatWasChecked(t *testing.T) {
 	case <-connected:
 		t.Fatal("the server connected to the privileged port")
 	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestIPv6ClientGroups: IPv6 clients of one /64 (by default) are one client for the per-IP
+// session limit and for bans; IPv4 addresses and other prefixes stay separate.
+func TestIPv6ClientGroups(t *testing.T) {
+	groups := []struct {
+		name   string
+		bits   int
+		a, b   string
+		shared bool
+	}{
+		{"same /64", 64, "2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", true},
+		{"neighbouring /64", 64, "2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{"same /56 with a /56 setting", 56, "2001:db8:1:2::1", "2001:db8:1:3::1", true},
+		{"/128 counts each address", 128, "2001:db8:1:2::1", "2001:db8:1:2::2", false},
+		{"IPv4 addresses alone", 64, "192.0.2.1", "192.0.2.2", false},
+		{"IPv4-mapped is IPv4", 64, "::ffff:192.0.2.1", "192.0.2.1", true},
+		{"zones ignored", 64, "fe80::1%lo", "fe80::2%eth0", true},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			l := Limits{IPv6PrefixLength: g.bits}
+			ga, gb := l.clientGroup(netip.MustParseAddr(g.a)), l.clientGroup(netip.MustParseAddr(g.b))
+			if (ga == gb) != g.shared {
+				t.Fatalf("groups %v and %v: shared %v, want %v", ga, gb, ga == gb, g.shared)
+			}
+		})
+	}
+
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	_ = ln.Close()
+	ts := startServer(t, func(c *Config) {
+		c.ListenAddr = "[::1]:0"
+		c.Limits.MaxSessions, c.Limits.MaxSessionsPerIP = 10, 2
+		c.Limits.BanAfterFailures, c.Limits.BanDuration = 2, time.Minute
+	})
+	admitted := func(ip string) bool {
+		t.Helper()
+		group := ts.dyn.Load().limits.clientGroup(netip.MustParseAddr(ip))
+		if rej := ts.admit(group); rej != nil {
+			return false
+		}
+		ts.limiter.release(group)
+		return true
+	}
+	// Over real sockets the only IPv6 loopback address is ::1, which is in ::/64 together with
+	// ::2 (never bound): what ::1 uses up, ::2 no longer has.
+	first := dialRaw(t, ts.Addr())
+	first.login("alice", alicePass)
+	if !admitted("::2") {
+		t.Fatal("::2 refused while its /64 holds one of two sessions")
+	}
+	second := dialRaw(t, ts.Addr())
+	second.login("alice", alicePass)
+	if admitted("::2") {
+		t.Fatal("::2 admitted while its /64 (::1) holds the per-IP limit of sessions")
+	}
+	if !admitted("2001:db8::1") {
+		t.Fatal("another /64 refused")
+	}
+	first.mustCmd(221, "QUIT")
+	second.mustCmd(221, "QUIT")
+	waitFor(t, "the sessions of ::/64 to end", func() bool {
+		ts.limiter.mu.Lock()
+		defer ts.limiter.mu.Unlock()
+		return ts.limiter.total == 0
+	})
+	for i := 0; i < 2; i++ {
+		rc := dialRawFrom(t, ts.Addr(), "::1")
+		rc.expect(220)
+		rc.mustCmd(331, "USER alice")
+		rc.mustCmd(530, "PASS wrong-%d", i)
+		rc.expectClosed(5 * time.Second)
+		waitFor(t, "the failed session to end", func() bool {
+			ts.limiter.mu.Lock()
+			defer ts.limiter.mu.Unlock()
+			return ts.limiter.total == 0
+		})
+	}
+	if ts.bans.isBanned(ts.dyn.Load().limits.clientGroup(netip.MustParseAddr("::2")), time.Now()) != true {
+		t.Fatal("failed logins from ::1 did not ban its /64")
+	}
+	if admitted("::abcd") {
+		t.Fatal("an address of the banned /64 was admitted")
+	}
+	if !admitted("2001:db8::1") {
+		t.Fatal("the ban of ::/64 reached another prefix")
 	}
 }
