@@ -99,6 +99,7 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	fs.IntVar(&o.cfg.Limits.IPv6PrefixLength, "ipv6-prefix-length", 0, "IPv6 clients sharing a prefix of this many `bits` count as one client for --max-sessions-per-ip and bans (default 64)")
 	fs.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", ftpd.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight transfers may continue")
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", ftpd.DefaultIdleTimeout, "disconnect sessions idle for this long")
+	fs.DurationVar(&o.cfg.Limits.DataTimeout, "data-timeout", 0, "end a transfer whose data connection moves no byte for this `duration` (default 5m)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 

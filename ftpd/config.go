@@ -154,6 +154,8 @@ type Limits struct {
 	// IPv6PrefixLength: IPv6 clients in the same prefix of this length count as one client for
 	// MaxSessionsPerIP, bans and the per-IP login gate (IPv4 addresses count alone).
 	IPv6PrefixLength int
+	// DataTimeout ends a transfer whose data connection moves no byte for this long.
+	DataTimeout time.Duration
 }
 
 // clientGroup is the key under which ip is counted: the address itself for IPv4, its prefix
@@ -365,7 +367,7 @@ func (t *TLSConfig) validate() error {
 
 func (l *Limits) validate() error {
 	if l.MaxSessions < 0 || l.MaxSessionsPerIP < 0 || l.BanAfterFailures < 0 || l.MaxCommandLength < 0 ||
-		l.LoginTimeout < 0 || l.FailedLoginDelay < 0 || l.BanDuration < 0 {
+		l.LoginTimeout < 0 || l.FailedLoginDelay < 0 || l.BanDuration < 0 || l.DataTimeout < 0 {
 		return errors.New("limits must not be negative")
 	}
 	setDefault(&l.MaxSessions, fileconfig.DefaultMaxSessions)
@@ -376,6 +378,7 @@ func (l *Limits) validate() error {
 	setDefault(&l.FailedLoginDelay, fileconfig.DefaultFailedLoginDelay)
 	setDefault(&l.BanDuration, fileconfig.DefaultBanDuration)
 	setDefault(&l.IPv6PrefixLength, fileconfig.DefaultIPv6PrefixLength)
+	setDefault(&l.DataTimeout, fileconfig.DefaultDataTimeout)
 	if l.IPv6PrefixLength < fileconfig.MinIPv6PrefixLength || l.IPv6PrefixLength > 128 {
 		return fmt.Errorf("IPv6 prefix length %d is not between %d and 128", l.IPv6PrefixLength, fileconfig.MinIPv6PrefixLength)
 	}

@@ -110,6 +110,7 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 			BanDuration:      fc.Limits.BanDuration.Duration,
 			MaxCommandLength: fc.Limits.MaxCommandLength,
 			IPv6PrefixLength: fc.Limits.IPv6PrefixLength,
+			DataTimeout:      fc.Limits.DataTimeout.Duration,
 		},
 		DisableAtomicUploads: fc.Uploads.Atomic != nil && !*fc.Uploads.Atomic,
 		IdleTimeout:          fc.Limits.IdleTimeout.Duration,

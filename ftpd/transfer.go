@@ -6,6 +6,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -34,6 +35,9 @@ type transferFile struct {
 	start   time.Time
 	bytes   int64
 	xferErr error
+	// timeout ends the copy when the data connection moves no byte for this long
+	// (Limits.DataTimeout at the start of the transfer).
+	timeout time.Duration
 
 	// For atomic uploads: the temporary file and the path it is renamed to on success.
 	tmpPath   string
@@ -90,10 +94,27 @@ func (t *transferFile) copy(w io.Writer, r io.Reader) (int64, error) {
 	defer copyBuffers.Put(bp)
 	buf := *bp
 	var total int64
+	rd, _ := r.(readDeadliner)
+	wd, _ := w.(writeDeadliner)
+	if _, file := r.(*os.File); file {
+		rd = nil // files have no deadlines; only the data connection can stall
+	}
+	if _, file := w.(*os.File); file {
+		wd = nil
+	}
 	for {
+		if rd != nil && t.timeout > 0 {
+			_ = rd.SetReadDeadline(time.Now().Add(t.timeout))
+		}
 		nr, rerr := r.Read(buf)
 		if nr > 0 {
+			if wd != nil && t.timeout > 0 {
+				_ = wd.SetWriteDeadline(time.Now().Add(t.timeout))
+			}
 			nw, werr := w.Write(buf[:nr])
+			if isTimeout(werr) && wd != nil {
+				werr = t.stalled()
+			}
 			total += int64(nw)
 			t.bytes += int64(nw)
 			if werr != nil {
@@ -106,10 +127,30 @@ func (t *transferFile) copy(w io.Writer, r io.Reader) (int64, error) {
 		if rerr == io.EOF {
 			return total, nil
 		}
+		if isTimeout(rerr) && rd != nil {
+			rerr = t.stalled()
+		}
 		if rerr != nil {
 			return total, rerr
 		}
 	}
+}
+
+// The data connection's side of a copy: deadlines exist only on the network side.
+type (
+	readDeadliner  interface{ SetReadDeadline(time.Time) error }
+	writeDeadliner interface{ SetWriteDeadline(time.Time) error }
+)
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// stalled is the error of a transfer ended by the data timeout; it reaches the client (in
+// ftpserverlib's transfer error reply).
+func (t *transferFile) stalled() error {
+	return fmt.Errorf("no data moved on the data connection for %s: %w", t.timeout, os.ErrDeadlineExceeded)
 }
 
 // TransferError is called by ftpserverlib before Close when the transfer was interrupted (ABOR,
@@ -194,7 +235,7 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 	if err := d.srv.transferStart(); err != nil {
 		return nil, err
 	}
-	t := &transferFile{drv: d, vpath: cleanVirtual(name), upload: upload, start: time.Now()}
+	t := &transferFile{drv: d, vpath: cleanVirtual(name), upload: upload, start: time.Now(), timeout: d.srv.dyn.Load().limits.DataTimeout}
 	var err error
 	switch {
 	case !upload:

@@ -120,6 +120,10 @@ type Limits struct {
 	// maxSessionsPerIP and bans: a host usually owns a whole /64, so counting each address
 	// alone would let it open sessions and guess passwords from as many addresses as it likes.
 	IPv6PrefixLength int `json:"ipv6PrefixLength,omitempty"`
+	// DataTimeout ends a transfer whose data connection moves no byte for this long (vsftpd's
+	// data_connection_timeout). The idle timeout does not apply while a transfer runs, so
+	// without it a stalled data connection would hold its session, and delay a drain, forever.
+	DataTimeout Duration `json:"dataTimeout,omitzero"`
 }
 
 // Uploads configures how uploads are written.
@@ -166,13 +170,17 @@ const (
 	DefaultMaxSessions      = 200
 	DefaultMaxSessionsPerIP = 20
 	DefaultMaxCommandLength = 4096
+	DefaultDrainTimeout     = 30 * time.Second
+	DefaultHostnameTTL      = time.Minute
 	// DefaultIPv6PrefixLength counts an IPv6 /64 (one subnet, what a single site or host is
 	// given) as one client.
 	DefaultIPv6PrefixLength = 64
 	// MinIPv6PrefixLength is the coarsest grouping accepted: a /32 is a whole provider.
 	MinIPv6PrefixLength = 32
-	DefaultDrainTimeout = 30 * time.Second
-	DefaultHostnameTTL  = time.Minute
+	// DefaultDataTimeout is vsftpd's data_connection_timeout (300 s): long enough for a client
+	// or network that pauses (a slow disk on the client, TCP retransmission backoff), short
+	// enough that a stalled transfer frees its session within minutes.
+	DefaultDataTimeout = 5 * time.Minute
 )
 
 // Parse reads ftpd.yaml strictly (unknown fields are errors), fills defaults and validates.
@@ -219,6 +227,7 @@ func (c *Config) SetDefaults() {
 	setDuration(&l.LoginTimeout, DefaultLoginTimeout)
 	setDuration(&l.FailedLoginDelay, DefaultFailedLoginDelay)
 	setDuration(&l.BanDuration, DefaultBanDuration)
+	setDuration(&l.DataTimeout, DefaultDataTimeout)
 	if c.Uploads.Atomic == nil {
 		c.Uploads.Atomic = ptr(true)
 	}
