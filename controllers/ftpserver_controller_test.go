@@ -642,3 +642,47 @@ func TestDeletedRetainedClaimIsRecreated(t *testing.T) {
 		return c.UID != claim.UID && c.DeletionTimestamp == nil, fmt.Errorf("claim %s, deleting %v", c.UID, c.DeletionTimestamp)
 	})
 }
+
+// TestReplicasZeroStopsTheServer: replicas 0 scales the daemon to nothing, keeps the Service and
+// the claims, and reports Stopping, then Stopped (Ready True: the state asked for, reached, with
+// no Reconciling or Stalled); replicas 1 brings it back.
+func TestReplicasZeroStopsTheServer(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(0)) })
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonStopping)
+	if r := get(t, ns, "files", &appsv1.Deployment{}).Spec.Replicas; r == nil || *r != 0 {
+		t.Fatalf("Deployment replicas = %v, want 0", r)
+	}
+	// Play the Deployment controller: the pod is gone.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		dep := get(t, ns, "files", &appsv1.Deployment{})
+		dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation}
+		return env.Client.Status().Update(ctx, dep)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonStopped)
+	s := get(t, ns, "files", &ftpv1alpha1.FTPServer{})
+	if c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "no daemon pod runs") || s.Status.ReadyReplicas != 0 {
+		t.Fatalf("stopped server: Ready %+v, readyReplicas %d", c, s.Status.ReadyReplicas)
+	}
+	for _, cond := range []string{ftpv1alpha1.ConditionReconciling, ftpv1alpha1.ConditionStalled} {
+		if meta.FindStatusCondition(s.Status.Conditions, cond) != nil {
+			t.Fatalf("%s present on a stopped server", cond)
+		}
+	}
+	for _, kept := range []struct {
+		name string
+		obj  client.Object
+	}{{"files", &corev1.Service{}}, {"files-data", &corev1.PersistentVolumeClaim{}}, {"files-scratch", &corev1.PersistentVolumeClaim{}}} {
+		if ok, err := exists(ns, kept.name, kept.obj); !ok {
+			t.Fatalf("%T %s gone on a stopped server: %v", kept.obj, kept.name, err)
+		}
+	}
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(1)) })
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForPods)
+}
