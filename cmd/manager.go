@@ -40,10 +40,10 @@ type managerOptions struct {
 	metricsCertKey  string
 	enableHTTP2     bool
 	probeAddr       string
-	leaderElect   bool
-	leaderElectNS string
-	daemonImage   string
-	zap           zap.Options
+	leaderElect     bool
+	leaderElectNS   string
+	daemonImage     string
+	zap             zap.Options
 	// skipNameValidation lets several managers register the same controller in one process, as
 	// the tests do (one after another); controller-runtime refuses a second "ftpserver" otherwise.
 	// Not a flag: a real process runs one manager.
