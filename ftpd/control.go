@@ -99,9 +99,11 @@ type controlConn struct {
 	ip  netip.Addr
 	key string
 
-	tlsConn       atomic.Pointer[tls.Conn]
-	loggedIn      atomic.Bool
-	loginDeadline time.Time
+	tlsConn  atomic.Pointer[tls.Conn]
+	loggedIn atomic.Bool
+	// handshakeFailed: the implicit TLS handshake failed and was counted (metrics.go).
+	handshakeFailed atomic.Bool
+	loginDeadline   time.Time
 
 	wmu sync.Mutex
 
@@ -397,6 +399,7 @@ func (c *controlConn) handleAUTH(param string) (bool, error) {
 	_ = c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.s.logger.Warn("TLS handshake failed", slog.String("client_ip", c.ip.String()), slog.Any("error", err))
+		c.s.metrics.tlsHandshakeFailed("explicit", err)
 		_ = c.raw.Close()
 		return false, io.EOF
 	}
@@ -413,7 +416,9 @@ func (c *controlConn) handleAUTH(param string) (bool, error) {
 func (c *controlConn) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.transport().Write(p)
+	n, err := c.transport().Write(p)
+	c.noteWriteError(err)
+	return n, err
 }
 
 // Close closes the connection (with a TLS close_notify when TLS is up) and frees its session
