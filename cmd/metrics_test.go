@@ -137,7 +137,7 @@ func TestManagerMetricsNeedAuthorization(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			status, body := scrapeUntil(t, ctx, run, url, tc.token, func(status int, body string) bool {
 				// The readiness series appears once the cache has the FTPServer.
-				return status != http.StatusOK || strings.Contains(body, operatormetrics.ReadyMetric+`{name="scraped",namespace="`+ns+`"}`)
+				return status != http.StatusOK || strings.Contains(body, operatormetrics.ReadyMetric+`{ftpserver="scraped",namespace="`+ns+`"}`)
 			})
 			if (tc.status != 0 && status != tc.status) || (tc.status == 0 && status < 400) {
 				t.Fatalf("status %d, want %d (0: a refusal): %s", status, tc.status, body)

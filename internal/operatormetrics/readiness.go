@@ -28,6 +28,11 @@ const listTimeout = 5 * time.Second
 // rather than set by the reconciler, so it never goes stale when an FTPServer is deleted and
 // it needs nothing from the controller.
 //
+// The labels are namespace and ftpserver, as on the daemons' series (the PodMonitor relabels
+// the pods' app.kubernetes.io/instance to ftpserver), so that alerts and dashboards join the two;
+// the ServiceMonitor scrapes with honorLabels so that namespace stays the FTPServer's rather
+// than the manager's.
+//
 // It runs as a manager Runnable that needs leader election: only the leading replica exports
 // the series, so standby replicas do not duplicate every server under another pod label.
 type Readiness struct {
@@ -44,7 +49,7 @@ func NewReadiness(reader client.Reader, reg prometheus.Registerer) *Readiness {
 		reg:    reg,
 		ready: prometheus.NewDesc(ReadyMetric,
 			"Whether the FTPServer's Ready condition is True (1) or not (0), from the operator's cache.",
-			[]string{"namespace", "name"}, nil),
+			[]string{"namespace", "ftpserver"}, nil),
 	}
 }
 

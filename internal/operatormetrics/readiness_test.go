@@ -43,11 +43,11 @@ func TestReadinessCollect(t *testing.T) {
 				server("c", "other-condition-only", metav1.Condition{Type: "Stalled", Status: metav1.ConditionTrue, Reason: "X", LastTransitionTime: metav1.Now()}),
 			},
 			want: `
-ftp_operator_ftpserver_ready{name="down",namespace="a"} 0
-ftp_operator_ftpserver_ready{name="up",namespace="a"} 1
-ftp_operator_ftpserver_ready{name="new",namespace="b"} 0
-ftp_operator_ftpserver_ready{name="unknown",namespace="b"} 0
-ftp_operator_ftpserver_ready{name="other-condition-only",namespace="c"} 0
+ftp_operator_ftpserver_ready{ftpserver="down",namespace="a"} 0
+ftp_operator_ftpserver_ready{ftpserver="up",namespace="a"} 1
+ftp_operator_ftpserver_ready{ftpserver="new",namespace="b"} 0
+ftp_operator_ftpserver_ready{ftpserver="unknown",namespace="b"} 0
+ftp_operator_ftpserver_ready{ftpserver="other-condition-only",namespace="c"} 0
 `,
 		},
 	}

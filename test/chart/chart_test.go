@@ -136,7 +136,7 @@ func TestChartFullValues(t *testing.T) {
 	e := requireEnv(t)
 	objs := render(t, helm, "-f", fullValues)
 	got := kinds(objs)
-	for _, k := range []string{"CustomResourceDefinition", "Deployment", "Service", "ServiceMonitor", "PodMonitor", "FTPServer"} {
+	for _, k := range []string{"CustomResourceDefinition", "Deployment", "Service", "ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap", "FTPServer"} {
 		if got[k] == 0 {
 			t.Errorf("full values render no %s (got %v)", k, got)
 		}
