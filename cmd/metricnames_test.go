@@ -91,7 +91,7 @@ func managerMetricNames(t *testing.T, ctx context.Context) map[string]bool {
 	run := startManager(ctx, opts)
 	defer run.stop(t)
 	mustCreate(t, ctx, &ftpv1alpha1.FTPServer{
-		ObjectMeta: metav1.ObjectMeta{Name: "named", Namespace: "default"},
+		ObjectMeta: metav1.ObjectMeta{GenerateName: "named-", Namespace: "default"},
 		Spec: ftpv1alpha1.FTPServerSpec{
 			Volumes: []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("1Gi")}}},
 		},
