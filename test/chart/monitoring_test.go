@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -182,4 +183,50 @@ func TestChartKubeVersion(t *testing.T) {
 			t.Fatalf("the chart refuses the test API server's %s: %s", v.GitVersion, out)
 		}
 	})
+}
+
+// TestChartMetricsModes: the manager's metrics endpoint, its RBAC and the ServiceMonitor agree
+// in each mode: secure with a self-signed or a mounted certificate, or plain HTTP by choice.
+func TestChartMetricsModes(t *testing.T) {
+	helm := tool(t, "HELM")
+	cases := []struct {
+		name       string
+		set        []string
+		wantArgs   []string
+		scheme     string
+		authRBAC   bool
+		certVolume bool
+	}{
+		{name: "secure, self-signed", wantArgs: []string{"--metrics-bind-address=:8443", "--metrics-secure=true"}, scheme: "https", authRBAC: true},
+		{name: "secure, mounted certificate", set: []string{"--set", "metrics.certSecretName=metrics-tls"},
+			wantArgs: []string{"--metrics-secure=true", "--metrics-cert-path=/etc/ftp-operator/metrics-certs"}, scheme: "https", authRBAC: true, certVolume: true},
+		{name: "plain HTTP", set: []string{"--set", "metrics.secure=false", "--set", "metrics.port=8080"},
+			wantArgs: []string{"--metrics-bind-address=:8080", "--metrics-secure=false"}, scheme: "http"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			objs := render(t, helm, append([]string{"--set", "metrics.serviceMonitor.enabled=true"}, tc.set...)...)
+			dep := find(objs, "Deployment", "ftp-operator-manager")
+			cs, _, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "containers")
+			args, _, _ := unstructured.NestedStringSlice(cs[0].(map[string]any), "args")
+			for _, a := range tc.wantArgs {
+				if !slices.Contains(args, a) {
+					t.Errorf("manager args %v lack %s", args, a)
+				}
+			}
+			_, hasVolume, _ := unstructured.NestedSlice(dep.Object, "spec", "template", "spec", "volumes")
+			if hasVolume != tc.certVolume {
+				t.Errorf("certificate volume present %v, want %v", hasVolume, tc.certVolume)
+			}
+			if got := find(objs, "ClusterRole", "ftp-operator-metrics-auth") != nil; got != tc.authRBAC {
+				t.Errorf("metrics-auth ClusterRole present %v, want %v", got, tc.authRBAC)
+			}
+			sm := find(objs, "ServiceMonitor", "ftp-operator-manager")
+			eps, _, _ := unstructured.NestedSlice(sm.Object, "spec", "endpoints")
+			ep := eps[0].(map[string]any)
+			if ep["scheme"] != tc.scheme || (ep["bearerTokenFile"] != nil) != (tc.scheme == "https") {
+				t.Errorf("ServiceMonitor endpoint %v: want scheme %s, a token only with https", ep, tc.scheme)
+			}
+		})
+	}
 }
