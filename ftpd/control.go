@@ -99,11 +99,12 @@ type controlConn struct {
 	ip  netip.Addr
 	key string
 
-	tlsConn  atomic.Pointer[tls.Conn]
-	loggedIn atomic.Bool
+	tlsConn       atomic.Pointer[tls.Conn]
+	loggedIn      atomic.Bool
+	loginDeadline time.Time
+
 	// handshakeFailed: the implicit TLS handshake failed and was counted (metrics.go).
 	handshakeFailed atomic.Bool
-	loginDeadline   time.Time
 
 	wmu sync.Mutex
 
