@@ -23,6 +23,7 @@ HELM := $(TOOLS)/helm-$(HELM_VERSION)
 # promtool checks and unit-tests the chart's alert rules (test/chart); built from Prometheus' Go
 # module, whose v0.3XX.Y versions are the Prometheus v3.XX.Y releases.
 PROMETHEUS_VERSION ?= v0.316.0
+PROMETHEUS_RELEASE = $(shell echo $(PROMETHEUS_VERSION) | sed -E 's/^v0\.3([0-9]{2})\./3.\1./')
 PROMTOOL := $(TOOLS)/promtool-$(PROMETHEUS_VERSION)
 
 IMG ?= ghcr.io/kubeftp/ftp-operator:dev
@@ -177,5 +178,6 @@ $(HELM):
 $(PROMTOOL):
 	@mkdir -p $(TOOLS)
 	@echo "building promtool $(PROMETHEUS_VERSION) into $(TOOLS) (a few minutes the first time)"
-	GOBIN=$(TOOLS) go install github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+	GOBIN=$(TOOLS) go install -ldflags "-X github.com/prometheus/common/version.Version=$(PROMETHEUS_RELEASE)" \
+		github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
 	mv $(TOOLS)/promtool $(PROMTOOL)
