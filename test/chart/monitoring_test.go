@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -228,5 +229,93 @@ func TestChartMetricsModes(t *testing.T) {
 				t.Errorf("ServiceMonitor endpoint %v: want scheme %s, a token only with https", ep, tc.scheme)
 			}
 		})
+	}
+}
+
+// TestGrafanaDashboard checks what Grafana would otherwise only show as broken panels: every
+// panel queries the dashboard's data-source variable, ids are unique, panels fit the 24-column
+// grid, every query selects the monitors' job and the variables it uses exist.
+func TestGrafanaDashboard(t *testing.T) {
+	data, err := os.ReadFile(filepath.Join(repo, dashboardFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	type target struct {
+		Expr       string `json:"expr"`
+		RefID      string `json:"refId"`
+		Datasource struct {
+			UID string `json:"uid"`
+		} `json:"datasource"`
+	}
+	type panel struct {
+		ID      int      `json:"id"`
+		Type    string   `json:"type"`
+		Title   string   `json:"title"`
+		Targets []target `json:"targets"`
+		GridPos struct {
+			X, Y, W, H int
+		} `json:"gridPos"`
+		Datasource struct {
+			UID string `json:"uid"`
+		} `json:"datasource"`
+	}
+	var dash struct {
+		UID        string  `json:"uid"`
+		Panels     []panel `json:"panels"`
+		Templating struct {
+			List []struct {
+				Name string `json:"name"`
+			} `json:"list"`
+		} `json:"templating"`
+	}
+	if err := json.Unmarshal(data, &dash); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]bool{"__rate_interval": true, "__range": true, "__interval": true}
+	for _, v := range dash.Templating.List {
+		vars[v.Name] = true
+	}
+	for _, want := range []string{"datasource", "namespace", "ftpserver", "user"} {
+		if !vars[want] {
+			t.Errorf("no dashboard variable %s", want)
+		}
+	}
+	varRef := regexp.MustCompile(`\$\{?([A-Za-z_]+)`)
+	ids := map[int]bool{}
+	queried := 0
+	for _, p := range dash.Panels {
+		if ids[p.ID] {
+			t.Errorf("panel id %d used twice", p.ID)
+		}
+		ids[p.ID] = true
+		if p.GridPos.W <= 0 || p.GridPos.X+p.GridPos.W > 24 || p.GridPos.H <= 0 {
+			t.Errorf("panel %q: gridPos %+v outside the 24-column grid", p.Title, p.GridPos)
+		}
+		if p.Type == "row" {
+			continue
+		}
+		if p.Datasource.UID != "${datasource}" {
+			t.Errorf("panel %q: data source %q, want ${datasource}", p.Title, p.Datasource.UID)
+		}
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			queried++
+			if tg.Expr == "" || tg.RefID == "" || tg.Datasource.UID != "${datasource}" {
+				t.Errorf("panel %q: incomplete query %+v", p.Title, tg)
+			}
+			if !strings.Contains(tg.Expr, `job="ftpd"`) && !strings.Contains(tg.Expr, `job="ftp-operator-manager"`) {
+				t.Errorf("panel %q: %s selects neither job the monitors set", p.Title, tg.Expr)
+			}
+			for _, m := range varRef.FindAllStringSubmatch(tg.Expr, -1) {
+				if !vars[m[1]] {
+					t.Errorf("panel %q uses an undefined variable $%s", p.Title, m[1])
+				}
+			}
+		}
+	}
+	if queried < 20 {
+		t.Errorf("only %d queries: the dashboard lost panels", queried)
 	}
 }
