@@ -20,6 +20,11 @@ KUSTOMIZE := $(TOOLS)/kustomize-$(KUSTOMIZE_VERSION)
 HELM_VERSION ?= v3.22.0
 HELM_K8S_MINOR ?= 37
 HELM := $(TOOLS)/helm-$(HELM_VERSION)
+# promtool checks and unit-tests the chart's alert rules (test/chart); built from Prometheus' Go
+# module, whose v0.3XX.Y versions are the Prometheus v3.XX.Y releases.
+PROMETHEUS_VERSION ?= v0.316.0
+PROMETHEUS_RELEASE = $(shell echo $(PROMETHEUS_VERSION) | sed -E 's/^v0\.3([0-9]{2})\./3.\1./')
+PROMTOOL := $(TOOLS)/promtool-$(PROMETHEUS_VERSION)
 
 IMG ?= ghcr.io/kubeftp/ftp-operator:dev
 # How the binary is built, here and in the Dockerfile (test/chart checks they agree): static
@@ -75,14 +80,14 @@ control-plane: ## Build (first time, ~10 min) or reuse kube-apiserver and etcd f
 	@hack/control-plane.sh >/dev/null
 
 .PHONY: test
-test: verify vet control-plane $(HELM) $(KUSTOMIZE) ## Run all tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" \
+test: verify vet control-plane $(HELM) $(KUSTOMIZE) $(PROMTOOL) ## Run all tests against a real kube-apiserver and etcd.
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" PROMTOOL="$(PROMTOOL)" \
 		go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: test-chart
-test-chart: control-plane $(HELM) $(KUSTOMIZE) ## Only the packaging tests: chart, kustomize, image build flags, GitOps health.
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" \
+test-chart: control-plane $(HELM) $(KUSTOMIZE) $(PROMTOOL) ## Only the packaging tests: chart, kustomize, alert rules, image build flags, GitOps health.
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" PROMTOOL="$(PROMTOOL)" \
 		go test $(GO_TEST_FLAGS) ./test/chart/... ./test/gitops/...
 
 .PHONY: helm-lint
@@ -169,3 +174,10 @@ $(HELM):
 		-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_K8S_MINOR)" \
 		helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	mv $(TOOLS)/helm $(HELM)
+
+$(PROMTOOL):
+	@mkdir -p $(TOOLS)
+	@echo "building promtool $(PROMETHEUS_VERSION) into $(TOOLS) (a few minutes the first time)"
+	GOBIN=$(TOOLS) go install -ldflags "-X github.com/prometheus/common/version.Version=$(PROMETHEUS_RELEASE)" \
+		github.com/prometheus/prometheus/cmd/promtool@$(PROMETHEUS_VERSION)
+	mv $(TOOLS)/promtool $(PROMTOOL)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
@@ -10,12 +11,16 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
+	"github.com/kubeftp/ftp-operator/internal/operatormetrics"
 )
 
 // defaultDaemonImage is stamped at build time (-ldflags -X main.defaultDaemonImage=...) so the
@@ -24,12 +29,25 @@ var defaultDaemonImage = "ghcr.io/kubeftp/ftp-operator:dev"
 
 // managerOptions are the manager's command-line settings.
 type managerOptions struct {
-	metricsAddr   string
-	probeAddr     string
-	leaderElect   bool
-	leaderElectNS string
-	daemonImage   string
-	zap           zap.Options
+	metricsAddr string
+	// metricsSecure serves metrics over HTTPS and lets only callers the API server authenticates
+	// (TokenReview) and authorizes (SubjectAccessReview, GET on /metrics) read them.
+	metricsSecure bool
+	// metricsCertDir holds metricsCertName and metricsCertKey (a mounted Secret, e.g. from
+	// cert-manager); empty means a self-signed certificate generated at start.
+	metricsCertDir  string
+	metricsCertName string
+	metricsCertKey  string
+	enableHTTP2     bool
+	probeAddr       string
+	leaderElect     bool
+	leaderElectNS   string
+	daemonImage     string
+	zap             zap.Options
+	// skipNameValidation lets several managers register the same controller in one process, as
+	// the tests do (one after another); controller-runtime refuses a second "ftpserver" otherwise.
+	// Not a flag: a real process runs one manager.
+	skipNameValidation bool
 }
 
 func parseManagerFlags(args []string) (*managerOptions, error) {
@@ -42,7 +60,12 @@ func parseManagerFlags(args []string) (*managerOptions, error) {
 			"the kubeconfig from --kubeconfig, $KUBECONFIG or ~/.kube/config.\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint (\"0\" disables it)")
+	fs.StringVar(&opts.metricsAddr, "metrics-bind-address", ":8443", "address of the Prometheus metrics endpoint (\"0\" disables it)")
+	fs.BoolVar(&opts.metricsSecure, "metrics-secure", true, "serve metrics over HTTPS to callers authenticated and authorized by the API server; --metrics-secure=false serves plain HTTP to anyone")
+	fs.StringVar(&opts.metricsCertDir, "metrics-cert-path", "", "directory of the metrics serving certificate and key (re-read when they change); a self-signed certificate when empty")
+	fs.StringVar(&opts.metricsCertName, "metrics-cert-name", "tls.crt", "file name of the metrics serving certificate in --metrics-cert-path")
+	fs.StringVar(&opts.metricsCertKey, "metrics-cert-key", "tls.key", "file name of the metrics serving key in --metrics-cert-path")
+	fs.BoolVar(&opts.enableHTTP2, "enable-http2", false, "allow HTTP/2 on the metrics endpoint (off: HTTP/2 Rapid Reset and Stream Cancellation, CVE-2023-44487 and CVE-2023-39325)")
 	fs.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	fs.BoolVar(&opts.leaderElect, "leader-elect", true, "elect a leader so that only one of several manager replicas reconciles")
 	fs.StringVar(&opts.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election Lease (the pod's namespace when empty)")
@@ -79,6 +102,23 @@ func newScheme() *runtime.Scheme {
 	return scheme
 }
 
+// metricsOptions is the metrics endpoint of the manager, as kubebuilder's go/v4 layout serves
+// it: HTTPS with authentication and authorization delegated to the API server, so that the
+// scraper needs a token whose identity may GET /metrics (the metrics-reader ClusterRole), and
+// plain HTTP only when asked for with --metrics-secure=false.
+func metricsOptions(opts *managerOptions) metricsserver.Options {
+	o := metricsserver.Options{BindAddress: opts.metricsAddr, SecureServing: opts.metricsSecure}
+	if !opts.metricsSecure {
+		return o
+	}
+	o.FilterProvider = filters.WithAuthenticationAndAuthorization
+	o.CertDir, o.CertName, o.KeyName = opts.metricsCertDir, opts.metricsCertName, opts.metricsCertKey
+	if !opts.enableHTTP2 {
+		o.TLSOpts = append(o.TLSOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+	}
+	return o
+}
+
 func runManager(args []string) error {
 	opts, err := parseManagerFlags(args)
 	if err != nil {
@@ -98,13 +138,14 @@ func runManagerUntil(ctx context.Context, opts *managerOptions) error {
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                  newScheme(),
-		Metrics:                 metricsserver.Options{BindAddress: opts.metricsAddr},
+		Metrics:                 metricsOptions(opts),
 		HealthProbeBindAddress:  opts.probeAddr,
 		LeaderElection:          opts.leaderElect,
 		LeaderElectionID:        "ftp-operator.kubeftp.dev",
 		LeaderElectionNamespace: opts.leaderElectNS,
 		// Release the lease on a clean stop so a new leader takes over without waiting it out.
 		LeaderElectionReleaseOnCancel: true,
+		Controller:                    config.Controller{SkipNameValidation: &opts.skipNameValidation},
 	})
 	if err != nil {
 		return fmt.Errorf("create manager: %w", err)
@@ -116,6 +157,10 @@ func runManagerUntil(ctx context.Context, opts *managerOptions) error {
 	}).SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("register FTPServer controller: %w", err)
 	}
+	// Per-FTPServer readiness for alerting, read from the manager's cache at each scrape.
+	if err := mgr.Add(operatormetrics.NewReadiness(mgr.GetCache(), ctrlmetrics.Registry)); err != nil {
+		return fmt.Errorf("add FTPServer readiness metrics: %w", err)
+	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("add health check: %w", err)
 	}
@@ -123,7 +168,8 @@ func runManagerUntil(ctx context.Context, opts *managerOptions) error {
 		return fmt.Errorf("add ready check: %w", err)
 	}
 
-	setupLog.Info("starting manager", "daemonImage", opts.daemonImage, "leaderElection", opts.leaderElect)
+	setupLog.Info("starting manager", "daemonImage", opts.daemonImage, "leaderElection", opts.leaderElect,
+		"metricsAddress", opts.metricsAddr, "metricsSecure", opts.metricsSecure)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("run manager: %w", err)
 	}

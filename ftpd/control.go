@@ -108,6 +108,9 @@ type controlConn struct {
 	pasvPending   atomic.Bool
 	loginDeadline time.Time
 
+	// handshakeFailed: the implicit TLS handshake failed and was counted (metrics.go).
+	handshakeFailed atomic.Bool
+
 	wmu sync.Mutex
 
 	dmu          sync.Mutex
@@ -429,6 +432,7 @@ func (c *controlConn) handleAUTH(param string) (bool, error) {
 	_ = c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.s.logger.Warn("TLS handshake failed", slog.String("client_ip", c.ip.String()), slog.Any("error", err))
+		c.s.metrics.tlsHandshakeFailed("explicit", err)
 		_ = c.raw.Close()
 		return false, io.EOF
 	}
@@ -456,7 +460,9 @@ func (c *controlConn) Write(p []byte) (int, error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	return c.transport().Write(p)
+	n, err := c.transport().Write(p)
+	c.noteWriteError(err)
+	return n, err
 }
 
 // Close closes the connection (with a TLS close_notify when TLS is up) and frees its session

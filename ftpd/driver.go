@@ -103,7 +103,7 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	if srv.bans.isBanned(group, time.Now()) {
 		leave()
 		// Banned while this session was open (guessing over parallel sessions).
-		srv.metrics.logins.WithLabelValues("banned").Inc()
+		srv.metrics.loginFailed(user, "banned")
 		s.log().Warn("login failed", slog.String("user", user), slog.String("reason", "banned"))
 		return nil, errBadCredentials
 	}
@@ -122,7 +122,7 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 		fsys, err = newConfinedFs(home, acct.ReadOnly)
 	}
 	if err != nil {
-		srv.metrics.logins.WithLabelValues("home_unavailable").Inc()
+		srv.metrics.loginFailed(user, "home_unavailable")
 		s.log().Error("login failed", slog.String("user", user), slog.String("reason", "home_unavailable"), slog.Any("error", err))
 		return nil, errBadCredentials
 	}
@@ -143,7 +143,7 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 // then waits the failed-login delay (which slows down guessing: ftpserverlib closes the
 // connection after the reply, so each guess costs a new connection plus the delay).
 func (srv *Server) loginFailed(s *session, group netip.Addr, user, reason string, lim Limits) {
-	srv.metrics.logins.WithLabelValues(reason).Inc()
+	srv.metrics.loginFailed(user, reason)
 	s.log().Warn("login failed", slog.String("user", user), slog.String("reason", reason))
 	if srv.bans.recordFailure(group, time.Now(), lim) {
 		srv.metrics.bans.Inc()

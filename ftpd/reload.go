@@ -143,6 +143,7 @@ func (s *Server) apply(lf *loadedFiles) error {
 		s.logger.Warn("config changes that need a restart are not applied", slog.Any("fields", changed))
 	}
 	s.dyn.Store(dyn)
+	s.metrics.setUsers(declaredUsers(&cfg))
 	s.source = lf.source
 	s.servedConfig.Store(&lf.source.configDigest)
 	s.logger.Info("config reloaded", slog.Int("users", len(cfg.Users)), slog.Bool("anonymous", cfg.Anonymous != nil))

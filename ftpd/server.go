@@ -105,7 +105,8 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 		}
 		s.tlsConf = newTLSConfig(cfg.TLS, s.certs)
 	}
-	s.metrics = newMetrics(s.bans.count, s.certs.notAfter)
+	s.metrics = newMetrics(s.bans.count, s.certs.notAfter, cfg.PassivePorts.Count())
+	s.metrics.setUsers(declaredUsers(&cfg))
 	s.passive = newPassiveHub(s)
 	return s, nil
 }

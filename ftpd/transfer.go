@@ -211,9 +211,7 @@ func (t *transferFile) finish() error {
 	if result != "ok" {
 		level = slog.LevelWarn
 	}
-	m := t.drv.srv.metrics
-	m.transfers.WithLabelValues(direction, result).Inc()
-	m.transferBytes.WithLabelValues(direction).Add(float64(t.bytes))
+	t.drv.srv.metrics.transferDone(t.drv.sess.getUser(), direction, result, t.bytes)
 	t.drv.sess.log().Log(t.drv.srv.ctx, level, "transfer", attrs...)
 	t.drv.srv.transferDone()
 	return virtualErr("close", t.vpath, err)

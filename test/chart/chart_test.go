@@ -62,7 +62,7 @@ func TestChartDefaultValues(t *testing.T) {
 	helm := tool(t, "HELM")
 	e := requireEnv(t)
 	objs := render(t, helm)
-	want := map[string]int{"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 3, "ClusterRoleBinding": 1,
+	want := map[string]int{"CustomResourceDefinition": 1, "ServiceAccount": 1, "ClusterRole": 5, "ClusterRoleBinding": 2,
 		"Role": 1, "RoleBinding": 1, "Service": 1, "Deployment": 1}
 	if got := kinds(objs); fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("default values render %v, want %v", got, want)
@@ -136,7 +136,7 @@ func TestChartFullValues(t *testing.T) {
 	e := requireEnv(t)
 	objs := render(t, helm, "-f", fullValues)
 	got := kinds(objs)
-	for _, k := range []string{"CustomResourceDefinition", "Deployment", "Service", "ServiceMonitor", "PodMonitor", "FTPServer"} {
+	for _, k := range []string{"CustomResourceDefinition", "Deployment", "Service", "ServiceMonitor", "PodMonitor", "PrometheusRule", "ConfigMap", "FTPServer"} {
 		if got[k] == 0 {
 			t.Errorf("full values render no %s (got %v)", k, got)
 		}
