@@ -47,7 +47,7 @@ func TestParseFTPDFlags(t *testing.T) {
 			name: "defaults",
 			args: []string{"--root", root, "--user", "a:b"},
 			check: func(t *testing.T, o ftpdOptions) {
-				if o.cfg.ListenAddr != ftpd.DefaultListenAddr || o.cfg.DrainTimeout != 30*time.Second || o.logFormat != "json" || !o.cfg.PassivePorts.IsZero() {
+				if o.cfg.ListenAddr != ftpd.DefaultListenAddr || o.cfg.DrainTimeout != ftpd.DefaultDrainTimeout || o.logFormat != "json" || !o.cfg.PassivePorts.IsZero() {
 					t.Errorf("defaults = %+v, %q", o.cfg, o.logFormat)
 				}
 			},

@@ -83,6 +83,8 @@ func ftpdConfigFor(s *ftpv1alpha1.FTPServer, obs observed) *fileconfig.Config {
 			LoginTimeout:     duration(spec.Limits.LoginTimeout),
 			BanAfterFailures: int(spec.Limits.MaxFailedLogins),
 			BanDuration:      duration(spec.Limits.BanDuration),
+			DataTimeout:      duration(spec.Limits.DataTimeout),
+			IPv6PrefixLength: int(spec.Limits.IPv6PrefixLength),
 		},
 		DrainTimeout: optionalDuration(spec.DrainTimeout),
 	}

@@ -519,6 +519,22 @@ type LimitsSpec struct {
 	// +kubebuilder:default="15m"
 	// +optional
 	BanDuration *metav1.Duration `json:"banDuration,omitempty"`
+
+	// DataTimeout ends a transfer whose data connection moves no byte for this long (vsftpd's
+	// data_connection_timeout): a stalled client frees its session slot and never holds up a
+	// drain; an interrupted upload leaves the previous file.
+	// +kubebuilder:default="5m"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s')",message="limits.dataTimeout must be at least 1s"
+	// +optional
+	DataTimeout *metav1.Duration `json:"dataTimeout,omitempty"`
+
+	// IPv6PrefixLength is how many leading bits of an IPv6 client address make one client for
+	// maxSessionsPerIP and bans: a host usually owns a whole /64.
+	// +kubebuilder:default=64
+	// +kubebuilder:validation:Minimum=32
+	// +kubebuilder:validation:Maximum=128
+	// +optional
+	IPv6PrefixLength int32 `json:"ipv6PrefixLength,omitempty"`
 }
 
 // PodSpec holds the knobs of the daemon pods.

@@ -15,6 +15,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -272,13 +273,17 @@ func TestDefaults(t *testing.T) {
 		{"tls.mode", string(s.TLS.Mode), "Disabled"},
 		{"tls.minVersion", s.TLS.MinVersion, "1.2"},
 		{"activeMode.enabled", s.ActiveMode.Enabled, false},
-		{"limits.maxSessions", s.Limits.MaxSessions, int32(200)},
-		{"limits.maxSessionsPerIP", s.Limits.MaxSessionsPerIP, int32(20)},
-		{"limits.idleTimeout", s.Limits.IdleTimeout.Duration, 5 * time.Minute},
-		{"limits.loginTimeout", s.Limits.LoginTimeout.Duration, 30 * time.Second},
-		{"limits.maxFailedLogins", s.Limits.MaxFailedLogins, int32(5)},
-		{"limits.banDuration", s.Limits.BanDuration.Duration, 15 * time.Minute},
-		{"drainTimeout", s.DrainTimeout.Duration, 2 * time.Minute},
+		// The daemon's settings default as ftpd/fileconfig (the daemon's one home of defaults)
+		// says, so an FTPServer and a config file without them behave alike.
+		{"limits.maxSessions", int(s.Limits.MaxSessions), fileconfig.DefaultMaxSessions},
+		{"limits.maxSessionsPerIP", int(s.Limits.MaxSessionsPerIP), fileconfig.DefaultMaxSessionsPerIP},
+		{"limits.idleTimeout", s.Limits.IdleTimeout.Duration, fileconfig.DefaultIdleTimeout},
+		{"limits.loginTimeout", s.Limits.LoginTimeout.Duration, fileconfig.DefaultLoginTimeout},
+		{"limits.maxFailedLogins", int(s.Limits.MaxFailedLogins), fileconfig.DefaultBanAfterFailures},
+		{"limits.banDuration", s.Limits.BanDuration.Duration, fileconfig.DefaultBanDuration},
+		{"limits.dataTimeout", s.Limits.DataTimeout.Duration, fileconfig.DefaultDataTimeout},
+		{"limits.ipv6PrefixLength", int(s.Limits.IPv6PrefixLength), fileconfig.DefaultIPv6PrefixLength},
+		{"drainTimeout", s.DrainTimeout.Duration, fileconfig.DefaultDrainTimeout},
 		{"volumes[0].claimTemplate.accessModes", len(s.Volumes[0].ClaimTemplate.AccessModes), 1},
 		{"volumes[0].claimTemplate.accessModes[0]", string(s.Volumes[0].ClaimTemplate.AccessModes[0]), "ReadWriteOnce"},
 		{"volumes[0].claimTemplate.reclaimPolicy", string(s.Volumes[0].ClaimTemplate.ReclaimPolicy), "Retain"},

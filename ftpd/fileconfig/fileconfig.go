@@ -171,8 +171,10 @@ const (
 	DefaultMaxSessions      = 200
 	DefaultMaxSessionsPerIP = 20
 	DefaultMaxCommandLength = 4096
-	DefaultDrainTimeout     = 30 * time.Second
-	DefaultHostnameTTL      = time.Minute
+	// DefaultDrainTimeout leaves a transfer of a few hundred MB over a slow line time to finish;
+	// the FTPServer's drainTimeout default is the same.
+	DefaultDrainTimeout = 2 * time.Minute
+	DefaultHostnameTTL  = time.Minute
 	// DefaultIPv6PrefixLength counts an IPv6 /64 (one subnet, what a single site or host is
 	// given) as one client.
 	DefaultIPv6PrefixLength = 64
