@@ -142,8 +142,11 @@ func daemonContainer(s *ftpv1alpha1.FTPServer, image string) corev1.Container {
 			{Name: "ftp", ContainerPort: controlContainerPort, Protocol: corev1.ProtocolTCP},
 			{Name: "ops", ContainerPort: opsContainerPort, Protocol: corev1.ProtocolTCP},
 		},
-		Resources:    s.Spec.Pod.Resources,
-		VolumeMounts: mounts,
+		Resources: s.Spec.Pod.Resources,
+		// A daemon that exits on an error says why in its last log lines; the kubelet puts
+		// them in the pod's termination message, which the FTPServer's status quotes.
+		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		VolumeMounts:             mounts,
 		LivenessProbe: &corev1.Probe{
 			ProbeHandler:     corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/healthz", Port: intstr.FromString("ops")}},
 			PeriodSeconds:    10,

@@ -65,6 +65,15 @@ func diagnosePods(s *ftpv1alpha1.FTPServer, pods []corev1.Pod, pending []pending
 	return unschedulable
 }
 
+// lastLines keeps the end of a termination message (the log's tail) within max bytes.
+func lastLines(msg string, max int) string {
+	msg = strings.Join(strings.Fields(msg), " ")
+	if len(msg) > max {
+		msg = "..." + msg[len(msg)-max:]
+	}
+	return msg
+}
+
 // containerTrouble reads a container's waiting state the way `kubectl get pods` shows it.
 func containerTrouble(s *ftpv1alpha1.FTPServer, p *corev1.Pod, cs corev1.ContainerStatus) *podTrouble {
 	w := cs.State.Waiting
@@ -81,7 +90,7 @@ func containerTrouble(s *ftpv1alpha1.FTPServer, p *corev1.Pod, cs corev1.Contain
 		if t := cs.LastTerminationState.Terminated; t != nil {
 			last = fmt.Sprintf("last exit code %d", t.ExitCode)
 			if msg := strings.TrimSpace(t.Message); msg != "" {
-				last += " (" + msg + ")"
+				last += ", ending with: " + lastLines(msg, 600)
 			}
 		}
 		return &podTrouble{reason: ftpv1alpha1.ReasonDaemonCrashLooping, stalled: true, message: fmt.Sprintf(

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/test/harness"
 )
 
 // troubleManifest is an FTPServer with extra spec fields (YAML at the spec's indentation) and
@@ -50,7 +51,7 @@ func testPodTrouble(t *testing.T, c *cluster) {
 		{"image", "  image: example.invalid/ftp-operator:missing\n", "", ftpv1alpha1.ReasonImagePullFailed, true,
 			[]string{"example.invalid/ftp-operator:missing", "spec.image"}},
 		{"crash", "  tls: {mode: Explicit, secretName: broken-tls}\n", "", ftpv1alpha1.ReasonDaemonCrashLooping, true,
-			[]string{"keeps exiting", "last exit code 1", "logs"}},
+			[]string{"keeps exiting", "last exit code 1", "certificate", "logs"}},
 		{"unschedulable", "  pod: {nodeSelector: {example.invalid/pool: none}}\n", "", ftpv1alpha1.ReasonUnschedulable, false,
 			[]string{"cannot be scheduled", "node affinity/selector", "nodeSelector"}},
 		{"claim", "", ", storageClassName: no-such-class", ftpv1alpha1.ReasonClaimPending, false,
@@ -83,4 +84,23 @@ func testPodTrouble(t *testing.T, c *cluster) {
 			c.deleteAndWait(t, ns, name)
 		})
 	}
+	// The loopback mode's own limit: pods share one network, so a second server on the same
+	// ports cannot listen; its status must say so (docs/testing.md).
+	t.Run("ports taken in loopback mode", func(t *testing.T) {
+		if c.mode != harness.NetworkLoopback {
+			t.Skip("pods have a network each in namespace mode")
+		}
+		c.apply(t, ns, troubleManifest(c, "first", "", ""))
+		c.waitReady(t, ns, "first")
+		c.apply(t, ns, troubleManifest(c, "second", "", ""))
+		s, err := c.h.WaitReason(context.Background(), ns, "second", ftpv1alpha1.ReasonDaemonCrashLooping, 60*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if msg := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReady).Message; !strings.Contains(msg, "address already in use") {
+			t.Fatalf("status does not say why the second server cannot run: %s", msg)
+		}
+		c.deleteAndWait(t, ns, "second")
+		c.deleteAndWait(t, ns, "first")
+	})
 }

@@ -78,6 +78,8 @@ type pod struct {
 	dir        string
 	opsPort    int32
 	created    time.Time
+	// logsOnError: the container asks for terminationMessagePolicy FallbackToLogsOnError.
+	logsOnError bool
 
 	// The container's life: restarts, back-off, the last exit.
 	restarts     int32
@@ -250,6 +252,9 @@ func (n *node) admit(obj *corev1.Pod) (*pod, error) {
 		ip: ip, netnsWrap: wrap, labels: obj.Labels, created: time.Now(),
 		dir: filepath.Join(n.h.workDir, "pods", obj.Namespace+"_"+obj.Name),
 	}
+	if len(obj.Spec.Containers) > 0 {
+		p.logsOnError = obj.Spec.Containers[0].TerminationMessagePolicy == corev1.TerminationMessageFallbackToLogsOnError
+	}
 	for _, c := range obj.Spec.Containers {
 		for _, port := range c.Ports {
 			if port.Name == "ops" {
@@ -302,6 +307,11 @@ func (n *node) containerExited(p *pod) {
 		ExitCode: int32(exitCodeOf(exit.Status)), Reason: "Error", Message: exit.Status,
 		StartedAt: metav1.NewTime(p.started), FinishedAt: metav1.Now(),
 	}
+	if p.logsOnError {
+		// terminationMessagePolicy FallbackToLogsOnError: the kubelet puts the log's tail in
+		// the termination message of a failed container.
+		p.lastExit.Message = logTail(exit.LogPath, 3, 1024)
+	}
 	p.proc = nil
 	p.restarts++
 	p.backoffDelay = min(max(2*p.backoffDelay, time.Second), 30*time.Second)
@@ -309,6 +319,24 @@ func (n *node) containerExited(p *pod) {
 	p.waitReason = "CrashLoopBackOff"
 	p.waitMessage = fmt.Sprintf("back-off %s restarting failed container (%s)", p.backoffDelay, exit.Status)
 	n.h.logf("node: pod %s exited (%s); restarting in %s", p.name, exit.Status, p.backoffDelay)
+}
+
+// logTail is the last lines of a log file, at most maxBytes.
+func logTail(path string, lines, maxBytes int) string {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	text := strings.TrimRight(string(data), "\n")
+	parts := strings.Split(text, "\n")
+	if len(parts) > lines {
+		parts = parts[len(parts)-lines:]
+	}
+	tail := strings.Join(parts, "\n")
+	if len(tail) > maxBytes {
+		tail = tail[len(tail)-maxBytes:]
+	}
+	return tail
 }
 
 func exitCodeOf(status string) int {
