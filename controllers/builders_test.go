@@ -160,28 +160,19 @@ func observedFor(s *ftpv1alpha1.FTPServer) observed {
 	return obs
 }
 
-// desiredObjects renders everything the builders make for s, in a stable order.
+// desiredObjects renders everything the builders make for s (desiredSetFor, as the reconciler
+// does), in a stable order.
 func desiredObjects(t *testing.T, s *ftpv1alpha1.FTPServer) []any {
 	t.Helper()
-	obs := observedFor(s)
-	cfg := ftpdConfigFor(s, obs)
-	cm, err := configMapFor(s, cfg)
+	d, err := desiredSetFor(s, observedFor(s))
 	if err != nil {
 		t.Fatal(err)
 	}
-	users, err := usersSecretFor(s, obs.users)
-	if err != nil {
-		t.Fatal(err)
+	objs := []any{d.configMap, d.usersSecret, d.deployment, d.service}
+	if d.networkPolicy != nil {
+		objs = append(objs, d.networkPolicy)
 	}
-	sum, err := restartChecksum(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	objs := []any{cm, users, deploymentFor(s, obs, sum), serviceFor(s)}
-	if networkPolicyEnabled(s) {
-		objs = append(objs, networkPolicyFor(s))
-	}
-	for _, c := range claimsFor(s) {
+	for _, c := range d.claims {
 		objs = append(objs, c)
 	}
 	return objs

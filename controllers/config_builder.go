@@ -13,51 +13,51 @@ import (
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
-// passiveAddress is the default address the daemon advertises in PASV replies.
-type passiveAddress struct {
+// advertisedAddress is the default address the daemon advertises in PASV replies (the spec's
+// PassiveAddressSpec says how to choose it; fileconfig.PassiveAddress is how it is written).
+type advertisedAddress struct {
 	static   string // an IPv4 address
 	hostname string // resolved by the daemon
 }
 
-func (a passiveAddress) known() bool { return a.static != "" || a.hostname != "" }
+func (a advertisedAddress) known() bool { return a.static != "" || a.hostname != "" }
 
-func (a passiveAddress) String() string {
+func (a advertisedAddress) String() string {
 	if a.static != "" {
 		return a.static
 	}
 	return a.hostname
 }
 
-// passiveAddressFor decides the PASV address: the spec's address when set, else what the
+// advertisedAddressFor decides the PASV address: the spec's address when set, else what the
 // Service offers: the load balancer's address, or the cluster IP for type ClusterIP.
-func passiveAddressFor(s *ftpv1alpha1.FTPServer, obs observed) passiveAddress {
+func advertisedAddressFor(s *ftpv1alpha1.FTPServer, obs observed) advertisedAddress {
 	if a := s.Spec.PassiveAddress.Address; a != "" {
 		return addressFromString(a)
 	}
 	switch s.Spec.Service.Type {
 	case corev1.ServiceTypeClusterIP:
 		if ip, err := netip.ParseAddr(obs.clusterIP); err == nil && ip.Is4() {
-			return passiveAddress{static: obs.clusterIP}
+			return advertisedAddress{static: obs.clusterIP}
 		}
 	case corev1.ServiceTypeLoadBalancer, "":
 		ip, hostname := obs.loadBalancerAddress()
-		return passiveAddress{static: ip, hostname: hostname}
+		return advertisedAddress{static: ip, hostname: hostname}
 	}
-	return passiveAddress{}
+	return advertisedAddress{}
 }
 
-func addressFromString(a string) passiveAddress {
+func addressFromString(a string) advertisedAddress {
 	if ip, err := netip.ParseAddr(a); err == nil && ip.Is4() {
-		return passiveAddress{static: a}
+		return advertisedAddress{static: a}
 	}
-	return passiveAddress{hostname: a}
+	return advertisedAddress{hostname: a}
 }
 
-// ftpdConfigFor renders the daemon's ftpd.yaml.
-func ftpdConfigFor(s *ftpv1alpha1.FTPServer, obs observed) *fileconfig.Config {
+// ftpdConfigFor renders the daemon's ftpd.yaml, advertising addr (advertisedAddressFor).
+func ftpdConfigFor(s *ftpv1alpha1.FTPServer, obs observed, addr advertisedAddress) *fileconfig.Config {
 	spec := s.Spec
 	passive := fileconfig.PortRange{Start: int(spec.Ports.Passive.Start), End: int(spec.Ports.Passive.End)}
-	addr := passiveAddressFor(s, obs)
 	cfg := &fileconfig.Config{
 		Listen:    fmt.Sprintf(":%d", controlContainerPort),
 		OpsListen: fmt.Sprintf(":%d", opsContainerPort),

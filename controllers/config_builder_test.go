@@ -24,29 +24,29 @@ func TestPassiveAddressFor(t *testing.T) {
 		specAddress string
 		ingress     []corev1.LoadBalancerIngress
 		clusterIP   string
-		want        passiveAddress
+		want        advertisedAddress
 	}{
 		{name: "load balancer IP", serviceType: corev1.ServiceTypeLoadBalancer,
-			ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}, want: passiveAddress{static: "203.0.113.7"}},
+			ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}, want: advertisedAddress{static: "203.0.113.7"}},
 		{name: "load balancer hostname is resolved by the daemon", serviceType: corev1.ServiceTypeLoadBalancer,
-			ingress: []corev1.LoadBalancerIngress{{Hostname: "abc.elb.example.com"}}, want: passiveAddress{hostname: "abc.elb.example.com"}},
+			ingress: []corev1.LoadBalancerIngress{{Hostname: "abc.elb.example.com"}}, want: advertisedAddress{hostname: "abc.elb.example.com"}},
 		{name: "IPv4 preferred over IPv6 and hostname", serviceType: corev1.ServiceTypeLoadBalancer,
-			ingress: []corev1.LoadBalancerIngress{{IP: "2001:db8::7"}, {Hostname: "lb.example.com"}, {IP: "203.0.113.9"}}, want: passiveAddress{static: "203.0.113.9"}},
+			ingress: []corev1.LoadBalancerIngress{{IP: "2001:db8::7"}, {Hostname: "lb.example.com"}, {IP: "203.0.113.9"}}, want: advertisedAddress{static: "203.0.113.9"}},
 		{name: "IPv6-only load balancer is unusable for PASV", serviceType: corev1.ServiceTypeLoadBalancer,
-			ingress: []corev1.LoadBalancerIngress{{IP: "2001:db8::7"}}, want: passiveAddress{}},
-		{name: "no address yet", serviceType: corev1.ServiceTypeLoadBalancer, want: passiveAddress{}},
+			ingress: []corev1.LoadBalancerIngress{{IP: "2001:db8::7"}}, want: advertisedAddress{}},
+		{name: "no address yet", serviceType: corev1.ServiceTypeLoadBalancer, want: advertisedAddress{}},
 		{name: "spec address wins over the load balancer", serviceType: corev1.ServiceTypeLoadBalancer, specAddress: "198.51.100.1",
-			ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}, want: passiveAddress{static: "198.51.100.1"}},
-		{name: "spec hostname", serviceType: corev1.ServiceTypeNodePort, specAddress: "ftp.example.com", want: passiveAddress{hostname: "ftp.example.com"}},
-		{name: "cluster IP", serviceType: corev1.ServiceTypeClusterIP, clusterIP: "10.96.0.10", want: passiveAddress{static: "10.96.0.10"}},
-		{name: "headless has no address", serviceType: corev1.ServiceTypeClusterIP, clusterIP: "None", want: passiveAddress{}},
+			ingress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}, want: advertisedAddress{static: "198.51.100.1"}},
+		{name: "spec hostname", serviceType: corev1.ServiceTypeNodePort, specAddress: "ftp.example.com", want: advertisedAddress{hostname: "ftp.example.com"}},
+		{name: "cluster IP", serviceType: corev1.ServiceTypeClusterIP, clusterIP: "10.96.0.10", want: advertisedAddress{static: "10.96.0.10"}},
+		{name: "headless has no address", serviceType: corev1.ServiceTypeClusterIP, clusterIP: "None", want: advertisedAddress{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			s := minimalServer()
 			s.Spec.Service.Type = tc.serviceType
 			s.Spec.PassiveAddress.Address = tc.specAddress
-			got := passiveAddressFor(s, observed{loadBalancerIngress: tc.ingress, clusterIP: tc.clusterIP})
+			got := advertisedAddressFor(s, observed{loadBalancerIngress: tc.ingress, clusterIP: tc.clusterIP})
 			if got != tc.want {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
@@ -60,7 +60,7 @@ func TestRestartChecksumFollowsWhatTheDaemonReloads(t *testing.T) {
 	lb := observed{loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}}
 	checksum := func(t *testing.T, s *ftpv1alpha1.FTPServer, obs observed) string {
 		t.Helper()
-		sum, err := restartChecksum(ftpdConfigFor(s, obs))
+		sum, err := restartChecksum(ftpdConfigFor(s, obs, advertisedAddressFor(s, obs)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -117,7 +117,7 @@ func TestDrainTimeoutEdges(t *testing.T) {
 		t.Run(tt.drain.String(), func(t *testing.T) {
 			s := minimalServer()
 			s.Spec.DrainTimeout = &metav1.Duration{Duration: tt.drain}
-			cm, err := configMapFor(s, ftpdConfigFor(s, observed{}))
+			cm, err := configMapFor(s, ftpdConfigFor(s, observed{}, advertisedAddress{}))
 			if err != nil {
 				t.Fatal(err)
 			}

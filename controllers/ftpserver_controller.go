@@ -5,9 +5,7 @@ package controllers
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"time"
 
@@ -17,7 +15,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -27,7 +24,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
-	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // FTPServerReconciler turns FTPServers into running FTP services.
@@ -72,7 +68,8 @@ type FTPServerReconciler struct {
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
-// Reconcile brings one FTPServer closer to its desired state and reports what it saw.
+// Reconcile brings one FTPServer closer to its desired state and reports what it saw, in
+// phases: look up, build the whole desired set (pure), apply it, look at the pods, conclude.
 func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var server ftpv1alpha1.FTPServer
 	if err := r.Get(ctx, req.NamespacedName, &server); err != nil {
@@ -80,44 +77,29 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 			r.warned.Delete(req.NamespacedName)
 			return ctrl.Result{}, nil // deleted: owned objects go by garbage collection
 		}
-		return ctrl.Result{}, fmt.Errorf("get FTPServer %s: %w", req.NamespacedName, err)
+		return ctrl.Result{}, fmt.Errorf("get FTPServer %s/%s: %w", req.Namespace, req.Name, err)
 	}
 	if !server.DeletionTimestamp.IsZero() {
 		return ctrl.Result{}, nil
 	}
 
-	obs, cur, block, err := r.lookUp(ctx, &server)
+	state, err := r.lookUp(ctx, &server)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	outcome, err := r.applyAll(ctx, &server, obs, cur, block)
+	desired, err := desiredSetFor(&server, state.facts)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	if outcome.blocker != nil {
-		block = outcome.blocker
+	applied, err := r.applyDesired(ctx, &server, desired, state)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	dep := cur.deployment
-	if outcome.deployment != nil {
-		dep = outcome.deployment
+	pods, err := r.lookAtPods(ctx, &server, desired, applied)
+	if err != nil {
+		return ctrl.Result{}, err
 	}
-	var served servedConfig
-	var trouble *podTrouble
-	if block == nil && replicasOf(&server) > 0 {
-		pods, err := r.podsOf(ctx, &server)
-		if err != nil {
-			return ctrl.Result{}, err
-		}
-		if !rolledOut(dep, replicasOf(&server)) {
-			trouble = diagnosePods(&server, pods, obs.pendingClaims)
-		} else if outcome.address.known() {
-			if err := r.announceInputs(ctx, pods, outcome.inputsVersion); err != nil {
-				return ctrl.Result{}, err
-			}
-			served = r.checkServedConfig(ctx, pods, outcome.configDigest)
-		}
-	}
-	c := conclude(&server, obs, dep, outcome, served, trouble, block)
+	c := conclude(&server, state.facts, applied, desired.address, pods)
 	if err := r.report(ctx, &server, c); err != nil {
 		return ctrl.Result{}, err
 	}
@@ -126,6 +108,38 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		requeue = left
 	}
 	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// podsSeen is what the pods told: why a rollout does not progress, or which config they serve.
+type podsSeen struct {
+	trouble *podTrouble
+	served  servedConfig
+}
+
+// lookAtPods reads the daemon pods once nothing blocks: during a rollout, why they do not come
+// up (pod_trouble.go); once rolled out, which config each ready pod serves, after annotating
+// them so their kubelet refreshes the volumes (served_config.go).
+func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTPServer, desired desiredSet, applied applyResult) (podsSeen, error) {
+	var seen podsSeen
+	if len(applied.blockers) > 0 || replicasOf(s) == 0 {
+		return seen, nil
+	}
+	pods, err := r.podsOf(ctx, s)
+	if err != nil {
+		return seen, err
+	}
+	if !rolledOut(applied.deployment, replicasOf(s)) {
+		seen.trouble = diagnosePods(s, pods, applied.pendingClaims)
+		return seen, nil
+	}
+	if !desired.address.known() {
+		return seen, nil
+	}
+	if err := r.announceInputs(ctx, pods, desired.inputsVersion); err != nil {
+		return seen, err
+	}
+	seen.served = r.checkServedConfig(ctx, pods, desired.configDigest)
+	return seen, nil
 }
 
 // recheckAfter is when a reconcile looks again without a watch event: pod states (a crash loop,
@@ -139,176 +153,6 @@ func recheckAfter(c conclusion) time.Duration {
 		return podsRecheck
 	}
 	return 0
-}
-
-// applyOutcome is what applyAll did.
-type applyOutcome struct {
-	blocker *blocker
-	// deployment as the server answered our apply, when we sent one: its generation tells
-	// whether a rollout is due, which a cached copy may not know yet.
-	deployment *appsv1.Deployment
-	address    passiveAddress
-	// configDigest is fileconfig.ContentDigest of the rendered ftpd.yaml: what every ready pod
-	// must serve before the server is Ready.
-	configDigest string
-	// inputsVersion covers everything the pods mount from us (config, users, TLS Secret).
-	inputsVersion string
-}
-
-// applyAll writes the desired objects. With a blocker, the objects that depend on the missing
-// input (the users Secret and the Deployment) are left as they are, so a deleted Secret never
-// takes a running server down; it is reported instead. An object of one of our names that is not
-// ours is never touched, and blocks the objects that would use it.
-func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPServer, obs observed, cur live, block *blocker) (applyOutcome, error) {
-	a := applier{client: r.Client, server: s}
-	var out applyOutcome
-	holdWorkload := block != nil
-
-	// Claims first: data outlives everything else.
-	for _, claim := range claimsFor(s) {
-		existing, err := getOptional(ctx, r.Client, claim.Namespace, claim.Name, &corev1.PersistentVolumeClaim{})
-		if err != nil {
-			return out, err
-		}
-		_, err = a.apply(ctx, claim, asObject(existing))
-		switch {
-		case err == nil:
-		case nameConflict(err) != nil:
-			out.blocker, holdWorkload = nameConflict(err), true
-		case apierrors.IsInvalid(err) || apierrors.IsForbidden(err):
-			// Most of a bound claim is immutable. The claim as it is still serves, so the rest
-			// of the spec goes ahead; the refused change is reported.
-			msg := fmt.Sprintf(
-				"PersistentVolumeClaim %s/%s cannot take the claimTemplate's change (storage class, access modes and a smaller size cannot change on an existing claim); revert it or move the data to a new volume: %v",
-				claim.Namespace, claim.Name, err)
-			if out.blocker != nil && out.blocker.reason == ftpv1alpha1.ReasonClaimUpdateRejected {
-				msg = out.blocker.message + "; " + msg // every refused claim is named
-			}
-			out.blocker = &blocker{reason: ftpv1alpha1.ReasonClaimUpdateRejected, message: msg}
-		default:
-			return out, err
-		}
-	}
-
-	if _, err := a.apply(ctx, serviceFor(s), asObject(cur.service)); err != nil {
-		if conflict := portConflict(err); conflict != "" {
-			out.blocker = &blocker{reason: ftpv1alpha1.ReasonPortConflict, message: conflict}
-			return out, nil
-		}
-		if b := nameConflict(err); b != nil {
-			out.blocker = b
-			return out, nil
-		}
-		return out, err
-	}
-
-	cfg := ftpdConfigFor(s, obs)
-	out.address = passiveAddressFor(s, obs)
-	cm, err := configMapFor(s, cfg)
-	if err != nil {
-		return out, err
-	}
-	out.configDigest = fileconfig.ContentDigest([]byte(cm.Data[fileconfig.ConfigFileName]))
-	if _, err := a.apply(ctx, cm, asObject(cur.configMap)); err != nil {
-		if b := nameConflict(err); b != nil {
-			out.blocker = b
-			return out, nil // the pods must not mount someone else's config
-		}
-		return out, err
-	}
-
-	if err := r.applyNetworkPolicy(ctx, a, s); err != nil {
-		if b := nameConflict(err); b != nil {
-			out.blocker = b
-		} else {
-			return out, err
-		}
-	}
-
-	if holdWorkload {
-		return out, nil
-	}
-	users, err := usersSecretFor(s, obs.users)
-	if err != nil {
-		return out, err
-	}
-	out.inputsVersion = inputsVersion(out.configDigest, users.Data[fileconfig.UsersFileName], obs.tlsSecretVersion)
-	if _, err := a.apply(ctx, users, asObject(cur.usersSecret)); err != nil {
-		if b := nameConflict(err); b != nil {
-			out.blocker = b
-			return out, nil
-		}
-		return out, err
-	}
-	checksum, err := restartChecksum(cfg)
-	if err != nil {
-		return out, fmt.Errorf("checksum config of %s/%s: %w", s.Namespace, s.Name, err)
-	}
-	applied, err := a.apply(ctx, deploymentFor(s, obs, checksum), asObject(cur.deployment))
-	if b := nameConflict(err); b != nil {
-		out.blocker = b
-		return out, nil
-	}
-	if err != nil || applied == nil {
-		return out, err
-	}
-	out.deployment = &appsv1.Deployment{}
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(applied.Object, out.deployment); err != nil {
-		return out, fmt.Errorf("read back Deployment %s/%s: %w", s.Namespace, s.Name, err)
-	}
-	return out, nil
-}
-
-// nameConflict turns an apply refused because the object is not ours into a blocker.
-func nameConflict(err error) *blocker {
-	var notOurs *notOursError
-	if !errors.As(err, &notOurs) {
-		return nil
-	}
-	return &blocker{reason: ftpv1alpha1.ReasonNameConflict, message: fmt.Sprintf(
-		"%s %s/%s already exists and is not this FTPServer's; the operator will not take it over. Rename or delete it, or rename the FTPServer or volume",
-		notOurs.kind, notOurs.namespace, notOurs.name)}
-}
-
-func (r *FTPServerReconciler) applyNetworkPolicy(ctx context.Context, a applier, s *ftpv1alpha1.FTPServer) error {
-	existing, err := getOptional(ctx, r.Client, s.Namespace, s.Name, &networkingv1.NetworkPolicy{})
-	if err != nil {
-		return err
-	}
-	if networkPolicyEnabled(s) {
-		_, err := a.apply(ctx, networkPolicyFor(s), asObject(existing))
-		return err
-	}
-	if existing != nil && a.ours(existing) {
-		if err := r.Delete(ctx, existing); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("delete disabled NetworkPolicy %s/%s: %w", s.Namespace, s.Name, err)
-		}
-	}
-	return nil
-}
-
-// portConflict recognises the API server's refusal of a Service port someone else holds.
-func portConflict(err error) string {
-	if !apierrors.IsInvalid(err) && !apierrors.IsConflict(err) {
-		return ""
-	}
-	msg := err.Error()
-	switch {
-	case strings.Contains(msg, "already allocated") || strings.Contains(msg, "port is already"):
-		return fmt.Sprintf("a port of the Service is taken by another Service; choose other ports.passive or service.controlNodePort (%s)", msg)
-	case strings.Contains(msg, "nodePort") && (strings.Contains(msg, "range is full") || strings.Contains(msg, "failed to allocate")):
-		return fmt.Sprintf("the cluster has no node ports left for the Service (each passive port takes one); set service.allocateLoadBalancerNodePorts: false if your load balancer reaches pods directly, or narrow ports.passive (%s)", msg)
-	}
-	return ""
-}
-
-// asObject turns a typed nil pointer into a nil interface, so apply knows the object is absent.
-func asObject[T client.Object](obj T) client.Object {
-	var zero T
-	if any(obj) == any(zero) {
-		return nil
-	}
-	return obj
 }
 
 // DefaultWaitWarningAfter bounds the expected waits before they are warned about: a cloud load
@@ -359,7 +203,7 @@ func (r *FTPServerReconciler) warnOfLongWait(s *ftpv1alpha1.FTPServer, c conclus
 func (r *FTPServerReconciler) report(ctx context.Context, s *ftpv1alpha1.FTPServer, c conclusion) error {
 	before := s.Status.DeepCopy()
 	desired := s.Status.DeepCopy()
-	apply(desired, s.Generation, c)
+	writeConclusion(desired, s.Generation, c)
 	if equality.Semantic.DeepEqual(desired, before) {
 		return nil
 	}

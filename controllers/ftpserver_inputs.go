@@ -6,6 +6,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -21,59 +22,83 @@ type blocker struct {
 	message string
 }
 
-// live holds our objects as they are in the cluster (nil when absent).
-type live struct {
-	service     *corev1.Service
-	deployment  *appsv1.Deployment
-	configMap   *corev1.ConfigMap
-	usersSecret *corev1.Secret
+// existingObjects are our objects as they are in the cluster (nil when absent).
+type existingObjects struct {
+	service       *corev1.Service
+	deployment    *appsv1.Deployment
+	configMap     *corev1.ConfigMap
+	usersSecret   *corev1.Secret
+	networkPolicy *networkingv1.NetworkPolicy
+	claims        map[string]*corev1.PersistentVolumeClaim // by claim name
 }
 
-// lookUp reads everything the builders need. A missing input becomes a blocker, not an error:
-// errors are for failures worth retrying.
-func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServer) (observed, live, *blocker, error) {
-	obs := observed{daemonImage: r.DaemonImage, claimAccessModes: map[string][]corev1.PersistentVolumeAccessMode{}}
-	var cur live
-	var err error
+// clusterState is what the look-up found: the facts the builders take, our objects as they
+// are, and the blockers among the inputs.
+type clusterState struct {
+	facts    observed
+	existing existingObjects
+	blockers []blocker
+}
 
-	if cur.service, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &corev1.Service{}); err != nil {
-		return obs, cur, nil, err
+// lookUp reads everything the builders and the apply need. A missing input becomes a blocker,
+// not an error (errors are for failures worth retrying); every kind of input is looked at, so
+// all blockers are reported at once.
+func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServer) (clusterState, error) {
+	st := clusterState{
+		facts:    observed{daemonImage: r.DaemonImage, claimAccessModes: map[string][]corev1.PersistentVolumeAccessMode{}},
+		existing: existingObjects{claims: map[string]*corev1.PersistentVolumeClaim{}},
 	}
-	if svc := cur.service; svc != nil {
-		obs.loadBalancerIngress = svc.Status.LoadBalancer.Ingress
-		obs.clusterIP = svc.Spec.ClusterIP
+	var err error
+	ex := &st.existing
+	if ex.service, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &corev1.Service{}); err != nil {
+		return st, err
+	}
+	if svc := ex.service; svc != nil {
+		st.facts.loadBalancerIngress = svc.Status.LoadBalancer.Ingress
+		st.facts.clusterIP = svc.Spec.ClusterIP
 		for _, p := range svc.Spec.Ports {
 			if p.Name == "ftp" {
-				obs.controlNodePort = p.NodePort
+				st.facts.controlNodePort = p.NodePort
 			}
 		}
 	}
-	if cur.deployment, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &appsv1.Deployment{}); err != nil {
-		return obs, cur, nil, err
+	if ex.deployment, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &appsv1.Deployment{}); err != nil {
+		return st, err
 	}
-	if cur.configMap, err = getOptional(ctx, r.Client, s.Namespace, configMapName(s), &corev1.ConfigMap{}); err != nil {
-		return obs, cur, nil, err
+	if ex.configMap, err = getOptional(ctx, r.Client, s.Namespace, configMapName(s), &corev1.ConfigMap{}); err != nil {
+		return st, err
 	}
-	if cur.usersSecret, err = getOptional(ctx, r.apiReader, s.Namespace, usersSecretName(s), &corev1.Secret{}); err != nil {
-		return obs, cur, nil, err
+	if ex.usersSecret, err = getOptional(ctx, r.apiReader, s.Namespace, usersSecretName(s), &corev1.Secret{}); err != nil {
+		return st, err
 	}
-
-	block, err := r.lookUpClaims(ctx, s, &obs)
-	if err != nil || block != nil {
-		return obs, cur, block, err
+	if ex.networkPolicy, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &networkingv1.NetworkPolicy{}); err != nil {
+		return st, err
 	}
-	if block, err = r.lookUpTLS(ctx, s, &obs); err != nil || block != nil {
-		return obs, cur, block, err
+	for _, look := range []func() (*blocker, error){
+		func() (*blocker, error) { return r.lookUpClaims(ctx, s, &st) },
+		func() (*blocker, error) { return r.lookUpTLS(ctx, s, &st.facts) },
+		func() (*blocker, error) { return r.resolveUsers(ctx, s, ex.usersSecret, &st.facts) },
+	} {
+		b, err := look()
+		if err != nil {
+			return st, err
+		}
+		if b != nil {
+			st.blockers = append(st.blockers, *b)
+		}
 	}
-	block, err = r.resolveUsers(ctx, s, cur.usersSecret, &obs)
-	return obs, cur, block, err
+	return st, nil
 }
 
-func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.FTPServer, obs *observed) (*blocker, error) {
+func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.FTPServer, st *clusterState) (*blocker, error) {
+	obs := &st.facts
 	for _, v := range s.Spec.Volumes {
 		pvc, err := getOptional(ctx, r.Client, s.Namespace, claimName(s, v), &corev1.PersistentVolumeClaim{})
 		if err != nil {
 			return nil, err
+		}
+		if pvc != nil {
+			st.existing.claims[pvc.Name] = pvc
 		}
 		if pvc != nil && pvc.Status.Phase == corev1.ClaimPending {
 			obs.pendingClaims = append(obs.pendingClaims, pendingClaim{name: pvc.Name, storageClass: ptr.Deref(pvc.Spec.StorageClassName, "")})

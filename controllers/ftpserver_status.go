@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -31,9 +32,10 @@ type conclusion struct {
 // the PASV address known, the rollout done with available pods (the kubelet marks them
 // available only when the daemon's /readyz answers), and every ready pod serving the config
 // that carries the current address (served_config.go).
-func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, out applyOutcome, served servedConfig, trouble *podTrouble, block *blocker) conclusion {
+func conclude(s *ftpv1alpha1.FTPServer, obs observed, applied applyResult, address advertisedAddress, pods podsSeen) conclusion {
+	dep, served, trouble := applied.deployment, pods.served, pods.trouble
 	c := conclusion{
-		passiveAddress: out.address.String(),
+		passiveAddress: address.String(),
 		passivePorts:   fmt.Sprintf("%d-%d", s.Spec.Ports.Passive.Start, s.Spec.Ports.Passive.End),
 		endpoint:       endpointFor(s, obs),
 	}
@@ -41,8 +43,9 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, ou
 		c.readyReplicas = dep.Status.ReadyReplicas
 	}
 	switch {
-	case block != nil:
-		c.reason, c.message, c.stalled = block.reason, block.message, true
+	case len(applied.blockers) > 0:
+		top := rankBlockers(applied.blockers)
+		c.reason, c.message, c.stalled = top[0].reason, blockersMessage(top), true
 	case replicasOf(s) == 0 && (dep == nil || dep.Status.ObservedGeneration < dep.Generation || dep.Status.Replicas > 0):
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonStopping, stoppingMessage(s, dep), true
 	case replicasOf(s) == 0:
@@ -54,7 +57,7 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, ou
 	case trouble != nil:
 		c.reason, c.message = trouble.reason, trouble.message
 		c.stalled, c.reconciling = trouble.stalled, !trouble.stalled
-	case !out.address.known():
+	case !address.known():
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, obs), true
 	case !rolledOut(dep, replicasOf(s)):
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, dep), true
@@ -65,6 +68,35 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, ou
 		c.message = fmt.Sprintf("serving at %s; PASV replies advertise %s, passive ports %s", c.endpoint, c.passiveAddress, c.passivePorts)
 	}
 	return c
+}
+
+// blockerRank orders blockers by how much they explain: an object that is not ours or a port
+// someone else holds stops the most; a refused claim change the least (the claim still serves).
+var blockerRank = []string{
+	ftpv1alpha1.ReasonNameConflict, ftpv1alpha1.ReasonPortConflict, ftpv1alpha1.ReasonClaimNotFound,
+	ftpv1alpha1.ReasonSecretNotFound, ftpv1alpha1.ReasonSecretInvalid, ftpv1alpha1.ReasonClaimUpdateRejected,
+}
+
+// rankBlockers sorts blockers by blockerRank, keeping the order found among equals.
+func rankBlockers(bs []blocker) []blocker {
+	out := append([]blocker(nil), bs...)
+	rank := func(reason string) int {
+		if i := slices.Index(blockerRank, reason); i >= 0 {
+			return i
+		}
+		return len(blockerRank)
+	}
+	slices.SortStableFunc(out, func(a, b blocker) int { return rank(a.reason) - rank(b.reason) })
+	return out
+}
+
+// blockersMessage reports every blocker: the first in full, then the others with their reason.
+func blockersMessage(ranked []blocker) string {
+	msg := ranked[0].message
+	for _, b := range ranked[1:] {
+		msg += "; also " + b.reason + ": " + b.message
+	}
+	return msg
 }
 
 // rolledOut: the Deployment controller has seen the latest spec and every replica is updated
@@ -129,11 +161,11 @@ func endpointFor(s *ftpv1alpha1.FTPServer, obs observed) string {
 	return ""
 }
 
-// apply records a conclusion in status following kstatus: Ready is always present, Reconciling
-// and Stalled only while True (a False one is removed, not kept), and every condition carries
-// the generation it describes. LastTransitionTime only moves when a status flips, so an
+// writeConclusion records a conclusion in status following kstatus: Ready is always present,
+// Reconciling and Stalled only while True (a False one is removed, not kept), and every condition
+// carries the generation it describes. LastTransitionTime only moves when a status flips, so an
 // unchanged conclusion leaves the status equal and nothing is written.
-func apply(status *ftpv1alpha1.FTPServerStatus, generation int64, c conclusion) {
+func writeConclusion(status *ftpv1alpha1.FTPServerStatus, generation int64, c conclusion) {
 	status.ObservedGeneration = generation
 	status.Endpoint = c.endpoint
 	status.PassiveAddress = c.passiveAddress

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -28,7 +29,7 @@ func TestApplySetsKstatusConditions(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			var status ftpv1alpha1.FTPServerStatus
-			apply(&status, 7, tc.in)
+			writeConclusion(&status, 7, tc.in)
 
 			if status.ObservedGeneration != 7 {
 				t.Errorf("observedGeneration = %d, want 7", status.ObservedGeneration)
@@ -52,8 +53,8 @@ func TestApplySetsKstatusConditions(t *testing.T) {
 
 func TestApplyDropsConditionsThatTurnFalse(t *testing.T) {
 	var status ftpv1alpha1.FTPServerStatus
-	apply(&status, 1, conclusion{reason: ftpv1alpha1.ReasonWaitingForPods, message: "rolling", reconciling: true, stalled: true})
-	apply(&status, 2, conclusion{ready: true, reason: ftpv1alpha1.ReasonReady, message: "serving"})
+	writeConclusion(&status, 1, conclusion{reason: ftpv1alpha1.ReasonWaitingForPods, message: "rolling", reconciling: true, stalled: true})
+	writeConclusion(&status, 2, conclusion{ready: true, reason: ftpv1alpha1.ReasonReady, message: "serving"})
 
 	if len(status.Conditions) != 1 || status.Conditions[0].Type != ftpv1alpha1.ConditionReady {
 		t.Fatalf("conditions = %+v, want only Ready: Reconciling and Stalled are present only while True", status.Conditions)
@@ -63,10 +64,32 @@ func TestApplyDropsConditionsThatTurnFalse(t *testing.T) {
 func TestApplyIsStableWhenNothingChanged(t *testing.T) {
 	var first ftpv1alpha1.FTPServerStatus
 	in := conclusion{reason: ftpv1alpha1.ReasonWaitingForAddress, message: "no address yet", reconciling: true}
-	apply(&first, 3, in)
+	writeConclusion(&first, 3, in)
 	second := *first.DeepCopy()
-	apply(&second, 3, in)
+	writeConclusion(&second, 3, in)
 	if !equality.Semantic.DeepEqual(first, second) {
 		t.Fatalf("observing the same conclusion twice changed the status:\n%+v\n%+v", first, second)
+	}
+}
+
+// TestEveryBlockerIsReported: several blockers at once are all in the message, the one that
+// explains most first; none replaces another.
+func TestEveryBlockerIsReported(t *testing.T) {
+	applied := applyResult{blockers: []blocker{
+		{reason: ftpv1alpha1.ReasonClaimUpdateRejected, message: "claim files-data refuses"},
+		{reason: ftpv1alpha1.ReasonSecretNotFound, message: "Secret alice-ftp is missing"},
+		{reason: ftpv1alpha1.ReasonNameConflict, message: "Secret files-users is not ours"},
+	}}
+	c := conclude(minimalServer(), observed{}, applied, advertisedAddress{}, podsSeen{})
+	if c.reason != ftpv1alpha1.ReasonNameConflict || !c.stalled || c.ready {
+		t.Fatalf("conclusion %+v, want Stalled with NameConflict first", c)
+	}
+	for _, b := range applied.blockers {
+		if !strings.Contains(c.message, b.message) {
+			t.Errorf("message %q leaves out %s", c.message, b.reason)
+		}
+	}
+	if !strings.Contains(c.message, "also "+ftpv1alpha1.ReasonSecretNotFound) {
+		t.Errorf("message %q does not name the other blockers' reasons", c.message)
 	}
 }

@@ -65,7 +65,7 @@ type Config struct {
 	// set, else the local address of the client's control connection.
 	PublicHost string
 	// PassiveAddress holds the other ways to choose the PASV address (hostname, per-CIDR rules).
-	PassiveAddress PassiveAddress
+	PassiveAddress PassiveAddressRules
 	// AllowDataFromOtherIP accepts passive data connections from an IP other than the control
 	// connection's (needs DisablePassiveMultiplexing, whose port sharing is keyed by client IP).
 	AllowDataFromOtherIP bool
@@ -102,10 +102,10 @@ type Anonymous struct {
 	Home string
 }
 
-// PassiveAddress chooses the IPv4 address written in PASV replies, per client. The first
+// PassiveAddressRules choose the IPv4 address written in PASV replies, per client. The first
 // override whose prefixes contain the client's IP wins; then Config.PublicHost; then Hostname,
 // resolved and cached for HostnameTTL; then the control connection's local address.
-type PassiveAddress struct {
+type PassiveAddressRules struct {
 	Hostname    string
 	HostnameTTL time.Duration
 	Overrides   []PassiveOverride

@@ -134,7 +134,7 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 		cfg.DisablePassiveMultiplexing = true
 	}
 	addr := fc.Passive.Address
-	cfg.PassiveAddress = PassiveAddress{Hostname: addr.Hostname, HostnameTTL: addr.HostnameTTL.Duration}
+	cfg.PassiveAddress = PassiveAddressRules{Hostname: addr.Hostname, HostnameTTL: addr.HostnameTTL.Duration}
 	for i, o := range addr.Overrides {
 		po, err := overrideFromFile(o, podIP)
 		if err != nil {

@@ -39,7 +39,7 @@ func TestPassiveAddressPolicy(t *testing.T) {
 	}}
 	cfg := Config{
 		PublicHost: "192.0.2.10",
-		PassiveAddress: PassiveAddress{Overrides: []PassiveOverride{
+		PassiveAddress: PassiveAddressRules{Overrides: []PassiveOverride{
 			{Prefixes: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("172.16.0.0/12")}, Address: "10.1.2.3"},
 			{Prefixes: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}, Address: "lb.example.test"},
 		}},
@@ -78,7 +78,7 @@ func TestPassiveAddressPolicy(t *testing.T) {
 // last address when a refresh fails.
 func TestPassiveHostnameCache(t *testing.T) {
 	lookups := &countingLookup{next: net.DefaultResolver.LookupNetIP}
-	cfg := Config{PassiveAddress: PassiveAddress{Hostname: "localhost", HostnameTTL: 100 * time.Millisecond}}
+	cfg := Config{PassiveAddress: PassiveAddressRules{Hostname: "localhost", HostnameTTL: 100 * time.Millisecond}}
 	p := newPassiveAddr(&cfg, lookups.lookup)
 	get := func() string {
 		t.Helper()
@@ -106,7 +106,7 @@ func TestPassiveHostnameCache(t *testing.T) {
 		t.Fatalf("failed refresh gave %q, want the previous address", a)
 	}
 	// Without any previous address a failed lookup fails the PASV.
-	bad := newPassiveAddr(&Config{PassiveAddress: PassiveAddress{Hostname: "nothing.invalid"}}, lookups.lookup)
+	bad := newPassiveAddr(&Config{PassiveAddress: PassiveAddressRules{Hostname: "nothing.invalid"}}, lookups.lookup)
 	if _, err := bad.forClient(context.Background(), netip.MustParseAddr("192.0.2.1"), &net.TCPAddr{IP: net.IPv4(127, 0, 0, 9)}); err == nil {
 		t.Fatal("unresolvable hostname gave an address")
 	}

@@ -1,0 +1,62 @@
+package controllers
+
+import (
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+)
+
+// desiredSet is every object an FTPServer should have, built at once by desiredSetFor, a pure
+// function of the spec and the looked-up facts; the reconciler then only applies it.
+type desiredSet struct {
+	claims      []*corev1.PersistentVolumeClaim
+	service     *corev1.Service
+	configMap   *corev1.ConfigMap
+	usersSecret *corev1.Secret
+	deployment  *appsv1.Deployment
+	// networkPolicy is nil when spec.networkPolicy.enabled is false: ours is then deleted.
+	networkPolicy *networkingv1.NetworkPolicy
+
+	// address is the PASV address the config carries (unknown until the Service has one).
+	address advertisedAddress
+	// configDigest is fileconfig.ContentDigest of the rendered ftpd.yaml: what every ready pod
+	// must serve before the server is Ready (served_config.go).
+	configDigest string
+	// inputsVersion covers everything the pods mount from us (config, users, TLS Secret).
+	inputsVersion string
+}
+
+// desiredSetFor builds the desired objects of s. With a blocker from the look-up (a missing
+// password Secret, say) the users are incomplete; the reconciler then never applies the users
+// Secret or the Deployment built from them.
+func desiredSetFor(s *ftpv1alpha1.FTPServer, facts observed) (desiredSet, error) {
+	d := desiredSet{
+		claims:  claimsFor(s),
+		service: serviceFor(s),
+		address: advertisedAddressFor(s, facts),
+	}
+	cfg := ftpdConfigFor(s, facts, d.address)
+	var err error
+	if d.configMap, err = configMapFor(s, cfg); err != nil {
+		return d, err
+	}
+	d.configDigest = fileconfig.ContentDigest([]byte(d.configMap.Data[fileconfig.ConfigFileName]))
+	if d.usersSecret, err = usersSecretFor(s, facts.users); err != nil {
+		return d, err
+	}
+	d.inputsVersion = inputsVersion(d.configDigest, d.usersSecret.Data[fileconfig.UsersFileName], facts.tlsSecretVersion)
+	checksum, err := restartChecksum(cfg)
+	if err != nil {
+		return d, fmt.Errorf("checksum config of %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	d.deployment = deploymentFor(s, facts, checksum)
+	if networkPolicyEnabled(s) {
+		d.networkPolicy = networkPolicyFor(s)
+	}
+	return d, nil
+}
