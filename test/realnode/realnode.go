@@ -42,6 +42,9 @@ type Options struct {
 	// Images are OCI archives (internal/ociimage) imported into the node before it registers,
 	// besides the package's own PauseImage and EchoImage.
 	Images []string
+	// SaveLogsTo, when set, receives a copy of every component's log at Stop, before the run
+	// directory is removed.
+	SaveLogsTo string
 }
 
 // Phase is one timed step of Start or Stop.
@@ -65,6 +68,7 @@ type Cluster struct {
 	controlDir string
 	runtimeDir string
 	log        io.Writer
+	saveLogsTo string
 
 	net    *network
 	creds  *credentials
@@ -143,7 +147,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	}
 	c := &Cluster{
 		id: id, suffix: suffix, dir: filepath.Join(runBase, id), nodeName: "realnode",
-		controlDir: controlDir, runtimeDir: runtimeDir, log: logw,
+		controlDir: controlDir, runtimeDir: runtimeDir, log: logw, saveLogsTo: opts.SaveLogsTo,
 		lbOverrides: map[string]string{}, lbAllocated: map[string]string{},
 	}
 	c.Scheme = k8sruntime.NewScheme()
@@ -386,6 +390,13 @@ func (c *Cluster) Stop() error {
 		stop(10*time.Second, "etcd")
 		return nil
 	})
+	if c.saveLogsTo != "" {
+		if err := copyDir(c.LogDir(), c.saveLogsTo); err != nil {
+			errs = append(errs, fmt.Errorf("save logs: %w", err))
+		} else {
+			c.logf("logs saved in %s", c.saveLogsTo)
+		}
+	}
 	_ = c.phase("remove namespaces, cgroups, run directory", func() error {
 		if err := teardownID(c.id, c.logf); err != nil {
 			errs = append(errs, err)
@@ -557,6 +568,30 @@ func (c *Cluster) Apply(ctx context.Context, namespace string, manifest []byte) 
 		}
 		if err := c.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
 			return fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// copyDir copies the regular files of src into dst (created if missing).
+func copyDir(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -90,7 +90,9 @@ func TestRealNode(t *testing.T) {
 	defer cancel()
 
 	t0 := time.Now()
-	c, err := realnode.Start(ctx, realnode.Options{Log: &testLog{t: t}})
+	// REALNODE_LOGS=DIR keeps the components' logs (etcd, kube-apiserver, kubelet, containerd,
+	// ...) after the run directory is gone.
+	c, err := realnode.Start(ctx, realnode.Options{Log: &testLog{t: t}, SaveLogsTo: os.Getenv("REALNODE_LOGS")})
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}
@@ -109,7 +111,7 @@ func TestRealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("kubectl get nodes -o wide:\n%s", out)
-	for _, want := range []string{c.NodeName(), "Ready", "v1.37.2", "containerd://v2.4.2", c.NodeAddress()} {
+	for _, want := range []string{c.NodeName(), "Ready", "v1.37.2", "containerd://2.4.2", c.NodeAddress()} {
 		if !bytes.Contains(out, []byte(want)) {
 			t.Errorf("kubectl get nodes does not show %q", want)
 		}
