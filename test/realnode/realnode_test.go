@@ -15,10 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubeftp/ftp-operator/test/realnode"
@@ -76,6 +78,13 @@ spec:
   ports: [{name: http, port: 80, targetPort: 8080}]
 `, realnode.EchoImage)
 
+func TestMain(m *testing.M) {
+	// controller-runtime's clients log through its global logger; these tests read the
+	// components' own logs instead.
+	ctrl.SetLogger(logr.Discard())
+	os.Exit(m.Run())
+}
+
 // TestRealNode starts the real node, runs a workload on it through the real controllers and
 // reaches it from outside through a load balancer address, then tears everything down and
 // checks that nothing is left.
@@ -131,7 +140,7 @@ func TestRealNode(t *testing.T) {
 		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: testNamespace, Name: "echo"}, &d); err != nil {
 			return false, err.Error()
 		}
-		return d.Status.AvailableReplicas == 1, fmt.Sprintf("%+v; pods: %s", d.Status, podSummary(ctx, c))
+		return d.Status.AvailableReplicas == 1, fmt.Sprintf("%+v; pods: %s", d.Status, podSummaryIn(ctx, c, testNamespace))
 	})
 	podTook := time.Since(t1)
 
@@ -267,7 +276,7 @@ func TestRealNode(t *testing.T) {
 		if err := c.Client.List(ctx, &pods, client.InNamespace(testNamespace)); err != nil {
 			return false, err.Error()
 		}
-		return len(pods.Items) == 0, podSummary(ctx, c)
+		return len(pods.Items) == 0, podSummaryIn(ctx, c, testNamespace)
 	})
 	if err := c.Client.Delete(ctx, &pvc); err != nil {
 		t.Fatal(err)
@@ -316,14 +325,14 @@ func onlyPod(ctx context.Context, t *testing.T, c *realnode.Cluster) corev1.Pod 
 		}
 	}
 	if len(running) != 1 {
-		t.Fatalf("want one running echo pod, have %s", podSummary(ctx, c))
+		t.Fatalf("want one running echo pod, have %s", podSummaryIn(ctx, c, testNamespace))
 	}
 	return running[0]
 }
 
-func podSummary(ctx context.Context, c *realnode.Cluster) string {
+func podSummaryIn(ctx context.Context, c *realnode.Cluster, namespace string) string {
 	var pods corev1.PodList
-	if err := c.Client.List(ctx, &pods, client.InNamespace(testNamespace)); err != nil {
+	if err := c.Client.List(ctx, &pods, client.InNamespace(namespace)); err != nil {
 		return err.Error()
 	}
 	var parts []string
@@ -342,7 +351,7 @@ func podSummary(ctx context.Context, c *realnode.Cluster) string {
 		parts = append(parts, s)
 	}
 	var events corev1.EventList
-	if err := c.Client.List(ctx, &events, client.InNamespace(testNamespace)); err == nil {
+	if err := c.Client.List(ctx, &events, client.InNamespace(namespace)); err == nil {
 		for _, e := range events.Items {
 			if e.Type == corev1.EventTypeWarning {
 				parts = append(parts, fmt.Sprintf("event %s/%s: %s", e.InvolvedObject.Name, e.Reason, e.Message))
