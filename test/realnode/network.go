@@ -91,7 +91,35 @@ func pickSlot() (int, error) {
 	return 0, errors.New("every /30 of 198.51.100.0/25 is in use in the root namespace: too many clusters at once")
 }
 
+// lockSlots serialises picking a slot and claiming it (its address on the root veth) among the
+// clusters of all processes on this machine: an flock on the run directories' parent, which
+// needs no lock file of ours to be left behind. (Not /run/netns: ip netns add locks that one.)
+func lockSlots() (func(), error) {
+	f, err := os.Open(runBase)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", runBase, err)
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", runBase, err)
+	}
+	return func() {
+		_ = unix.Flock(int(f.Fd()), unix.LOCK_UN)
+		f.Close()
+	}, nil
+}
+
 func (c *Cluster) setupNetwork() error {
+	unlock, err := lockSlots()
+	if err != nil {
+		return err
+	}
+	locked := true
+	defer func() {
+		if locked {
+			unlock()
+		}
+	}()
 	slot, err := pickSlot()
 	if err != nil {
 		return err
@@ -150,6 +178,8 @@ func (c *Cluster) setupNetwork() error {
 	if err := runAll(steps); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
+	unlock() // the slot's address is on the root veth now: the next cluster sees it taken
+	locked = false
 	// Routing between the pod bridge, the client link and the API server link.
 	if err := writeNetnsSysctl(n.nsPath(node), "net/ipv4/ip_forward", "1"); err != nil {
 		return err

@@ -14,7 +14,6 @@ import (
 
 	"github.com/jlaffaye/ftp"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
 	"github.com/kubeftp/ftp-operator/internal/ociimage"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
@@ -143,18 +141,15 @@ func TestOperatorOnRealNode(t *testing.T) {
 	if err := c.Apply(ctx, operatorNamespace, []byte(ftpServerManifest)); err != nil {
 		t.Fatal(err)
 	}
-	var server ftpv1alpha1.FTPServer
-	waitFor(t, 3*time.Minute, "FTPServer files Ready", func() (bool, string) {
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: "files"}, &server); err != nil {
-			return false, err.Error()
-		}
-		cond := meta.FindStatusCondition(server.Status.Conditions, ftpv1alpha1.ConditionReady)
-		if cond == nil {
-			return false, "no Ready condition"
-		}
-		return cond.Status == metav1.ConditionTrue && server.Status.ObservedGeneration == server.Generation,
-			fmt.Sprintf("%s/%s: %s; pods: %s", cond.Status, cond.Reason, cond.Message, podSummaryIn(ctx, c, operatorNamespace))
-	})
+	ready, err := c.WaitReady(ctx, operatorNamespace, "files", 3*time.Minute)
+	if err != nil {
+		t.Fatalf("%v; pods: %s", err, podSummaryIn(ctx, c, operatorNamespace))
+	}
+	server := *ready
+	pid := c.PodPID(operatorNamespace, "files")
+	if pid == 0 || c.PodIP(operatorNamespace, "files") == "" {
+		t.Errorf("the daemon's pod has PID %d and IP %q", pid, c.PodIP(operatorNamespace, "files"))
+	}
 	t.Logf("FTPServer Ready in %s: endpoint %s, PASV address %s", time.Since(t1).Round(time.Millisecond), server.Status.Endpoint, server.Status.PassiveAddress)
 	addr := strings.TrimPrefix(server.Status.Endpoint, "ftp://")
 	lbIP, port, _ := strings.Cut(addr, ":")
@@ -209,12 +204,13 @@ func TestOperatorOnRealNode(t *testing.T) {
 	if data, err := os.ReadFile(onVolume); err != nil || sha256.Sum256(data) != sha256.Sum256(payload) {
 		t.Errorf("the upload is not whole on the claim's volume (%s): %v", onVolume, err)
 	}
-	logs, err := c.Kubectl(ctx, "-n", operatorNamespace, "logs", "deploy/files")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := fmt.Sprintf(`"client_ip":%q`, c.ClientIP(realnode.Outside)); !bytes.Contains(logs, []byte(want)) {
+	logs := c.PodLog(operatorNamespace, "files")
+	if want := fmt.Sprintf(`"client_ip":%q`, c.ClientIP(realnode.Outside)); !strings.Contains(logs, want) {
 		t.Errorf("the daemon's log never shows %s: the client's address was not preserved\n%s", want, logs)
+	}
+
+	if now := c.PodPID(operatorNamespace, "files"); now != pid {
+		t.Errorf("the daemon's process changed (%d -> %d) without a reason to restart", pid, now)
 	}
 
 	// Deleting the FTPServer: the garbage collector removes what it owns, the kubelet stops the
