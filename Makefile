@@ -26,6 +26,11 @@ IMG ?= ghcr.io/kubeftp/ftp-operator:dev
 # (CGO off), reproducible paths, and the manager's default daemon image stamped in.
 GO_BUILD_FLAGS = -trimpath -ldflags "-s -w -X main.defaultDaemonImage=$(IMG)"
 GO_TEST_FLAGS ?= -count=1
+# The image as an OCI archive (make image) and the pod sandbox image for containerd nodes without
+# a registry (make pause-image); `ctr -n k8s.io images import` loads both.
+IMAGE_ARCHIVE ?= bin/ftp-operator-image.tar
+PAUSE_IMG ?= localhost/ftp-operator/pause:3.10
+PAUSE_ARCHIVE ?= bin/pause-image.tar
 
 .PHONY: all
 all: build
@@ -117,6 +122,15 @@ docs: ## Regenerate docs/api.md from the API types.
 .PHONY: build
 build: ## Build bin/ftp-operator (static, as in the image).
 	CGO_ENABLED=0 go build $(GO_BUILD_FLAGS) -o bin/ftp-operator ./cmd
+
+.PHONY: image
+image: build ## Write the image IMG as an OCI archive (IMAGE_ARCHIVE), reproducibly and without Docker.
+	go run ./hack/image -binary bin/ftp-operator -ref $(IMG) -o $(IMAGE_ARCHIVE)
+
+.PHONY: pause-image
+pause-image: ## Write the pod sandbox image PAUSE_IMG as an OCI archive (PAUSE_ARCHIVE), for nodes without a registry.
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/pause ./hack/pause
+	go run ./hack/image -pause -binary bin/pause -ref $(PAUSE_IMG) -o $(PAUSE_ARCHIVE)
 
 .PHONY: demo
 demo: build control-plane ## Local demo: API server, operator and an FTPServer on this machine; prints how to connect.

@@ -109,7 +109,7 @@ func openImage(t *testing.T, archive string) (v1.Descriptor, v1.Image) {
 	return im.Manifests[0], img
 }
 
-func TestWrite(t *testing.T) {
+func TestImageWrite(t *testing.T) {
 	spec := smallSpec(t)
 	archive := filepath.Join(t.TempDir(), "image.tar")
 	if err := Write(archive, spec); err != nil {
@@ -173,9 +173,9 @@ func TestWrite(t *testing.T) {
 	}
 }
 
-// TestWriteReproducible: the same spec gives the same bytes, whatever the order of Files, the
+// TestImageWriteReproducible: the same spec gives the same bytes, whatever the order of Files, the
 // time of day or the host file's timestamps.
-func TestWriteReproducible(t *testing.T) {
+func TestImageWriteReproducible(t *testing.T) {
 	dir := t.TempDir()
 	spec := smallSpec(t)
 	first := filepath.Join(dir, "a.tar")
@@ -220,7 +220,7 @@ func TestWriteReproducible(t *testing.T) {
 	}
 }
 
-func TestWriteRejects(t *testing.T) {
+func TestImageWriteRejects(t *testing.T) {
 	valid := func(t *testing.T) Spec { return smallSpec(t) }
 	for _, tc := range []struct {
 		name   string
@@ -258,8 +258,8 @@ func TestWriteRejects(t *testing.T) {
 	}
 }
 
-// TestOpenRejectsForeignEntries: Open unpacks only what an OCI layout holds.
-func TestOpenRejectsForeignEntries(t *testing.T) {
+// TestImageOpenRejectsForeignEntries: Open unpacks only what an OCI layout holds.
+func TestImageOpenRejectsForeignEntries(t *testing.T) {
 	for _, name := range []string{"../escape", "/etc/passwd", "blobs/sha256/../../x", "blobs/md5/abc"} {
 		t.Run(name, func(t *testing.T) {
 			var buf bytes.Buffer
