@@ -21,8 +21,9 @@
 //     volumes do not, which is why the provisioner makes local ones and never chowns anything.
 //
 // Images come from OCI archives (internal/ociimage) imported with `ctr -n k8s.io images
-// import`; nothing is pulled. The sandbox (pause) image is built here and pinned in
-// containerd's config.
+// import`; nothing is pulled. The sandbox image is hack/pause, written by hack/image as `make
+// pause-image` does, and pinned in containerd's config; BuildOperatorImage writes our own image
+// as `make image` does.
 //
 // # Address plan
 //

@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,14 +21,11 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/kubeftp/ftp-operator/controllers"
-	"github.com/kubeftp/ftp-operator/internal/ociimage"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
-	"github.com/kubeftp/ftp-operator/test/harness"
 	"github.com/kubeftp/ftp-operator/test/realnode"
 )
 
-// daemonImage is our image as the node runs it: the static ftp-operator binary, non-root, as
-// the Dockerfile builds it on distroless.
+// daemonImage is our image as `make image` writes it, under a tag of its own.
 const daemonImage = "localhost/ftp-operator/ftp-operator:realnode"
 
 const operatorNamespace = "realnode-ftp"
@@ -73,22 +69,7 @@ func TestOperatorOnRealNode(t *testing.T) {
 
 	work := t.TempDir()
 	t0 := time.Now()
-	bin, err := harness.BuildBinary(testenv.RepoRoot(), work)
-	if err != nil {
-		t.Fatal(err)
-	}
-	archive := filepath.Join(work, "ftp-operator.oci.tar")
-	err = ociimage.Write(archive, ociimage.Spec{
-		Ref: daemonImage,
-		Files: []ociimage.File{
-			{Path: "/ftp-operator", Mode: 0o755, Source: bin},
-			{Path: "/etc/passwd", Mode: 0o644, Data: []byte("root:x:0:0:root:/root:/sbin/nologin\nnonroot:x:65532:65532:nonroot:/home/nonroot:/sbin/nologin\n")},
-			{Path: "/home/nonroot", Mode: fs.ModeDir | 0o700, UID: 65532, GID: 65532},
-			{Path: "/tmp", Mode: fs.ModeDir | fs.ModeSticky | 0o777},
-		},
-		Entrypoint: []string{"/ftp-operator"},
-		User:       "65532:65532",
-	})
+	archive, err := realnode.BuildOperatorImage(ctx, work, daemonImage)
 	if err != nil {
 		t.Fatal(err)
 	}
