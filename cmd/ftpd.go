@@ -18,6 +18,7 @@ import (
 type ftpdOptions struct {
 	cfg        ftpd.Config
 	configPath string // --config: cfg and the log settings come from the file
+	usersFile  string // --users-file (standalone)
 	logFormat  string
 	logLevel   string
 }
@@ -68,8 +69,9 @@ the drain timeout) and exits with status 0.
 
 Examples:
   ftp-operator ftpd --config /etc/ftpd/ftpd.yaml
-  ftp-operator ftpd --listen 127.0.0.1:2121 --root /tmp/ftp --user alice:secret \
-      --user guest:guest:ro --passive-ports 30000-30009 --public-host 127.0.0.1
+  ftp-operator ftpd --listen 127.0.0.1:2121 --root /tmp/ftp --users-file users.yaml \
+      --passive-ports 30000-30009 --public-host 127.0.0.1
+  ftp-operator ftpd --root /tmp/ftp --user alice:secret   # quick tests only: ps shows the password
 
 Flags:
 `
@@ -83,7 +85,8 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	fs.StringVar(&o.configPath, "config", "", "config `file` rendered by the operator (ftpd.yaml); excludes every other flag")
 	fs.StringVar(&o.cfg.ListenAddr, "listen", ftpd.DefaultListenAddr, "`address` (host:port) of the FTP control connection")
 	fs.StringVar(&o.cfg.Root, "root", "", "`directory` holding the users' homes (required)")
-	fs.Var(userFlag{&o.cfg.Users}, "user", "a user as `NAME:PASSWORD[:ro]` (repeatable, at least one); PASSWORD may be a bcrypt hash ($2a$/$2b$/$2y$); :ro makes the user read-only")
+	fs.Var(userFlag{&o.cfg.Users}, "user", "a user as `NAME:PASSWORD[:ro]` (repeatable); PASSWORD may be a bcrypt hash ($2a$/$2b$/$2y$); :ro makes the user read-only. The value is visible to every local user in the process list (ps, /proc): prefer --users-file")
+	fs.StringVar(&o.usersFile, "users-file", "", "users `file` in the config-file format (users.yaml: bcrypt hashes, homes relative to --root), read at start; keeps passwords out of the process list")
 	fs.Var(portRangeFlag{&o.cfg.PassivePorts}, "passive-ports", "`START-END` port range for passive data connections (default: any free port)")
 	fs.StringVar(&o.cfg.PublicHost, "public-host", "", "IPv4 `address` advertised in PASV replies (default: the local address of the client's control connection)")
 	fs.StringVar(&o.cfg.HealthAddr, "health-addr", "", "`address` (host:port) serving HTTP /healthz, /readyz and /metrics (default: disabled)")
@@ -93,8 +96,10 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	fs.BoolVar(&o.cfg.ActiveMode, "active-mode", false, "allow PORT/EPRT (only to the client's own address, ports >= 1024)")
 	fs.IntVar(&o.cfg.Limits.MaxSessions, "max-sessions", 0, "maximum concurrent sessions (default 200)")
 	fs.IntVar(&o.cfg.Limits.MaxSessionsPerIP, "max-sessions-per-ip", 0, "maximum concurrent sessions per client IP (default 20)")
+	fs.IntVar(&o.cfg.Limits.IPv6PrefixLength, "ipv6-prefix-length", 0, "IPv6 clients sharing a prefix of this many `bits` count as one client for --max-sessions-per-ip and bans (default 64)")
 	fs.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", ftpd.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight transfers may continue")
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", ftpd.DefaultIdleTimeout, "disconnect sessions idle for this long")
+	fs.DurationVar(&o.cfg.Limits.DataTimeout, "data-timeout", 0, "end a transfer whose data connection moves no byte for this `duration` (default 5m)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 
@@ -110,6 +115,14 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	}
 	if o.configPath != "" {
 		return loadConfigFile(fs, o.configPath)
+	}
+	if o.usersFile != "" {
+		users, anon, err := ftpd.LoadUsersFile(o.usersFile)
+		if err != nil {
+			return o, usageError{fmt.Errorf("--users-file: %w", err)}
+		}
+		o.cfg.Users = append(users, o.cfg.Users...)
+		o.cfg.Anonymous = anon
 	}
 	if _, err := ftpd.NewLogger(io.Discard, o.logFormat, o.logLevel); err != nil {
 		return o, usageError{err}

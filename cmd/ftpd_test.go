@@ -68,6 +68,12 @@ func TestParseFTPDFlags(t *testing.T) {
 		{name: "FTPS without a certificate", args: []string{"--root", root, "--user", "a:b", "--tls-mode", "explicit"}, wantErr: "certificate"},
 		{name: "unknown FTPS mode", args: []string{"--root", root, "--user", "a:b", "--tls-mode", "sometimes"}, wantErr: "TLS mode"},
 		{name: "per-IP limit above the global one", args: []string{"--root", root, "--user", "a:b", "--max-sessions", "2", "--max-sessions-per-ip", "3"}, wantErr: "per IP"},
+		{name: "IPv6 prefix length", args: []string{"--root", root, "--user", "a:b", "--ipv6-prefix-length", "56"}, check: func(t *testing.T, o ftpdOptions) {
+			if o.cfg.Limits.IPv6PrefixLength != 56 {
+				t.Fatalf("prefix length %d", o.cfg.Limits.IPv6PrefixLength)
+			}
+		}},
+		{name: "IPv6 prefix length too coarse", args: []string{"--root", root, "--user", "a:b", "--ipv6-prefix-length", "8"}, wantErr: "IPv6 prefix length 8"},
 		{name: "help", args: []string{"--help"}, wantErr: "help"},
 		{name: "no user", args: []string{"--root", root}, wantErr: "no users"},
 		{name: "no root", args: []string{"--user", "a:b"}, wantErr: "root"},
@@ -164,5 +170,53 @@ func writeTestFile(t *testing.T, p, content string) {
 	t.Helper()
 	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestParseFTPDUsersFile: --users-file reads the config-file users format (bcrypt only, homes
+// relative to --root) and can be combined with --user.
+func TestParseFTPDUsersFile(t *testing.T) {
+	dir := t.TempDir()
+	hash := "$2y$10$abcdefghijklmnopqrstuuABCDEFGHIJKLMNOPQRSTUVWXYZ01234"
+	good := filepath.Join(dir, "users.yaml")
+	writeTestFile(t, good, "users:\n  - name: carol\n    passwordHash: \""+hash+"\"\n    home: shared/carol\n    readOnly: true\nanonymous:\n  enabled: true\n  home: pub\n")
+	plain := filepath.Join(dir, "plain.yaml")
+	writeTestFile(t, plain, "users:\n  - name: carol\n    passwordHash: secret\n    home: carol\n")
+	tests := []struct {
+		name    string
+		args    []string
+		wantErr string
+		users   int
+	}{
+		{"users file", []string{"--root", dir, "--users-file", good}, "", 1},
+		{"users file and --user", []string{"--root", dir, "--users-file", good, "--user", "a:b"}, "", 2},
+		{"plain password in the file", []string{"--root", dir, "--users-file", plain}, "bcrypt", 0},
+		{"missing file", []string{"--root", dir, "--users-file", filepath.Join(dir, "none.yaml")}, "users file", 0},
+		{"same user twice", []string{"--root", dir, "--users-file", good, "--user", "carol:x"}, "twice", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o, err := parseFTPDFlags(tt.args, &bytes.Buffer{})
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.As(err, new(usageError)) {
+					t.Fatalf("got %v, want a usage error containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(o.cfg.Users) != tt.users || o.cfg.Users[0].Name != "carol" || !o.cfg.Users[0].ReadOnly || o.cfg.Users[0].Home != "shared/carol" || o.cfg.Users[0].Password != hash {
+				t.Fatalf("users = %+v", o.cfg.Users)
+			}
+			if o.cfg.Anonymous == nil || o.cfg.Anonymous.Home != "pub" {
+				t.Fatalf("anonymous = %+v", o.cfg.Anonymous)
+			}
+		})
+	}
+	var out bytes.Buffer
+	_, _ = parseFTPDFlags([]string{"--help"}, &out)
+	if !strings.Contains(out.String(), "--users-file") || !strings.Contains(out.String(), "visible to every local user") {
+		t.Errorf("--help does not document --users-file and the --user exposure:\n%s", out.String())
 	}
 }

@@ -24,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // FTPServerReconciler turns FTPServers into running FTP services.
@@ -38,10 +39,15 @@ type FTPServerReconciler struct {
 	// BcryptCost for hashing plain passwords (bcrypt.DefaultCost when zero).
 	BcryptCost int
 
+	// ConfigProber asks daemon pods which config they serve (the readiness handshake,
+	// served_config.go); nil asks them over HTTP.
+	ConfigProber DaemonConfigProber
+
 	hasher *passwordHasher
-	// secrets reads Secrets from the API server, not from a cache: the manager only watches
-	// Secrets' metadata, so it never holds every Secret of the cluster in memory.
-	secrets client.Reader
+	// apiReader reads Secrets and Pods from the API server, not from a cache: the manager only
+	// watches Secrets' metadata and no Pods, so it never holds every Secret or Pod of the
+	// cluster in memory.
+	apiReader client.Reader
 }
 
 // +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers,verbs=get;list;watch
@@ -51,6 +57,8 @@ type FTPServerReconciler struct {
 // +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps;secrets;services;persistentvolumeclaims,verbs=get;list;watch;create;update;patch
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
+// Pods: listed for the readiness handshake and annotated so the kubelet refreshes their volumes.
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;patch
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -83,7 +91,26 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if outcome.deployment != nil {
 		dep = outcome.deployment
 	}
-	return ctrl.Result{}, r.report(ctx, &server, conclude(&server, obs, dep, outcome, block))
+	var served servedConfig
+	if block == nil && outcome.address.known() && rolledOut(dep, replicasOf(&server)) {
+		pods, err := r.podsOf(ctx, &server)
+		if err != nil {
+			return ctrl.Result{}, err
+		}
+		if err := r.announceInputs(ctx, pods, outcome.inputsVersion); err != nil {
+			return ctrl.Result{}, err
+		}
+		served = r.checkServedConfig(ctx, pods, outcome.configDigest)
+	}
+	c := conclude(&server, obs, dep, outcome, served, block)
+	if err := r.report(ctx, &server, c); err != nil {
+		return ctrl.Result{}, err
+	}
+	if c.reason == ftpv1alpha1.ReasonWaitingForConfig {
+		// Nothing in the API changes when a pod's kubelet refreshes its volume: look again.
+		return ctrl.Result{RequeueAfter: servedConfigRecheck}, nil
+	}
+	return ctrl.Result{}, nil
 }
 
 // applyOutcome is what applyAll did.
@@ -93,6 +120,11 @@ type applyOutcome struct {
 	// whether a rollout is due, which a cached copy may not know yet.
 	deployment *appsv1.Deployment
 	address    passiveAddress
+	// configDigest is fileconfig.ContentDigest of the rendered ftpd.yaml: what every ready pod
+	// must serve before the server is Ready.
+	configDigest string
+	// inputsVersion covers everything the pods mount from us (config, users, TLS Secret).
+	inputsVersion string
 }
 
 // applyAll writes the desired objects. With a blocker, the objects that depend on the missing
@@ -144,6 +176,7 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 	if err != nil {
 		return out, err
 	}
+	out.configDigest = fileconfig.ContentDigest([]byte(cm.Data[fileconfig.ConfigFileName]))
 	if _, err := a.apply(ctx, cm, asObject(cur.configMap)); err != nil {
 		if b := nameConflict(err); b != nil {
 			out.blocker = b
@@ -167,6 +200,7 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 	if err != nil {
 		return out, err
 	}
+	out.inputsVersion = inputsVersion(out.configDigest, users.Data[fileconfig.UsersFileName], obs.tlsSecretVersion)
 	if _, err := a.apply(ctx, users, asObject(cur.usersSecret)); err != nil {
 		if b := nameConflict(err); b != nil {
 			out.blocker = b
@@ -273,7 +307,10 @@ func (r *FTPServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.hasher == nil {
 		r.hasher = newPasswordHasher(r.BcryptCost)
 	}
-	r.secrets = mgr.GetAPIReader()
+	r.apiReader = mgr.GetAPIReader()
+	if r.ConfigProber == nil {
+		r.ConfigProber = &HTTPDaemonConfigProber{}
+	}
 	ctx := context.Background()
 	indexer := mgr.GetFieldIndexer()
 	if err := indexer.IndexField(ctx, &ftpv1alpha1.FTPServer{}, indexSecretNames, referencedSecrets); err != nil {

@@ -36,6 +36,8 @@ var (
 	env        *testenv.Env
 	skipReason string
 	nsCounter  atomic.Int32
+	// daemons answers the readiness handshake for the stand-in pods of markDeploymentAvailable.
+	daemons *testenv.InstantDaemons
 )
 
 func TestMain(m *testing.M) {
@@ -61,7 +63,11 @@ func startManager(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create manager: %v", err)
 	}
-	r := &FTPServerReconciler{Client: mgr.GetClient(), DaemonImage: testImage, BcryptCost: bcrypt.MinCost, Recorder: mgr.GetEventRecorder("ftp-operator")}
+	daemons = &testenv.InstantDaemons{Client: env.Client}
+	r := &FTPServerReconciler{
+		Client: mgr.GetClient(), DaemonImage: testImage, BcryptCost: bcrypt.MinCost, Recorder: mgr.GetEventRecorder("ftp-operator"),
+		ConfigProber: daemons,
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatalf("register reconciler: %v", err)
 	}
@@ -205,15 +211,8 @@ func setLoadBalancerIP(t *testing.T, ns, name, ip string) {
 // markDeploymentAvailable plays the kubelet and the Deployment controller.
 func markDeploymentAvailable(t *testing.T, ns, name string) {
 	t.Helper()
-	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
-		dep := get(t, ns, name, &appsv1.Deployment{})
-		dep.Status = appsv1.DeploymentStatus{
-			ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1,
-		}
-		return env.Client.Status().Update(context.Background(), dep)
-	})
-	if err != nil {
-		t.Fatalf("set deployment status: %v", err)
+	if err := testenv.MarkDeploymentAvailable(context.Background(), env.Client, ns, name); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -53,7 +53,7 @@ func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServ
 	if cur.configMap, err = getOptional(ctx, r.Client, s.Namespace, configMapName(s), &corev1.ConfigMap{}); err != nil {
 		return obs, cur, nil, err
 	}
-	if cur.usersSecret, err = getOptional(ctx, r.secrets, s.Namespace, usersSecretName(s), &corev1.Secret{}); err != nil {
+	if cur.usersSecret, err = getOptional(ctx, r.apiReader, s.Namespace, usersSecretName(s), &corev1.Secret{}); err != nil {
 		return obs, cur, nil, err
 	}
 
@@ -61,7 +61,7 @@ func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServ
 	if err != nil || block != nil {
 		return obs, cur, block, err
 	}
-	if block, err = r.lookUpTLS(ctx, s); err != nil || block != nil {
+	if block, err = r.lookUpTLS(ctx, s, &obs); err != nil || block != nil {
 		return obs, cur, block, err
 	}
 	block, err = r.resolveUsers(ctx, s, cur.usersSecret, &obs)
@@ -88,12 +88,12 @@ func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.F
 	return nil, nil
 }
 
-func (r *FTPServerReconciler) lookUpTLS(ctx context.Context, s *ftpv1alpha1.FTPServer) (*blocker, error) {
+func (r *FTPServerReconciler) lookUpTLS(ctx context.Context, s *ftpv1alpha1.FTPServer, obs *observed) (*blocker, error) {
 	if s.Spec.TLS.Mode == "" || s.Spec.TLS.Mode == ftpv1alpha1.TLSDisabled {
 		return nil, nil
 	}
 	name := s.Spec.TLS.SecretName
-	secret, err := getOptional(ctx, r.secrets, s.Namespace, name, &corev1.Secret{})
+	secret, err := getOptional(ctx, r.apiReader, s.Namespace, name, &corev1.Secret{})
 	if err != nil {
 		return nil, err
 	}
@@ -106,6 +106,7 @@ func (r *FTPServerReconciler) lookUpTLS(ctx context.Context, s *ftpv1alpha1.FTPS
 		return &blocker{reason: ftpv1alpha1.ReasonSecretInvalid, message: fmt.Sprintf(
 			"TLS Secret %q has no %s and %s; it must be of type kubernetes.io/tls", name, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)}, nil
 	}
+	obs.tlsSecretVersion = secret.ResourceVersion
 	return nil, nil
 }
 
@@ -119,7 +120,7 @@ func (r *FTPServerReconciler) resolveUsers(ctx context.Context, s *ftpv1alpha1.F
 		if key == "" {
 			key = "password"
 		}
-		secret, err := getOptional(ctx, r.secrets, s.Namespace, ref.Name, &corev1.Secret{})
+		secret, err := getOptional(ctx, r.apiReader, s.Namespace, ref.Name, &corev1.Secret{})
 		if err != nil {
 			return nil, err
 		}

@@ -28,9 +28,10 @@ type conclusion struct {
 }
 
 // conclude decides readiness. Ready is True only when clients can use the server: no blocker,
-// the PASV address known (and so in the daemon's config), and the rollout done with available
-// pods (the kubelet marks them available only when the daemon's /readyz answers).
-func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, out applyOutcome, block *blocker) conclusion {
+// the PASV address known, the rollout done with available pods (the kubelet marks them
+// available only when the daemon's /readyz answers), and every ready pod serving the config
+// that carries the current address (served_config.go).
+func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, out applyOutcome, served servedConfig, block *blocker) conclusion {
 	c := conclusion{
 		passiveAddress: out.address.String(),
 		passivePorts:   fmt.Sprintf("%d-%d", s.Spec.Ports.Passive.Start, s.Spec.Ports.Passive.End),
@@ -46,6 +47,8 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, ou
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, obs), true
 	case !rolledOut(dep, replicasOf(s)):
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, dep), true
+	case !served.checked || !served.complete(replicasOf(s)):
+		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForConfig, served.message(s, c.passiveAddress), true
 	default:
 		c.ready, c.reason = true, ftpv1alpha1.ReasonReady
 		c.message = fmt.Sprintf("serving at %s; PASV replies advertise %s, passive ports %s", c.endpoint, c.passiveAddress, c.passivePorts)

@@ -30,6 +30,12 @@ const (
 	// restartChecksumAnnotation on the pod template changes only with config that the daemon
 	// cannot reload, so that users and PASV address changes never roll the pods.
 	restartChecksumAnnotation = "ftp.kubeftp.dev/restart-checksum"
+	// inputsVersionAnnotation on each daemon pod (not the template, so it rolls nothing) is the
+	// version of what the pod mounts from us: writing it makes the kubelet refresh the volumes.
+	inputsVersionAnnotation = "ftp.kubeftp.dev/inputs-version"
+	// operatorPodLabel marks the operator's own pods; the daemons' NetworkPolicy admits them to
+	// the ops port for the readiness handshake (served_config.go).
+	operatorPodLabel = "ftp.kubeftp.dev/operator"
 )
 
 // Label keys.

@@ -11,8 +11,8 @@ import (
 )
 
 // networkPolicyFor admits FTP traffic (the control port and the whole passive range, one rule
-// with endPort) from the allowed sources, the ops port from the scrape sources, and nothing
-// else. Ports are the pod's ports: NetworkPolicies see traffic after the Service's translation.
+// with endPort) from the allowed sources, the ops port from the scrape sources and from the
+// operator's pods (any namespace, by the operatorPodLabel), and nothing else. Ports are the pod's ports: NetworkPolicies see traffic after the Service's translation.
 // Egress is limited to DNS (the daemon may resolve a PASV hostname) plus, with active mode on,
 // connections back to the FTP clients on unprivileged ports.
 func networkPolicyFor(s *ftpv1alpha1.FTPServer) *networkingv1.NetworkPolicy {
@@ -22,11 +22,19 @@ func networkPolicyFor(s *ftpv1alpha1.FTPServer) *networkingv1.NetworkPolicy {
 		{Protocol: tcp, Port: ptr.To(intstr.FromInt32(controlContainerPort))},
 		{Protocol: tcp, Port: ptr.To(intstr.FromInt32(s.Spec.Ports.Passive.Start)), EndPort: ptr.To(s.Spec.Ports.Passive.End)},
 	}
-	ingress := []networkingv1.NetworkPolicyIngressRule{{From: np.AllowedSources, Ports: ftpPorts}}
+	opsPort := []networkingv1.NetworkPolicyPort{{Protocol: tcp, Port: ptr.To(intstr.FromInt32(opsContainerPort))}}
+	ingress := []networkingv1.NetworkPolicyIngressRule{
+		{From: np.AllowedSources, Ports: ftpPorts},
+		// The operator asks each pod which config it serves before reporting Ready.
+		{From: []networkingv1.NetworkPolicyPeer{{
+			NamespaceSelector: &metav1.LabelSelector{},
+			PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{operatorPodLabel: "true"}},
+		}}, Ports: opsPort},
+	}
 	if len(np.MetricsSources) > 0 {
 		ingress = append(ingress, networkingv1.NetworkPolicyIngressRule{
 			From:  np.MetricsSources,
-			Ports: []networkingv1.NetworkPolicyPort{{Protocol: tcp, Port: ptr.To(intstr.FromInt32(opsContainerPort))}},
+			Ports: opsPort,
 		})
 	}
 

@@ -151,6 +151,21 @@ type Limits struct {
 	// MaxCommandLength bounds a command line, CR LF included. Values above 4096 are capped at
 	// 4096: ftpserverlib's own read buffer.
 	MaxCommandLength int
+	// IPv6PrefixLength: IPv6 clients in the same prefix of this length count as one client for
+	// MaxSessionsPerIP, bans and the per-IP login gate (IPv4 addresses count alone).
+	IPv6PrefixLength int
+	// DataTimeout ends a transfer whose data connection moves no byte for this long.
+	DataTimeout time.Duration
+}
+
+// clientGroup is the key under which ip is counted: the address itself for IPv4, its prefix
+// of the configured length for IPv6.
+func (l Limits) clientGroup(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap()
+	if !ip.Is6() || l.IPv6PrefixLength <= 0 || l.IPv6PrefixLength >= 128 {
+		return ip.WithZone("")
+	}
+	return netip.PrefixFrom(ip.WithZone(""), l.IPv6PrefixLength).Masked().Addr()
 }
 
 // maxLibraryLine is ftpserverlib's command read buffer: a longer line ends the session there.
@@ -269,7 +284,7 @@ func (c *Config) validateUsers() error {
 	// A config file may list no users yet (the operator renders an empty users file until users
 	// are added); standalone, nobody could ever log in, so that is refused.
 	if len(c.Users) == 0 && c.Anonymous == nil && c.source == nil {
-		return errors.New("no users configured: add at least one --user NAME:PASSWORD[:ro]; refusing to start a server nobody can log in to")
+		return errors.New("no users configured: add --users-file FILE or --user NAME:PASSWORD[:ro]; refusing to start a server nobody can log in to")
 	}
 	seen := map[string]bool{}
 	for _, u := range c.Users {
@@ -352,7 +367,7 @@ func (t *TLSConfig) validate() error {
 
 func (l *Limits) validate() error {
 	if l.MaxSessions < 0 || l.MaxSessionsPerIP < 0 || l.BanAfterFailures < 0 || l.MaxCommandLength < 0 ||
-		l.LoginTimeout < 0 || l.FailedLoginDelay < 0 || l.BanDuration < 0 {
+		l.LoginTimeout < 0 || l.FailedLoginDelay < 0 || l.BanDuration < 0 || l.DataTimeout < 0 {
 		return errors.New("limits must not be negative")
 	}
 	setDefault(&l.MaxSessions, fileconfig.DefaultMaxSessions)
@@ -362,6 +377,11 @@ func (l *Limits) validate() error {
 	setDefault(&l.LoginTimeout, fileconfig.DefaultLoginTimeout)
 	setDefault(&l.FailedLoginDelay, fileconfig.DefaultFailedLoginDelay)
 	setDefault(&l.BanDuration, fileconfig.DefaultBanDuration)
+	setDefault(&l.IPv6PrefixLength, fileconfig.DefaultIPv6PrefixLength)
+	setDefault(&l.DataTimeout, fileconfig.DefaultDataTimeout)
+	if l.IPv6PrefixLength < fileconfig.MinIPv6PrefixLength || l.IPv6PrefixLength > 128 {
+		return fmt.Errorf("IPv6 prefix length %d is not between %d and 128", l.IPv6PrefixLength, fileconfig.MinIPv6PrefixLength)
+	}
 	if l.MaxSessionsPerIP > l.MaxSessions {
 		return fmt.Errorf("max sessions per IP (%d) exceeds max sessions (%d)", l.MaxSessionsPerIP, l.MaxSessions)
 	}

@@ -22,6 +22,9 @@ type fileSource struct {
 	// sum is the SHA-256 of the config file's content followed by the users file's: a change
 	// of either (including Kubernetes' swap of the ..data symlink) changes it.
 	sum [sha256.Size]byte
+	// configDigest is fileconfig.ContentDigest of the config file alone, reported on the ops
+	// endpoint so that the operator can tell which version a pod serves.
+	configDigest string
 }
 
 // loadedFiles is one consistent read of the config and users files.
@@ -60,7 +63,10 @@ func loadFiles(path string) (*loadedFiles, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", fc.UsersFile, err)
 	}
-	src := &fileSource{configPath: path, usersPath: fc.UsersFile, sum: contentSum(configData, usersData)}
+	src := &fileSource{
+		configPath: path, usersPath: fc.UsersFile,
+		sum: contentSum(configData, usersData), configDigest: fileconfig.ContentDigest(configData),
+	}
 	cfg, err := fromFileConfig(fc, users, os.Getenv(PodIPEnv))
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -109,6 +115,8 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 			BanAfterFailures: fc.Limits.BanAfterFailures,
 			BanDuration:      fc.Limits.BanDuration.Duration,
 			MaxCommandLength: fc.Limits.MaxCommandLength,
+			IPv6PrefixLength: fc.Limits.IPv6PrefixLength,
+			DataTimeout:      fc.Limits.DataTimeout.Duration,
 		},
 		DisableAtomicUploads: fc.Uploads.Atomic != nil && !*fc.Uploads.Atomic,
 		IdleTimeout:          fc.Limits.IdleTimeout.Duration,
@@ -131,13 +139,35 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 		}
 		cfg.PassiveAddress.Overrides = append(cfg.PassiveAddress.Overrides, po)
 	}
+	cfg.Users, cfg.Anonymous = usersFromFile(uf)
+	return cfg, nil
+}
+
+func usersFromFile(uf *fileconfig.UsersFile) ([]User, *Anonymous) {
+	var users []User
 	for _, u := range uf.Users {
-		cfg.Users = append(cfg.Users, User{Name: u.Name, Password: u.PasswordHash, ReadOnly: u.ReadOnly, Home: u.Home})
+		users = append(users, User{Name: u.Name, Password: u.PasswordHash, ReadOnly: u.ReadOnly, Home: u.Home})
 	}
 	if a := uf.Anonymous; a != nil && a.Enabled {
-		cfg.Anonymous = &Anonymous{Home: a.Home}
+		return users, &Anonymous{Home: a.Home}
 	}
-	return cfg, nil
+	return users, nil
+}
+
+// LoadUsersFile reads a users file in the config-file format (fileconfig.UsersFile: bcrypt
+// hashes only, homes relative to the root) for standalone mode, where passwords given with
+// --user would be visible to every local user in the process list. It is read once, at start.
+func LoadUsersFile(path string) ([]User, *Anonymous, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, fmt.Errorf("read users file: %w", err)
+	}
+	uf, err := fileconfig.ParseUsers(data)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	users, anon := usersFromFile(uf)
+	return users, anon, nil
 }
 
 func overrideFromFile(o fileconfig.Override, podIP string) (PassiveOverride, error) {

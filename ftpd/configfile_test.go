@@ -2,6 +2,7 @@ package ftpd
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/jlaffaye/ftp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // kubeletDir lays out files the way the kubelet mounts a ConfigMap or Secret: each version in
@@ -307,4 +310,60 @@ func TestLoadConfigFileErrors(t *testing.T) {
 			t.Fatalf("overrides = %+v", o)
 		}
 	})
+}
+
+// servedDigest asks the ops endpoint which config file the daemon serves.
+func servedDigest(t *testing.T, ts *testServer) string {
+	t.Helper()
+	resp, err := http.Get("http://" + ts.HealthAddr() + fileconfig.ServedConfigPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var served fileconfig.ServedConfig
+	if err := json.NewDecoder(resp.Body).Decode(&served); err != nil {
+		t.Fatalf("decode %s: %v", fileconfig.ServedConfigPath, err)
+	}
+	return served.ConfigSHA256
+}
+
+// TestServedConfigDigest: the ops endpoint reports the digest of the config file in force, the
+// operator's proof that a pod serves the address it rendered. The digest moves only once the new
+// config is applied (a PASV right after carries the new address), and a rejected file leaves it
+// on the version still in force.
+func TestServedConfigDigest(t *testing.T) {
+	f := newFileSetup(t)
+	f.usersDir.publish(map[string]string{"users.yaml": usersYAML(t, "pw", false)})
+	first := f.configYAML("")
+	f.configDir.publish(map[string]string{"ftpd.yaml": first})
+	ts := f.start(t)
+	if got, want := servedDigest(t, ts), fileconfig.ContentDigest([]byte(first)); got != want {
+		t.Fatalf("served digest at start = %q, want %q", got, want)
+	}
+
+	second := strings.Replace(first, "passive:\n", "passive:\n  address:\n    static: 192.0.2.45\n", 1)
+	f.configDir.publish(map[string]string{"ftpd.yaml": second})
+	waitFor(t, "the new digest", func() bool { return servedDigest(t, ts) == fileconfig.ContentDigest([]byte(second)) })
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", "pw")
+	if host, _ := rc.pasv(); host != "192.0.2.45" {
+		t.Fatalf("digest reports the new config but PASV advertises %q", host)
+	}
+	_ = rc.conn.Close()
+
+	f.configDir.publish(map[string]string{"ftpd.yaml": second + "bogus: 1\n"})
+	waitFor(t, "the broken config to be rejected", func() bool {
+		return scrape(t, ts)[`ftpd_config_reloads_total{result="error"}`] == 1
+	})
+	if got := servedDigest(t, ts); got != fileconfig.ContentDigest([]byte(second)) {
+		t.Fatalf("after a rejected file the digest is %q, want the version in force", got)
+	}
+}
+
+// TestServedConfigDigestStandalone: a daemon run from flags has no config file to report.
+func TestServedConfigDigestStandalone(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.HealthAddr = "127.0.0.1:0" })
+	if got := servedDigest(t, ts); got != "" {
+		t.Fatalf("standalone daemon reports digest %q", got)
+	}
 }

@@ -52,13 +52,14 @@ func (l *controlListener) Accept() (net.Conn, error) {
 			_ = raw.Close()
 			continue
 		}
-		if rej := l.s.admit(ip); rej != nil {
+		group := l.s.dyn.Load().limits.clientGroup(ip)
+		if rej := l.s.admit(group); rej != nil {
 			l.s.metrics.sessionsRejected.WithLabelValues(rej.reason).Inc()
 			l.s.logger.Warn("connection refused", slog.String("client_ip", ip.String()), slog.String("reason", rej.reason))
 			l.reject(raw, rej.text)
 			continue
 		}
-		return l.s.newControlConn(raw, ip), nil
+		return l.s.newControlConn(raw, ip, group), nil
 	}
 }
 
@@ -94,13 +95,17 @@ func (l *controlListener) reject(raw net.Conn, text string) {
 // ftpserverlib reads commands from one goroutine, so the read side needs no lock; writes come
 // from the command goroutine and from transfer goroutines and are serialized by wmu.
 type controlConn struct {
-	raw net.Conn
-	s   *Server
-	ip  netip.Addr
-	key string
+	raw   net.Conn
+	s     *Server
+	ip    netip.Addr
+	group netip.Addr // ip's key for session limits, bans and the login gate (Limits.clientGroup)
+	key   string
 
-	tlsConn       atomic.Pointer[tls.Conn]
-	loggedIn      atomic.Bool
+	tlsConn  atomic.Pointer[tls.Conn]
+	loggedIn atomic.Bool
+	// pasvPending is set when a PASV/EPSV went to ftpserverlib and its 227/229 reply, which
+	// binds the passive slot (dataconn.go), has not been written yet.
+	pasvPending   atomic.Bool
 	loginDeadline time.Time
 
 	wmu sync.Mutex
@@ -119,12 +124,13 @@ type controlConn struct {
 	closeErr  error
 }
 
-func (s *Server) newControlConn(raw net.Conn, ip netip.Addr) *controlConn {
+func (s *Server) newControlConn(raw net.Conn, ip, group netip.Addr) *controlConn {
 	lim := s.dyn.Load().limits
 	c := &controlConn{
 		raw:           raw,
 		s:             s,
 		ip:            ip,
+		group:         group,
 		key:           connKey(raw.LocalAddr(), raw.RemoteAddr()),
 		loginDeadline: time.Now().Add(lim.LoginTimeout),
 	}
@@ -295,6 +301,7 @@ func (c *controlConn) filter(line []byte) (bool, error) {
 				return false, nil
 			}
 		}
+		c.pasvPending.Store(cmd == "PASV" || cmd == "EPSV")
 	}
 	return true, nil
 }
@@ -308,25 +315,42 @@ func splitCommand(line []byte) (string, string) {
 
 // checkActiveTarget refuses PORT/EPRT targets other than the client's own IP and privileged
 // ports (FTP bounce: making the server connect to a service on the client's host or elsewhere).
-// What we cannot parse is refused too: ftpserverlib's own parser is laxer (bytes above 255,
-// "+22" as a port) and would otherwise accept a target this check never saw.
+// Only the canonical forms are accepted, and the line ftpserverlib receives is rewritten to the
+// canonical form of the target checked here: whatever its parser does with odd input (another
+// EPRT delimiter, bytes above 255, signs, leading zeros), it can only ever see what was checked.
 func (c *controlConn) checkActiveTarget(cmd, param string) string {
 	target, ok := parseActiveTarget(cmd, param)
 	if !ok {
 		return "Unparsable address; use PORT h1,h2,h3,h4,p1,p2 or EPRT |1|address|port|."
 	}
-	if target.Addr().Unmap() != c.ip {
+	if target.Addr() != c.ip {
 		return "Active mode is only allowed to your own address."
 	}
 	if target.Port() < 1024 {
 		return "Active mode to a privileged port (below 1024) is refused."
 	}
+	c.line = append(c.line[:0], canonicalActive(cmd, target)+"\r\n"...)
 	return ""
 }
 
-// parseActiveTarget parses "h1,h2,h3,h4,p1,p2" (PORT) or "|1|ip|port|" (EPRT).
+// canonicalActive writes target as a PORT or EPRT parameter line.
+func canonicalActive(cmd string, target netip.AddrPort) string {
+	if cmd == "PORT" {
+		a := target.Addr().As4()
+		return fmt.Sprintf("PORT %d,%d,%d,%d,%d,%d", a[0], a[1], a[2], a[3], target.Port()>>8, target.Port()&0xff)
+	}
+	proto := "2"
+	if target.Addr().Is4() {
+		proto = "1"
+	}
+	return fmt.Sprintf("EPRT |%s|%s|%d|", proto, target.Addr(), target.Port())
+}
+
+// parseActiveTarget parses exactly "h1,h2,h3,h4,p1,p2" (PORT, decimal bytes) or
+// "|1|IPv4|port|" / "|2|IPv6|port|" (EPRT). RFC 2428 lets EPRT use another delimiter, but
+// ftpserverlib only splits on "|": accepting others would check one target and connect to
+// another. IPv4-mapped IPv6 addresses and zones are refused too.
 func parseActiveTarget(cmd, param string) (netip.AddrPort, bool) {
-	param = strings.TrimSpace(param)
 	if cmd == "PORT" {
 		parts := strings.Split(param, ",")
 		if len(parts) != 6 {
@@ -334,34 +358,42 @@ func parseActiveTarget(cmd, param string) (netip.AddrPort, bool) {
 		}
 		var b [6]byte
 		for i, p := range parts {
-			p = strings.TrimSpace(p)
-			v, err := strconv.Atoi(p)
-			if err != nil || v < 0 || v > 255 || strings.TrimLeft(p, "0123456789") != "" {
+			v, ok := decimal(p, 3, 255)
+			if !ok {
 				return netip.AddrPort{}, false
 			}
 			b[i] = byte(v)
 		}
 		return netip.AddrPortFrom(netip.AddrFrom4([4]byte(b[:4])), uint16(b[4])<<8|uint16(b[5])), true
 	}
-	if len(param) < 2 {
+	fields := strings.Split(param, "|")
+	if len(fields) != 5 || fields[0] != "" || fields[4] != "" {
 		return netip.AddrPort{}, false
 	}
-	fields := strings.Split(param[1:], param[:1])
-	if len(fields) != 4 {
+	ip, err := netip.ParseAddr(fields[2])
+	if err != nil || ip.Zone() != "" || ip.Is4In6() {
 		return netip.AddrPort{}, false
 	}
-	ip, err := netip.ParseAddr(fields[1])
-	if err != nil {
+	if (fields[1] == "1") != ip.Is4() || (fields[1] != "1" && fields[1] != "2") {
 		return netip.AddrPort{}, false
 	}
-	if fields[2] == "" || strings.TrimLeft(fields[2], "0123456789") != "" {
-		return netip.AddrPort{}, false // digits only: no sign, no spaces
-	}
-	port, err := strconv.ParseUint(fields[2], 10, 16)
-	if err != nil {
+	port, ok := decimal(fields[3], 5, 65535)
+	if !ok || port == 0 {
 		return netip.AddrPort{}, false
 	}
 	return netip.AddrPortFrom(ip, uint16(port)), true
+}
+
+// decimal parses 1 to maxDigits ASCII digits (no sign, no spaces) not above maxValue.
+func decimal(s string, maxDigits, maxValue int) (int, bool) {
+	if s == "" || len(s) > maxDigits || strings.TrimLeft(s, "0123456789") != "" {
+		return 0, false
+	}
+	v, err := strconv.Atoi(s)
+	if err != nil || v > maxValue {
+		return 0, false
+	}
+	return v, true
 }
 
 // handleAUTH starts TLS on the control connection (RFC 4217).
@@ -409,8 +441,19 @@ func (c *controlConn) handleAUTH(param string) (bool, error) {
 	return false, nil
 }
 
-// Write sends replies; one reply line is one Write, so lines never interleave.
+// Write sends replies; one reply line is one Write, so lines never interleave. The reply to a
+// PASV/EPSV is where the passive port is bound and advertised (see passiveHub).
 func (c *controlConn) Write(p []byte) (int, error) {
+	if c.pasvPending.Load() && (bytes.HasPrefix(p, []byte("227 ")) || bytes.HasPrefix(p, []byte("229 "))) {
+		c.pasvPending.Store(false)
+		out := c.s.passive.bindReply(c, p)
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
+		if _, err := c.transport().Write(out); err != nil {
+			return 0, err
+		}
+		return len(p), nil // ftpserverlib counts what it asked to write
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	return c.transport().Write(p)
@@ -429,7 +472,7 @@ func (c *controlConn) Close() error {
 		c.s.mu.Lock()
 		delete(c.s.conns, c.key)
 		c.s.mu.Unlock()
-		c.s.limiter.release(c.ip)
+		c.s.limiter.release(c.group)
 	})
 	return c.closeErr
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,9 +94,13 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	}
 	srv := d.srv
 	dyn := srv.dyn.Load()
-	// One password check at a time per client IP, so each sees the failures before it.
-	leave := srv.logins.enter(s.ip)
-	if srv.bans.isBanned(s.ip, time.Now()) {
+	// One password check at a time per client (group), so each sees the failures before it.
+	group := s.ip
+	if s.conn != nil {
+		group = s.conn.group
+	}
+	leave := srv.logins.enter(group)
+	if srv.bans.isBanned(group, time.Now()) {
 		leave()
 		// Banned while this session was open (guessing over parallel sessions).
 		srv.metrics.logins.WithLabelValues("banned").Inc()
@@ -104,7 +109,7 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	}
 	acct, reason, err := dyn.users.authenticate(user, pass)
 	if err != nil {
-		srv.loginFailed(s, user, reason, dyn.limits)
+		srv.loginFailed(s, group, user, reason, dyn.limits)
 		leave()
 		// The delay is served outside the gate: it slows the guesser, not the IP's other logins.
 		time.Sleep(dyn.limits.FailedLoginDelay)
@@ -137,10 +142,10 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 // loginFailed logs and counts a failure and bans the IP when it reached the limit. The caller
 // then waits the failed-login delay (which slows down guessing: ftpserverlib closes the
 // connection after the reply, so each guess costs a new connection plus the delay).
-func (srv *Server) loginFailed(s *session, user, reason string, lim Limits) {
+func (srv *Server) loginFailed(s *session, group netip.Addr, user, reason string, lim Limits) {
 	srv.metrics.logins.WithLabelValues(reason).Inc()
 	s.log().Warn("login failed", slog.String("user", user), slog.String("reason", reason))
-	if srv.bans.recordFailure(s.ip, time.Now(), lim) {
+	if srv.bans.recordFailure(group, time.Now(), lim) {
 		srv.metrics.bans.Inc()
 		s.log().Warn("client banned", slog.Int("failures", lim.BanAfterFailures), slog.Float64("ban_s", lim.BanDuration.Seconds()))
 	}
@@ -177,4 +182,25 @@ var (
 	_ ftpserver.ClientDriverExtentionFileTransfer = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionRemoveDir    = (*clientDriver)(nil)
 	_ ftpserver.ClientDriverExtensionFileList     = (*clientDriver)(nil)
+	_ ftpserver.ClientDriverExtensionSite         = (*clientDriver)(nil)
 )
+
+// Site implements ClientDriverExtensionSite to check the arguments of the SITE subcommands that
+// take a path before ftpserverlib handles them: it indexes a missing path (SITE CHMOD 755
+// panics, recovered as a 500) and reads an empty one as the current directory (SITE CHMOD 755
+// followed by a space changes the directory's mode). A nil answer lets ftpserverlib proceed.
+func (d *clientDriver) Site(param string) *ftpserver.AnswerCommand {
+	sub, args, _ := strings.Cut(param, " ")
+	switch strings.ToUpper(sub) {
+	case "CHMOD":
+		mode, target, _ := strings.Cut(args, " ")
+		if mode == "" || strings.TrimSpace(target) == "" {
+			return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: "SITE CHMOD needs a mode and a path: SITE CHMOD 644 file"}
+		}
+	case "MKDIR", "RMDIR":
+		if strings.TrimSpace(args) == "" {
+			return &ftpserver.AnswerCommand{Code: ftpserver.StatusSyntaxErrorParameters, Message: "SITE " + strings.ToUpper(sub) + " needs a path"}
+		}
+	}
+	return nil
+}

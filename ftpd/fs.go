@@ -2,6 +2,7 @@ package ftpd
 
 import (
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path"
@@ -9,12 +10,29 @@ import (
 	"strings"
 	"time"
 
+	ftpserver "github.com/fclairamb/ftpserverlib"
 	"github.com/spf13/afero"
 )
 
 // tempPrefix starts the name of the temporary file an upload is written to before it is renamed
-// over its target. Such files are hidden from listings.
+// over its target. Such names are reserved: hidden from listings and refused in every path a
+// client sends, so that no client can create a file nobody can list, nor read or replace an
+// upload in progress.
 const tempPrefix = ".ftpd-upload-"
+
+// errReservedName is the error for a path using a reserved name. It wraps ftpserverlib's
+// ErrFileNameNotAllowed, which ftpserverlib answers with 553 for STOR, APPE and RNTO.
+var errReservedName = fmt.Errorf("%w: names starting with %q are reserved by the server", ftpserver.ErrFileNameNotAllowed, tempPrefix)
+
+// reservedPath reports whether a clean virtual path has a component with a reserved name.
+func reservedPath(clean string) bool {
+	for _, part := range strings.Split(clean, "/") {
+		if strings.HasPrefix(part, tempPrefix) {
+			return true
+		}
+	}
+	return false
+}
 
 // confinedFs is an afero.Fs whose "/" is a user's home directory. Every path is cleaned as an
 // absolute path (so ".." cannot climb above "/") and walked component by component: a symlink met
@@ -56,7 +74,11 @@ func (c *confinedFs) inside(real string) bool {
 // resolve maps a virtual path to the real path to operate on. With follow, a symlink in the last
 // component is resolved too; intermediate components are always resolved.
 func (c *confinedFs) resolve(op, name string, follow bool) (string, error) {
-	real, err := c.walk(cleanVirtual(name), follow)
+	clean := cleanVirtual(name)
+	if reservedPath(clean) {
+		return "", &fs.PathError{Op: op, Path: clean, Err: errReservedName}
+	}
+	real, err := c.walk(clean, follow)
 	if err != nil {
 		return "", virtualErr(op, name, err)
 	}

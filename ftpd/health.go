@@ -1,11 +1,15 @@
 package ftpd
 
 import (
+	"encoding/json"
 	"net/http"
+
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // healthHandler serves /healthz (the process is alive), /readyz (accepting sessions: false
-// before the listener is up and while draining) and /metrics (Prometheus).
+// before the listener is up and while draining), /metrics (Prometheus) and /config (the digest
+// of the config file in force, for the operator's readiness handshake).
 func (s *Server) healthHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", s.metrics.handler())
@@ -21,6 +25,14 @@ func (s *Server) healthHandler() http.Handler {
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc(fileconfig.ServedConfigPath, func(w http.ResponseWriter, _ *http.Request) {
+		served := fileconfig.ServedConfig{}
+		if d := s.servedConfig.Load(); d != nil {
+			served.ConfigSHA256 = *d
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(served)
 	})
 	return mux
 }

@@ -168,7 +168,8 @@ func (b *banList) count() float64 {
 	return float64(len(b.banned))
 }
 
-// admit decides whether a new connection from ip may start a session, and takes its slot.
+// admit decides whether a new connection from a client group (Limits.clientGroup) may start a
+// session, and takes its slot.
 func (s *Server) admit(ip netip.Addr) *rejection {
 	if s.bans.isBanned(ip, time.Now()) {
 		return &rejection{"banned", "Too many failed logins from your address, try again later."}

@@ -4,6 +4,7 @@ import (
 	"golang.org/x/crypto/bcrypt"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -173,17 +174,6 @@ func TestHostileClients(t *testing.T) {
 				t.Fatalf("active download got %d bytes", len(b))
 			}
 		}},
-		{"a data connection from another IP (one port per transfer)", func(c *Config) { c.PassivePorts = PortRange{} }, func(t *testing.T, ts *testServer) {
-			writeFile(t, filepath.Join(ts.home("alice"), "x.txt"), []byte("x"))
-			rc := dialRaw(t, ts.Addr())
-			rc.login("alice", alicePass)
-			port := rc.epsvPort()
-			data := dialDataFrom(t, "127.0.0.2", port)
-			defer data.Close()
-			if code, text := rc.cmd("RETR x.txt"); code != 425 {
-				t.Fatalf("RETR over a data connection from another IP: %q", text)
-			}
-		}},
 		{"a data connection from another IP (shared ports)", func(c *Config) { c.PassivePorts = sharedPorts }, func(t *testing.T, ts *testServer) {
 			writeFile(t, filepath.Join(ts.home("alice"), "x.txt"), []byte("shared"))
 			rc := dialRaw(t, ts.Addr())
@@ -268,5 +258,157 @@ func TestParallelGuessesStopAtTheBan(t *testing.T) {
 	}
 	if banned := strings.Count(ts.logs.String(), `"reason":"banned"`); banned != sessions-3 {
 		t.Fatalf("%d attempts refused as banned, want %d", banned, sessions-3)
+	}
+}
+
+// TestActiveModeTargetIsWhatWasChecked sends PORT/EPRT lines that a lax or different parser
+// reads as another target than the filter (the EPRT delimiter trick among them). Each must be
+// refused, and the server must never connect to the privileged port they hide.
+func TestActiveModeTargetIsWhatWasChecked(t *testing.T) {
+	// A privileged listener on the client's own address plays the service to bounce to; binding
+	// it needs root, without it the test still checks the replies.
+	victim, err := net.Listen("tcp", "127.0.0.1:859")
+	if err != nil {
+		t.Logf("cannot bind port 859 (%v): checking replies only", err)
+	}
+	connected := make(chan struct{}, 10)
+	if victim != nil {
+		defer victim.Close()
+		go func() {
+			for {
+				c, err := victim.Accept()
+				if err != nil {
+					return
+				}
+				connected <- struct{}{}
+				_ = c.Close()
+			}
+		}()
+	}
+	ts := startServer(t, func(c *Config) { c.ActiveMode = true })
+	writeFile(t, filepath.Join(ts.home("alice"), "a.txt"), []byte("a"))
+	tests := []struct{ name, line string }{
+		{"EPRT with another delimiter hiding a second target", "EPRT !!127.0.0.1!2000!|1|127.0.0.1|859|"},
+		{"EPRT with another delimiter", "EPRT !1!127.0.0.1!2000!"},
+		{"EPRT family 2 with an IPv4 address", "EPRT |2|127.0.0.1|2000|"},
+		{"EPRT family 1 with an IPv6 address", "EPRT |1|::1|2000|"},
+		{"EPRT IPv4-mapped address", "EPRT |2|::ffff:127.0.0.1|2000|"},
+		{"EPRT unknown family", "EPRT |3|127.0.0.1|2000|"},
+		{"EPRT trailing field", "EPRT |1|127.0.0.1|2000||859|"},
+		{"EPRT port with leading spaces", "EPRT |1|127.0.0.1| 2000|"},
+		{"EPRT port 0", "EPRT |1|127.0.0.1|0|"},
+		{"EPRT port above 65535", "EPRT |1|127.0.0.1|66395|"}, // 66395 mod 65536 = 859
+		{"PORT with spaces", "PORT 127, 0, 0, 1, 7, 208"},
+		{"PORT with a fourth digit", "PORT 127,0,0,1,0003,91"},
+		{"PORT with seven fields", "PORT 127,0,0,1,7,208,3"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			if code, text := rc.cmd("%s", tt.line); code != 501 {
+				t.Fatalf("%s: got %q, want 501", tt.line, text)
+			}
+			// A transfer now would use the target if one had been set.
+			if code, _ := rc.cmd("RETR a.txt"); code < 400 {
+				t.Fatalf("RETR after a refused %s started a transfer", tt.line)
+			}
+		})
+	}
+	select {
+	case <-connected:
+		t.Fatal("the server connected to the privileged port")
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// TestIPv6ClientGroups: IPv6 clients of one /64 (by default) are one client for the per-IP
+// session limit and for bans; IPv4 addresses and other prefixes stay separate.
+func TestIPv6ClientGroups(t *testing.T) {
+	groups := []struct {
+		name   string
+		bits   int
+		a, b   string
+		shared bool
+	}{
+		{"same /64", 64, "2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff", true},
+		{"neighbouring /64", 64, "2001:db8:1:2::1", "2001:db8:1:3::1", false},
+		{"same /56 with a /56 setting", 56, "2001:db8:1:2::1", "2001:db8:1:3::1", true},
+		{"/128 counts each address", 128, "2001:db8:1:2::1", "2001:db8:1:2::2", false},
+		{"IPv4 addresses alone", 64, "192.0.2.1", "192.0.2.2", false},
+		{"IPv4-mapped is IPv4", 64, "::ffff:192.0.2.1", "192.0.2.1", true},
+		{"zones ignored", 64, "fe80::1%lo", "fe80::2%eth0", true},
+	}
+	for _, g := range groups {
+		t.Run(g.name, func(t *testing.T) {
+			l := Limits{IPv6PrefixLength: g.bits}
+			ga, gb := l.clientGroup(netip.MustParseAddr(g.a)), l.clientGroup(netip.MustParseAddr(g.b))
+			if (ga == gb) != g.shared {
+				t.Fatalf("groups %v and %v: shared %v, want %v", ga, gb, ga == gb, g.shared)
+			}
+		})
+	}
+
+	ln, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no IPv6 loopback: %v", err)
+	}
+	_ = ln.Close()
+	ts := startServer(t, func(c *Config) {
+		c.ListenAddr = "[::1]:0"
+		c.Limits.MaxSessions, c.Limits.MaxSessionsPerIP = 10, 2
+		c.Limits.BanAfterFailures, c.Limits.BanDuration = 2, time.Minute
+	})
+	admitted := func(ip string) bool {
+		t.Helper()
+		group := ts.dyn.Load().limits.clientGroup(netip.MustParseAddr(ip))
+		if rej := ts.admit(group); rej != nil {
+			return false
+		}
+		ts.limiter.release(group)
+		return true
+	}
+	// Over real sockets the only IPv6 loopback address is ::1, which is in ::/64 together with
+	// ::2 (never bound): what ::1 uses up, ::2 no longer has.
+	first := dialRaw(t, ts.Addr())
+	first.login("alice", alicePass)
+	if !admitted("::2") {
+		t.Fatal("::2 refused while its /64 holds one of two sessions")
+	}
+	second := dialRaw(t, ts.Addr())
+	second.login("alice", alicePass)
+	if admitted("::2") {
+		t.Fatal("::2 admitted while its /64 (::1) holds the per-IP limit of sessions")
+	}
+	if !admitted("2001:db8::1") {
+		t.Fatal("another /64 refused")
+	}
+	first.mustCmd(221, "QUIT")
+	second.mustCmd(221, "QUIT")
+	waitFor(t, "the sessions of ::/64 to end", func() bool {
+		ts.limiter.mu.Lock()
+		defer ts.limiter.mu.Unlock()
+		return ts.limiter.total == 0
+	})
+	for i := 0; i < 2; i++ {
+		rc := dialRawFrom(t, ts.Addr(), "::1")
+		rc.expect(220)
+		rc.mustCmd(331, "USER alice")
+		rc.mustCmd(530, "PASS wrong-%d", i)
+		rc.expectClosed(5 * time.Second)
+		waitFor(t, "the failed session to end", func() bool {
+			ts.limiter.mu.Lock()
+			defer ts.limiter.mu.Unlock()
+			return ts.limiter.total == 0
+		})
+	}
+	if ts.bans.isBanned(ts.dyn.Load().limits.clientGroup(netip.MustParseAddr("::2")), time.Now()) != true {
+		t.Fatal("failed logins from ::1 did not ban its /64")
+	}
+	if admitted("::abcd") {
+		t.Fatal("an address of the banned /64 was admitted")
+	}
+	if !admitted("2001:db8::1") {
+		t.Fatal("the ban of ::/64 reached another prefix")
 	}
 }

@@ -15,20 +15,6 @@ import (
 // hostnameLookupTimeout bounds one DNS lookup made while answering PASV.
 const hostnameLookupTimeout = 3 * time.Second
 
-// passivePorts converts the configured ranges into ftpserverlib's port getter (nil: any port).
-// When the exposed ports differ from the listened ones (a Service or load balancer translating
-// ports) ftpserverlib's PortMappingRange listens on one and advertises the other, in PASV and
-// EPSV alike.
-func passivePorts(listened, exposed PortRange) ftpserver.PasvPortGetter {
-	if listened.IsZero() {
-		return nil
-	}
-	if exposed.IsZero() || exposed == listened {
-		return ftpserver.PortRange{Start: listened.Start, End: listened.End}
-	}
-	return ftpserver.PortMappingRange{ExposedStart: exposed.Start, ListenedStart: listened.Start, Count: listened.Count()}
-}
-
 // lookupFunc resolves a hostname to addresses (net.DefaultResolver.LookupNetIP in production).
 type lookupFunc func(ctx context.Context, network, host string) ([]netip.Addr, error)
 
@@ -161,25 +147,4 @@ func addrIP(a net.Addr) (netip.Addr, error) {
 		return netip.Addr{}, fmt.Errorf("address %v: %w", a, err)
 	}
 	return ap.Addr().Unmap(), nil
-}
-
-// countedListener is a passive listener counted in the passive_ports_in_use gauge until closed.
-type countedListener struct {
-	net.Listener
-	once sync.Once
-	done func()
-}
-
-func (l *countedListener) Close() error {
-	err := l.Listener.Close()
-	l.once.Do(l.done)
-	return err
-}
-
-// WrapPassiveListener implements ftpserverlib's MainDriverExtensionPassiveWrapper, only to count
-// the passive listeners (ports reserved for a client) in use.
-func (d *mainDriver) WrapPassiveListener(l net.Listener) (net.Listener, error) {
-	m := d.srv.metrics
-	m.passivePorts.Inc()
-	return &countedListener{Listener: l, done: m.passivePorts.Dec}, nil
 }

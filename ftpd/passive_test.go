@@ -3,9 +3,11 @@ package ftpd
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -159,13 +161,15 @@ func TestPassivePortMapping(t *testing.T) {
 }
 
 // TestPASVPerClientOverride: clients in an override's CIDR get its address, others the static
-// one; a strict client (Python's ftplib trusting the PASV address) transfers through it.
+// one; a strict client (Python's ftplib trusting the PASV address) transfers through it. The
+// override's address is the one the inside client's control connection reaches (127.0.0.1):
+// passive ports listen on that address only.
 func TestPASVPerClientOverride(t *testing.T) {
 	ports := freePortRange(t, 4)
 	ts := startServer(t, func(c *Config) {
 		c.PassivePorts = ports
 		c.PublicHost = "192.0.2.10" // documentation address: written in replies, never dialled
-		c.PassiveAddress.Overrides = []PassiveOverride{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}, Address: "127.0.0.2"}}
+		c.PassiveAddress.Overrides = []PassiveOverride{{Prefixes: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}, Address: "127.0.0.1"}}
 	})
 	rc := dialRawFrom(t, ts.Addr(), "127.0.0.1")
 	rc.expect(220)
@@ -176,7 +180,7 @@ func TestPASVPerClientOverride(t *testing.T) {
 	inside := dialRawFrom(t, ts.Addr(), "127.0.0.2")
 	inside.expect(220)
 	inside.login("alice", alicePass)
-	if host, _ := inside.pasv(); host != "127.0.0.2" {
+	if host, _ := inside.pasv(); host != "127.0.0.1" {
 		t.Fatalf("client inside the override got %s", host)
 	}
 
@@ -203,7 +207,7 @@ f.quit()
 	if err != nil {
 		t.Fatalf("python ftplib: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "(127,0,0,2,") || !strings.Contains(string(out), "SHA "+sum(payload)) {
+	if !strings.Contains(string(out), "(127,0,0,1,") || !strings.Contains(string(out), "SHA "+sum(payload)) {
 		t.Fatalf("strict client through the override address:\n%s", out)
 	}
 }
@@ -230,4 +234,169 @@ func TestAllowDataFromOtherIP(t *testing.T) {
 	if err := bad.Validate(); err == nil || !strings.Contains(err.Error(), "multiplexing") {
 		t.Fatalf("allowDataFromOtherIP with multiplexing: %v", err)
 	}
+}
+
+// TestDataConnectionTheft: a host other than the client connects to the passive port before the
+// client does, for downloads and uploads, in every passive mode, and again on the retried
+// transfer. Its connection must be closed without carrying a byte either way, and the port must
+// keep waiting for the real client.
+func TestDataConnectionTheft(t *testing.T) {
+	modes := []struct {
+		name   string
+		config func(*Config)
+	}{
+		{"standalone without a port range", func(c *Config) { c.PassivePorts = PortRange{} }},
+		{"port range, multiplexing off", func(c *Config) { c.PassivePorts, c.DisablePassiveMultiplexing = freePortRange(t, 3), true }},
+		{"port range, multiplexing on", func(c *Config) { c.PassivePorts = freePortRange(t, 3) }},
+	}
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, mode.config)
+			secret := randomBytes(t, 20_000)
+			writeFile(t, filepath.Join(ts.home("alice"), "secret.bin"), secret)
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			for attempt := 0; attempt < 2; attempt++ {
+				for _, upload := range []bool{false, true} {
+					port := rc.epsvPort()
+					early := dialDataFrom(t, "127.0.0.2", port) // before the transfer command
+					if upload {
+						_, _ = early.Write([]byte("planted by the intruder"))
+					}
+					expectNoData(t, early)
+					if upload {
+						fmt.Fprintf(rc.conn, "STOR up.txt\r\n")
+					} else {
+						fmt.Fprintf(rc.conn, "RETR secret.bin\r\n")
+					}
+					late := dialDataFrom(t, "127.0.0.3", port) // while the transfer waits
+					expectNoData(t, late)
+					data := dialDataFrom(t, "127.0.0.1", port)
+					rc.expect(150)
+					if upload {
+						_, _ = data.Write([]byte("from the client"))
+						_ = data.Close()
+						rc.expect(226)
+						if got, _ := os.ReadFile(filepath.Join(ts.home("alice"), "up.txt")); string(got) != "from the client" {
+							t.Fatalf("attempt %d: uploaded file holds %q", attempt, got)
+						}
+						continue
+					}
+					got, _ := io.ReadAll(data)
+					_ = data.Close()
+					rc.expect(226)
+					if sum(got) != sum(secret) {
+						t.Fatalf("attempt %d: client got %d bytes, want the file", attempt, len(got))
+					}
+				}
+			}
+			if n := strings.Count(ts.logs.String(), `"msg":"data connection refused"`); n != 8 {
+				t.Errorf("%d refused data connections logged, want 8", n)
+			}
+		})
+	}
+}
+
+// expectNoData checks that the server closes a data connection without sending anything.
+func expectNoData(t *testing.T, conn net.Conn) {
+	t.Helper()
+	defer conn.Close()
+	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := io.Copy(io.Discard, conn)
+	if n > 0 {
+		t.Fatalf("a data connection from another address received %d bytes", n)
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("a data connection from another address was kept open")
+	}
+}
+
+// TestPassiveListenersBoundToControlAddress: with the control listener on 127.0.0.1, a passive
+// port listens on 127.0.0.1 only: not on other local addresses (127.0.0.2, ::1) and no listener
+// of the process is on the wildcard address while the transfer waits, in every passive mode.
+func TestPassiveListenersBoundToControlAddress(t *testing.T) {
+	modes := []struct {
+		name   string
+		config func(*Config)
+	}{
+		{"no port range", func(c *Config) { c.PassivePorts = PortRange{} }},
+		{"port range, multiplexing off", func(c *Config) { c.PassivePorts, c.DisablePassiveMultiplexing = freePortRange(t, 2), true }},
+		{"port range, multiplexing on", func(c *Config) { c.PassivePorts = freePortRange(t, 2) }},
+	}
+	for _, mode := range modes {
+		t.Run(mode.name, func(t *testing.T) {
+			ts := startServer(t, mode.config)
+			writeFile(t, filepath.Join(ts.home("alice"), "b.txt"), []byte("bound"))
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			before := wildcardListeners(t)
+			for _, cmd := range []string{"EPSV", "PASV"} {
+				var port int
+				if cmd == "EPSV" {
+					port = rc.epsvPort()
+				} else {
+					_, port = rc.pasv()
+				}
+				for _, other := range []string{"127.0.0.2", "::1"} {
+					if c, err := net.DialTimeout("tcp", net.JoinHostPort(other, strconv.Itoa(port)), time.Second); err == nil {
+						_ = c.Close()
+						t.Fatalf("%s: passive port %d reachable on %s", cmd, port, other)
+					}
+				}
+				for l := range wildcardListeners(t) {
+					if !before[l] {
+						t.Fatalf("%s: a listener on the wildcard address appeared: %s", cmd, l)
+					}
+				}
+				data, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second)
+				if err != nil {
+					t.Fatalf("%s: passive port on the control address: %v", cmd, err)
+				}
+				rc.mustCmd(150, "RETR b.txt")
+				got, _ := io.ReadAll(data)
+				_ = data.Close()
+				rc.expect(226)
+				if string(got) != "bound" {
+					t.Fatalf("%s: got %q", cmd, got)
+				}
+			}
+		})
+	}
+}
+
+// wildcardListeners lists this process's TCP sockets listening on 0.0.0.0 or :: (from
+// /proc/net/tcp and tcp6, matched with /proc/self/fd by inode), as "file:local-address".
+func wildcardListeners(t *testing.T) map[string]bool {
+	t.Helper()
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	inodes := map[string]bool{}
+	for _, fd := range fds {
+		if target, err := os.Readlink(filepath.Join("/proc/self/fd", fd.Name())); err == nil && strings.HasPrefix(target, "socket:[") {
+			inodes[strings.TrimSuffix(strings.TrimPrefix(target, "socket:["), "]")] = true
+		}
+	}
+	found := map[string]bool{}
+	for _, file := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			// sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+			if len(f) < 10 || f[3] != "0A" || !inodes[f[9]] {
+				continue
+			}
+			host, _, _ := strings.Cut(f[1], ":")
+			if strings.Trim(host, "0") == "" {
+				found[file+":"+f[1]] = true
+			}
+		}
+	}
+	return found
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,15 +32,19 @@ type Server struct {
 	ctx    context.Context // for log calls and lookups; never cancelled
 	root   string          // Config.Root, absolute and symlink-free
 
-	dyn     atomic.Pointer[dynamic]
-	limiter *sessionLimiter
-	bans    *banList
-	logins  *loginGate
-	metrics *metrics
-	certs   *certHolder // nil without TLS
-	tlsConf *tls.Config // nil without TLS
-	lookup  lookupFunc
-	source  *fileSource // nil in standalone mode; only the watcher goroutine uses it after start
+	dyn atomic.Pointer[dynamic]
+	// servedConfig is the digest of the config file in force (nil from flags); the ops
+	// endpoint reads it from other goroutines, hence atomic.
+	servedConfig atomic.Pointer[string]
+	limiter      *sessionLimiter
+	bans         *banList
+	logins       *loginGate
+	metrics      *metrics
+	passive      *passiveHub
+	certs        *certHolder // nil without TLS
+	tlsConf      *tls.Config // nil without TLS
+	lookup       lookupFunc
+	source       *fileSource // nil in standalone mode; only the watcher goroutine uses it after start
 
 	ftp      *ftpserver.FtpServer
 	ln       net.Listener
@@ -91,6 +96,9 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 		return nil, err
 	}
 	s.dyn.Store(dyn)
+	if cfg.source != nil {
+		s.servedConfig.Store(&cfg.source.configDigest)
+	}
 	if cfg.TLS.enabled() {
 		if s.certs, err = newCertHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {
 			return nil, err
@@ -98,6 +106,7 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 		s.tlsConf = newTLSConfig(cfg.TLS, s.certs)
 	}
 	s.metrics = newMetrics(s.bans.count, s.certs.notAfter)
+	s.passive = newPassiveHub(s)
 	return s, nil
 }
 
@@ -192,6 +201,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.ftp.Serve() }()
+	// Temporaries of uploads cut by a crash are invisible and unreachable for clients; they are
+	// removed in the background so that a large volume does not delay the start.
+	go func(start time.Time) {
+		if n := removeStaleUploads(s.uploadDirs(), start, s.logger); n > 0 {
+			s.logger.Info("stale upload files removed", slog.Int("files", n))
+		}
+	}(time.Now())
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	s.watcherDone = make(chan struct{})
@@ -267,6 +283,7 @@ func (s *Server) drain() {
 	for _, c := range conns {
 		c.closeSocket()
 	}
+	s.passive.close()
 	// Give the session goroutines a moment to log their close.
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
@@ -299,14 +316,15 @@ func (s *Server) settings() *ftpserver.Settings {
 		pasvCheck = ftpserver.IPMatchDisabled
 	}
 	return &ftpserver.Settings{
-		Listener:                        s.ln,
-		Banner:                          c.Banner,
-		PassiveTransferPortRange:        passivePorts(c.PassivePorts, c.PassiveExposedPorts),
-		PassiveTransferPortMultiplexing: !c.PassivePorts.IsZero() && !c.DisablePassiveMultiplexing,
-		PublicIPResolver:                s.publicIP,
-		IdleTimeout:                     int(max(time.Second, c.IdleTimeout+time.Second-1) / time.Second),
-		ConnectionTimeout:               30,
-		DisableActiveMode:               !c.ActiveMode,
+		Listener: s.ln,
+		Banner:   c.Banner,
+		// No port range and no multiplexing: ftpserverlib only opens a throwaway listener per
+		// PASV, which passiveHub (dataconn.go) replaces by a port of the configured range that
+		// accepts only the session's client.
+		PublicIPResolver:  s.publicIP,
+		IdleTimeout:       int(max(time.Second, c.IdleTimeout+time.Second-1) / time.Second),
+		ConnectionTimeout: int(dataConnectTimeout / time.Second),
+		DisableActiveMode: !c.ActiveMode,
 		// Active connections never come from port 20: that would need a capability.
 		ActiveTransferPortNon20: true,
 		ActiveConnectionsCheck:  ftpserver.IPMatchRequired,
@@ -353,4 +371,23 @@ func (s *Server) transferDone() {
 		close(s.idle)
 		s.idle = nil
 	}
+}
+
+// uploadDirs are the directories uploads can be written to: the root, and homes configured
+// outside it (absolute homes of the Go API).
+func (s *Server) uploadDirs() []string {
+	dirs := []string{s.root}
+	homes := make([]string, 0, len(s.cfg.Users)+1)
+	for _, u := range s.cfg.Users {
+		homes = append(homes, u.Home)
+	}
+	if s.cfg.Anonymous != nil {
+		homes = append(homes, s.cfg.Anonymous.Home)
+	}
+	for _, h := range homes {
+		if filepath.IsAbs(h) && h != s.root && !strings.HasPrefix(h, s.root+string(filepath.Separator)) {
+			dirs = append(dirs, h)
+		}
+	}
+	return dirs
 }

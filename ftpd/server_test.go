@@ -652,3 +652,263 @@ func TestNewServerErrors(t *testing.T) {
 		}
 	})
 }
+
+// TestRestartOffsets: REST values that would make the server seek before the start or past the
+// end are refused with replies that name no real path, create no file and never grow a sparse
+// file; valid resumes still work.
+func TestRestartOffsets(t *testing.T) {
+	ts := startServer(t, nil)
+	home := ts.home("alice")
+	tests := []struct {
+		name     string
+		rest     string
+		cmd      string
+		wantCode int    // reply to the transfer command
+		file     string // content of existing.txt afterwards
+		missing  bool   // new.txt must not exist afterwards
+	}{
+		{"negative offset before RETR", "-1", "RETR existing.txt", 550, "hello", true},
+		{"negative offset before STOR", "-1", "STOR existing.txt", 550, "hello", true},
+		{"huge offset before STOR of a new file", "9223372036854775807", "STOR new.txt", 550, "hello", true},
+		{"offset past the end before STOR", "1000000000", "STOR existing.txt", 550, "hello", true},
+		{"offset past the end of a missing file", "1", "STOR new.txt", 550, "hello", true},
+		{"offset at the end appends", "5", "STOR existing.txt", 150, "hello world", true},
+		{"offset inside overwrites in place", "1", "STOR existing.txt", 150, "h world", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			writeFile(t, filepath.Join(home, "existing.txt"), []byte("hello"))
+			_ = os.Remove(filepath.Join(home, "new.txt"))
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			data := rc.epsv()
+			defer data.Close()
+			rc.mustCmd(350, "REST %s", tt.rest)
+			code, text := rc.cmd("%s", tt.cmd)
+			if code != tt.wantCode {
+				t.Fatalf("%s: got %q, want %d", tt.cmd, text, tt.wantCode)
+			}
+			if strings.Contains(text, ts.root) || strings.Contains(text, os.TempDir()) {
+				t.Fatalf("reply names a real path: %q", text)
+			}
+			if code == 150 {
+				_, _ = data.Write([]byte(" world"))
+				_ = data.Close()
+				rc.expect(226)
+			}
+			if got, _ := os.ReadFile(filepath.Join(home, "existing.txt")); string(got) != tt.file {
+				t.Fatalf("existing.txt holds %q, want %q", got, tt.file)
+			}
+			if _, err := os.Stat(filepath.Join(home, "new.txt")); tt.missing && err == nil {
+				t.Fatal("a refused resume created new.txt")
+			}
+		})
+	}
+}
+
+// TestReservedNames: names starting with the upload temporary prefix cannot be created, renamed
+// to or read by clients (553 where FTP has it), so no client can hide a file from listings.
+func TestReservedNames(t *testing.T) {
+	ts := startServer(t, nil)
+	home := ts.home("alice")
+	writeFile(t, filepath.Join(home, "visible.txt"), []byte("visible"))
+	writeFile(t, filepath.Join(home, tempPrefix+"planted"), []byte("in progress"))
+	must(t, os.MkdirAll(filepath.Join(home, "sub"), 0o755))
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	tests := []struct {
+		name  string
+		cmds  []string
+		codes []int
+	}{
+		{"STOR", []string{"STOR .ftpd-upload-hidden"}, []int{553}},
+		{"STOR in a subdirectory", []string{"STOR sub/.ftpd-upload-hidden"}, []int{553}},
+		{"APPE", []string{"APPE .ftpd-upload-appended"}, []int{553}},
+		{"RNTO", []string{"RNFR visible.txt", "RNTO .ftpd-upload-renamed"}, []int{350, 553}},
+		{"MKD", []string{"MKD .ftpd-upload-dir"}, []int{550}},
+		{"STOR below a reserved directory name", []string{"STOR .ftpd-upload-dir/x"}, []int{553}},
+		{"RETR of an upload in progress", []string{"RETR " + tempPrefix + "planted"}, []int{553}},
+		{"DELE of an upload in progress", []string{"DELE " + tempPrefix + "planted"}, []int{550}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for i, cmd := range tt.cmds {
+				code, text := rc.cmd("%s", cmd)
+				if code != tt.codes[i] {
+					t.Fatalf("%s: got %q, want %d", cmd, text, tt.codes[i])
+				}
+				if code >= 500 && !strings.Contains(text, "reserved") {
+					t.Errorf("%s: reply %q does not say the name is reserved", cmd, text)
+				}
+			}
+		})
+	}
+	entries, _ := os.ReadDir(home)
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if strings.Join(names, ",") != tempPrefix+"planted,sub,visible.txt" {
+		t.Fatalf("home holds %v", names)
+	}
+	if got, _ := os.ReadFile(filepath.Join(home, tempPrefix+"planted")); string(got) != "in progress" {
+		t.Fatalf("the upload in progress changed: %q", got)
+	}
+}
+
+// TestStaleUploadsRemovedAtStart: temporaries left by a daemon killed during uploads are removed
+// when the next one starts; other files, and temporaries newer than the start, stay.
+func TestStaleUploadsRemovedAtStart(t *testing.T) {
+	var stale []string
+	var keep []string
+	ts := startServer(t, func(c *Config) {
+		old := time.Now().Add(-time.Hour)
+		for _, p := range []string{"alice/" + tempPrefix + "111", "alice/deep/dir/" + tempPrefix + "222", "bob/" + tempPrefix + "333"} {
+			full := filepath.Join(c.Root, p)
+			writeFile(t, full, []byte("partial"))
+			must(t, os.Chtimes(full, old, old))
+			stale = append(stale, full)
+		}
+		for _, p := range []string{"alice/deep/dir/kept.txt", "alice/" + tempPrefix + "future"} {
+			full := filepath.Join(c.Root, p)
+			writeFile(t, full, []byte("kept"))
+			future := time.Now().Add(time.Hour)
+			must(t, os.Chtimes(full, future, future))
+			keep = append(keep, full)
+		}
+	})
+	waitFor(t, "stale uploads to be removed", func() bool {
+		for _, p := range stale {
+			if _, err := os.Stat(p); err == nil {
+				return false
+			}
+		}
+		return true
+	})
+	for _, p := range keep {
+		if _, err := os.Stat(p); err != nil {
+			t.Errorf("%s was removed: %v", p, err)
+		}
+	}
+	waitFor(t, "the removal to be logged", func() bool { return strings.Contains(ts.logs.String(), `"msg":"stale upload files removed","files":3`) })
+}
+
+// TestSiteArguments: SITE subcommands with a missing or empty path get 501 (ftpserverlib
+// panicked on SITE CHMOD without a path, and took an empty one as the current directory).
+func TestSiteArguments(t *testing.T) {
+	ts := startServer(t, nil)
+	writeFile(t, filepath.Join(ts.home("alice"), "f.txt"), []byte("f"))
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	tests := []struct {
+		cmd  string
+		want int
+	}{
+		{"SITE CHMOD", 501},
+		{"SITE CHMOD 700", 501},
+		{"SITE CHMOD 700 ", 501},
+		{"SITE chmod 700", 501},
+		{"SITE RMDIR", 501},
+		{"SITE MKDIR ", 501},
+		{"SITE CHMOD 600 f.txt", 200},
+	}
+	for _, tt := range tests {
+		t.Run(tt.cmd, func(t *testing.T) {
+			if code, text := rc.cmd("%s", tt.cmd); code != tt.want {
+				t.Fatalf("got %q, want %d", text, tt.want)
+			}
+		})
+	}
+	if fi, err := os.Stat(ts.home("alice")); err != nil || fi.Mode().Perm() != 0o755 {
+		t.Fatalf("home mode changed: %v, %v", fi.Mode(), err)
+	}
+	if fi, _ := os.Stat(filepath.Join(ts.home("alice"), "f.txt")); fi.Mode().Perm() != 0o600 {
+		t.Fatalf("SITE CHMOD with a path did not apply: %v", fi.Mode())
+	}
+	if strings.Contains(ts.logs.String(), "Internal command handling error") {
+		t.Fatal("a SITE command panicked in ftpserverlib")
+	}
+}
+
+// TestStalledDataConnection: a data connection that stops moving bytes in the middle of a
+// transfer ends the transfer after the data timeout, although the idle timeout does not apply
+// while a transfer runs: the session is then dropped by the idle timeout and frees its slot, an
+// interrupted atomic upload leaves the old file intact and no temporary file, and a drain does
+// not wait for the drain timeout.
+func TestStalledDataConnection(t *testing.T) {
+	big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20) // 64 MiB: more than socket buffers hold
+	tests := []struct {
+		name  string
+		drain bool // stop the server while the transfer is stalled
+		retr  bool // a download whose client stops reading
+	}{
+		{"stalled upload", false, false},
+		{"stalled download", false, true},
+		{"drain during a stalled upload", true, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			ts := startServer(t, func(c *Config) {
+				c.IdleTimeout = 2 * time.Second
+				c.Limits.DataTimeout = time.Second
+				c.Limits.MaxSessionsPerIP = 1
+				c.DrainTimeout = 30 * time.Second
+			})
+			old := randomBytes(t, 10_000)
+			target := filepath.Join(ts.home("alice"), "keep.bin")
+			writeFile(t, target, old)
+			if tt.retr {
+				writeFile(t, filepath.Join(ts.home("alice"), "big.bin"), big)
+			}
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			data := rc.epsv()
+			defer data.Close()
+			if tt.retr {
+				rc.mustCmd(150, "RETR big.bin")
+			} else {
+				rc.mustCmd(150, "STOR keep.bin")
+				if _, err := data.Write([]byte("0123456789")); err != nil {
+					t.Fatal(err)
+				}
+			}
+			start := time.Now()
+			if tt.drain {
+				waitFor(t, "the upload to start", func() bool { return ts.activeTransfers() == 1 })
+				if err := ts.stop(); err != nil {
+					t.Fatal(err)
+				}
+				if d := time.Since(start); d > 10*time.Second {
+					t.Fatalf("drain took %v with a stalled upload (data timeout 1s)", d)
+				}
+			} else {
+				code, text := rc.read()
+				if code < 400 {
+					t.Fatalf("stalled transfer reported as %q", text)
+				}
+				if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
+					t.Fatalf("stalled transfer ended after %v, want about the 1s data timeout", d)
+				}
+				if !tt.retr && !strings.Contains(text, "no data moved on the data connection for 1s") {
+					t.Errorf("reply %q does not explain the data timeout", text)
+				}
+				// Now idle, the session is dropped by the idle timeout and frees its slot.
+				rc.expect(421)
+				rc.expectClosed(5 * time.Second)
+				waitFor(t, "the session slot to be freed", func() bool {
+					next := dialRawFrom(t, ts.Addr(), "127.0.0.1")
+					code, _ := next.read()
+					_ = next.conn.Close()
+					return code == 220
+				})
+			}
+			if got, _ := os.ReadFile(target); sum(got) != sum(old) {
+				t.Fatal("the stalled upload changed the old file")
+			}
+			if left := tempFiles(t, ts.home("alice")); len(left) != 0 {
+				t.Fatalf("temporary files left: %v", left)
+			}
+		})
+	}
+}

@@ -2,11 +2,14 @@ package ftpd
 
 import (
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +35,9 @@ type transferFile struct {
 	start   time.Time
 	bytes   int64
 	xferErr error
+	// timeout ends the copy when the data connection moves no byte for this long
+	// (Limits.DataTimeout at the start of the transfer).
+	timeout time.Duration
 
 	// For atomic uploads: the temporary file and the path it is renamed to on success.
 	tmpPath   string
@@ -61,8 +67,13 @@ func (t *transferFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// Seek applies a REST offset. Its error reaches the client: it must name the virtual path.
 func (t *transferFile) Seek(offset int64, whence int) (int64, error) {
-	return t.f.Seek(offset, whence)
+	n, err := t.f.Seek(offset, whence)
+	if err != nil {
+		return n, virtualErr("seek", t.vpath, err)
+	}
+	return n, nil
 }
 
 // WriteTo sends a download to the data connection through the large buffer.
@@ -83,10 +94,27 @@ func (t *transferFile) copy(w io.Writer, r io.Reader) (int64, error) {
 	defer copyBuffers.Put(bp)
 	buf := *bp
 	var total int64
+	rd, _ := r.(readDeadliner)
+	wd, _ := w.(writeDeadliner)
+	if _, file := r.(*os.File); file {
+		rd = nil // files have no deadlines; only the data connection can stall
+	}
+	if _, file := w.(*os.File); file {
+		wd = nil
+	}
 	for {
+		if rd != nil && t.timeout > 0 {
+			_ = rd.SetReadDeadline(time.Now().Add(t.timeout))
+		}
 		nr, rerr := r.Read(buf)
 		if nr > 0 {
+			if wd != nil && t.timeout > 0 {
+				_ = wd.SetWriteDeadline(time.Now().Add(t.timeout))
+			}
 			nw, werr := w.Write(buf[:nr])
+			if isTimeout(werr) && wd != nil {
+				werr = t.stalled()
+			}
 			total += int64(nw)
 			t.bytes += int64(nw)
 			if werr != nil {
@@ -99,10 +127,30 @@ func (t *transferFile) copy(w io.Writer, r io.Reader) (int64, error) {
 		if rerr == io.EOF {
 			return total, nil
 		}
+		if isTimeout(rerr) && rd != nil {
+			rerr = t.stalled()
+		}
 		if rerr != nil {
 			return total, rerr
 		}
 	}
+}
+
+// The data connection's side of a copy: deadlines exist only on the network side.
+type (
+	readDeadliner  interface{ SetReadDeadline(time.Time) error }
+	writeDeadliner interface{ SetWriteDeadline(time.Time) error }
+)
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// stalled is the error of a transfer ended by the data timeout; it reaches the client (in
+// ftpserverlib's transfer error reply).
+func (t *transferFile) stalled() error {
+	return fmt.Errorf("no data moved on the data connection for %s: %w", t.timeout, os.ErrDeadlineExceeded)
 }
 
 // TransferError is called by ftpserverlib before Close when the transfer was interrupted (ABOR,
@@ -181,10 +229,13 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 			return nil, err
 		}
 	}
+	if offset < 0 {
+		return nil, &fs.PathError{Op: "rest", Path: cleanVirtual(name), Err: errors.New("negative restart offset")}
+	}
 	if err := d.srv.transferStart(); err != nil {
 		return nil, err
 	}
-	t := &transferFile{drv: d, vpath: cleanVirtual(name), upload: upload, start: time.Now()}
+	t := &transferFile{drv: d, vpath: cleanVirtual(name), upload: upload, start: time.Now(), timeout: d.srv.dyn.Load().limits.DataTimeout}
 	var err error
 	switch {
 	case !upload:
@@ -196,7 +247,9 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 				err = &fs.PathError{Op: "open", Path: t.vpath, Err: errors.New("is a directory")}
 			}
 		}
-	case flags&os.O_APPEND != 0 || offset > 0 || flags&os.O_TRUNC == 0:
+	case offset > 0 && flags&os.O_APPEND == 0:
+		t.f, err = t.openResume(name, offset)
+	case flags&os.O_APPEND != 0 || flags&os.O_TRUNC == 0:
 		// APPE and resumed STOR write in place: the data before the offset must be kept.
 		t.f, err = d.fs.openFile(name, os.O_WRONLY|os.O_CREATE|(flags&os.O_APPEND), 0o644)
 	case !d.srv.dyn.Load().atomicUploads:
@@ -209,6 +262,34 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 		return nil, err
 	}
 	return t, nil
+}
+
+// openResume opens the target of a resumed STOR (REST offset, then STOR). The offset must not
+// be beyond the end of the existing file: seeking past the end would make a sparse file of any
+// size, and a missing file would be created empty before the seek failed. The size is taken
+// from the opened handle, so the file checked is the file written.
+func (t *transferFile) openResume(name string, offset int64) (*os.File, error) {
+	f, err := t.drv.fs.openFile(name, os.O_WRONLY, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &fs.PathError{Op: "rest", Path: t.vpath, Err: fmt.Errorf("restart offset %d is beyond the end of the file (it does not exist)", offset)}
+	}
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	switch {
+	case err != nil:
+		err = virtualErr("stat", t.vpath, err)
+	case fi.IsDir():
+		err = &fs.PathError{Op: "stor", Path: t.vpath, Err: errors.New("is a directory")}
+	case offset > fi.Size():
+		err = &fs.PathError{Op: "rest", Path: t.vpath, Err: fmt.Errorf("restart offset %d is beyond the end of the file (%d bytes)", offset, fi.Size())}
+	}
+	if err != nil {
+		_ = f.Close()
+		return nil, err
+	}
+	return f, nil
 }
 
 // openTemp prepares an atomic upload: a temporary file next to the target.
@@ -236,4 +317,30 @@ func (t *transferFile) openTemp(name string) error {
 	}
 	t.f, t.tmpPath, t.finalPath = f, f.Name(), final
 	return nil
+}
+
+// removeStaleUploads deletes upload temporaries left under dirs by a daemon that stopped in the
+// middle of an upload (crash, SIGKILL). Only files last modified before the given time are
+// removed, so that uploads started by this process while the walk runs are left alone. Symlinks
+// are not followed. It returns how many files were removed.
+func removeStaleUploads(dirs []string, before time.Time, logger *slog.Logger) int {
+	removed := 0
+	for _, dir := range dirs {
+		_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+			if err != nil || !d.Type().IsRegular() || !strings.HasPrefix(d.Name(), tempPrefix) {
+				return nil // unreadable parts are skipped, not fatal
+			}
+			fi, err := d.Info()
+			if err != nil || !fi.ModTime().Before(before) {
+				return nil
+			}
+			if err := os.Remove(p); err != nil {
+				logger.Warn("cannot remove a stale upload file", slog.String("path", p), slog.Any("error", err))
+				return nil
+			}
+			removed++
+			return nil
+		})
+	}
+	return removed
 }

@@ -17,10 +17,13 @@ const (
 	ReasonReady             = "Ready"
 	ReasonWaitingForAddress = "WaitingForAddress"
 	ReasonWaitingForPods    = "WaitingForPods"
-	ReasonSecretNotFound    = "SecretNotFound"
-	ReasonSecretInvalid     = "SecretInvalid"
-	ReasonClaimNotFound     = "ClaimNotFound"
-	ReasonPortConflict      = "PortConflict"
+	// ReasonWaitingForConfig: the pods are available but not all of them serve the current
+	// configuration (and so the current PASV address) yet.
+	ReasonWaitingForConfig = "WaitingForConfig"
+	ReasonSecretNotFound   = "SecretNotFound"
+	ReasonSecretInvalid    = "SecretInvalid"
+	ReasonClaimNotFound    = "ClaimNotFound"
+	ReasonPortConflict     = "PortConflict"
 	// ReasonNameConflict: an object with a name the operator needs exists and is not ours.
 	ReasonNameConflict = "NameConflict"
 	// ReasonClaimUpdateRejected: a claimTemplate change the existing claim cannot take.

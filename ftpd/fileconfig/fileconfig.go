@@ -116,6 +116,14 @@ type Limits struct {
 	BanAfterFailures int      `json:"banAfterFailures,omitempty"`
 	BanDuration      Duration `json:"banDuration,omitzero"`
 	MaxCommandLength int      `json:"maxCommandLength,omitempty"`
+	// IPv6PrefixLength is how many leading bits of an IPv6 client address make one client for
+	// maxSessionsPerIP and bans: a host usually owns a whole /64, so counting each address
+	// alone would let it open sessions and guess passwords from as many addresses as it likes.
+	IPv6PrefixLength int `json:"ipv6PrefixLength,omitempty"`
+	// DataTimeout ends a transfer whose data connection moves no byte for this long (vsftpd's
+	// data_connection_timeout). The idle timeout does not apply while a transfer runs, so
+	// without it a stalled data connection would hold its session, and delay a drain, forever.
+	DataTimeout Duration `json:"dataTimeout,omitzero"`
 }
 
 // Uploads configures how uploads are written.
@@ -164,6 +172,15 @@ const (
 	DefaultMaxCommandLength = 4096
 	DefaultDrainTimeout     = 30 * time.Second
 	DefaultHostnameTTL      = time.Minute
+	// DefaultIPv6PrefixLength counts an IPv6 /64 (one subnet, what a single site or host is
+	// given) as one client.
+	DefaultIPv6PrefixLength = 64
+	// MinIPv6PrefixLength is the coarsest grouping accepted: a /32 is a whole provider.
+	MinIPv6PrefixLength = 32
+	// DefaultDataTimeout is vsftpd's data_connection_timeout (300 s): long enough for a client
+	// or network that pauses (a slow disk on the client, TCP retransmission backoff), short
+	// enough that a stalled transfer frees its session within minutes.
+	DefaultDataTimeout = 5 * time.Minute
 )
 
 // Parse reads ftpd.yaml strictly (unknown fields are errors), fills defaults and validates.
@@ -205,10 +222,12 @@ func (c *Config) SetDefaults() {
 	setInt(&l.MaxSessionsPerIP, DefaultMaxSessionsPerIP)
 	setInt(&l.BanAfterFailures, DefaultBanAfterFailures)
 	setInt(&l.MaxCommandLength, DefaultMaxCommandLength)
+	setInt(&l.IPv6PrefixLength, DefaultIPv6PrefixLength)
 	setDuration(&l.IdleTimeout, DefaultIdleTimeout)
 	setDuration(&l.LoginTimeout, DefaultLoginTimeout)
 	setDuration(&l.FailedLoginDelay, DefaultFailedLoginDelay)
 	setDuration(&l.BanDuration, DefaultBanDuration)
+	setDuration(&l.DataTimeout, DefaultDataTimeout)
 	if c.Uploads.Atomic == nil {
 		c.Uploads.Atomic = ptr(true)
 	}
@@ -288,6 +307,9 @@ func (c *Config) Validate() error {
 	}
 	if l.MaxCommandLength < 64 {
 		bad("limits.maxCommandLength", "must be at least 64, got %d", l.MaxCommandLength)
+	}
+	if l.IPv6PrefixLength < MinIPv6PrefixLength || l.IPv6PrefixLength > 128 {
+		bad("limits.ipv6PrefixLength", "must be between %d and 128, got %d", MinIPv6PrefixLength, l.IPv6PrefixLength)
 	}
 	if l.BanAfterFailures < 1 {
 		bad("limits.banAfterFailures", "must be at least 1, got %d", l.BanAfterFailures)

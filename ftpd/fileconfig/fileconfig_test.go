@@ -40,6 +40,8 @@ func TestParseFillsDefaults(t *testing.T) {
 		{"TLS 1.2", c.TLS.MinVersion, "1.2"},
 		{"idle timeout", c.Limits.IdleTimeout.Duration, DefaultIdleTimeout},
 		{"ban after", c.Limits.BanAfterFailures, DefaultBanAfterFailures},
+		{"IPv6 prefix length", c.Limits.IPv6PrefixLength, DefaultIPv6PrefixLength},
+		{"data timeout", c.Limits.DataTimeout.Duration, DefaultDataTimeout},
 		{"drain", c.DrainTimeout.Duration, DefaultDrainTimeout},
 		{"log format", c.Log.Format, "json"},
 	}
@@ -89,6 +91,9 @@ func TestParseRejectsBadConfigs(t *testing.T) {
 		{"bad duration", "drainTimeout: soon", `duration "soon"`},
 		{"per-IP above global", "limits: {maxSessions: 5, maxSessionsPerIP: 6}", "need 1 <= maxSessionsPerIP (6) <= maxSessions (5)"},
 		{"relative data root", "dataRoot: data", "dataRoot: must be an absolute path"},
+		{"negative data timeout", "limits: {dataTimeout: -1s}", "must not be negative"},
+		{"IPv6 prefix too coarse", "limits: {ipv6PrefixLength: 16}", "limits.ipv6PrefixLength: must be between 32 and 128, got 16"},
+		{"IPv6 prefix too long", "limits: {ipv6PrefixLength: 129}", "limits.ipv6PrefixLength: must be between 32 and 128, got 129"},
 		{"bad listen", "listen: 2121", `listen: want host:port, got "2121"`},
 	}
 	for _, tc := range cases {

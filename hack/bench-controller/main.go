@@ -113,7 +113,10 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 	if err != nil {
 		return "", err
 	}
-	if err := (&controllers.FTPServerReconciler{Client: mgr.GetClient(), DaemonImage: "example.invalid/ftp:bench"}).SetupWithManager(mgr); err != nil {
+	if err := (&controllers.FTPServerReconciler{
+		Client: mgr.GetClient(), DaemonImage: "example.invalid/ftp:bench",
+		ConfigProber: &testenv.InstantDaemons{Client: env.Client},
+	}).SetupWithManager(mgr); err != nil {
 		return "", err
 	}
 	go func() { _ = mgr.Start(ctx) }()
@@ -179,12 +182,7 @@ func makeReady(ctx context.Context, c client.Client, ns string) error {
 	if err := c.Status().Update(ctx, &svc); err != nil {
 		return err
 	}
-	var dep appsv1.Deployment
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ftp"}, &dep); err != nil {
-		return err
-	}
-	dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
-	return c.Status().Update(ctx, &dep)
+	return testenv.MarkDeploymentAvailable(ctx, c, ns, "ftp")
 }
 
 func countDeployments(ctx context.Context, c client.Client, prefix string) int {

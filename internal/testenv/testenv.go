@@ -34,10 +34,18 @@ type Env struct {
 	Client     client.Client
 	Scheme     *k8sruntime.Scheme
 	env        *envtest.Environment
+
+	controllers *kubeControllers // when StartKubeControllers ran
 }
 
-// Stop shuts the control plane down.
-func (e *Env) Stop() error { return e.env.Stop() }
+// Stop shuts the control plane down, the kube controllers first.
+func (e *Env) Stop() error {
+	if e.controllers != nil {
+		e.controllers.stop()
+		e.controllers = nil
+	}
+	return e.env.Stop()
+}
 
 // Start boots kube-apiserver and etcd from $KUBEBUILDER_ASSETS (set by `make test`) and installs
 // the CRDs of config/crd/bases. It returns (nil, reason) when the binaries are not available

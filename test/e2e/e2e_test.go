@@ -45,6 +45,8 @@ type cluster struct {
 	// control is the control port the scenarios give their FTPServers: in loopback mode the
 	// forwarder listens in the harness's own network, where a non-root user cannot take 21.
 	control int32
+	// namespaces counts the namespaces created, to name the next one.
+	namespaces int
 }
 
 var (
@@ -161,12 +163,22 @@ func (c *cluster) require(t *testing.T) {
 	}
 }
 
+// newNamespace creates a namespace of its own for a scenario (name plus a counter, so repeated
+// runs with -count do not collide) and deletes it when the scenario ends: the real namespace
+// controller then removes what is left in it.
 func (c *cluster) newNamespace(t *testing.T, name string) string {
 	t.Helper()
-	if err := c.h.Client.Create(context.Background(), &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}); err != nil {
+	c.namespaces++
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, c.namespaces)}}
+	if err := c.h.Client.Create(context.Background(), ns); err != nil {
 		t.Fatalf("create namespace: %v", err)
 	}
-	return name
+	t.Cleanup(func() {
+		if err := c.h.Client.Delete(context.Background(), ns); err != nil {
+			t.Errorf("delete namespace %s: %v", ns.Name, err)
+		}
+	})
+	return ns.Name
 }
 
 func (c *cluster) apply(t *testing.T, ns, manifest string) {

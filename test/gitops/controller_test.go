@@ -8,7 +8,6 @@ import (
 
 	"github.com/go-logr/logr"
 	"golang.org/x/crypto/bcrypt"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -23,6 +22,7 @@ import (
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
+	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
 // TestGitOpsToolsReadTheControllersStatus runs the real reconciler against the API server and
@@ -138,10 +138,9 @@ func update(t *testing.T, obj client.Object, ns, name string, change func(client
 // markAvailable plays the Deployment controller once the operator has written its Deployment.
 func markAvailable(t *testing.T, ns string) {
 	t.Helper()
-	update(t, &appsv1.Deployment{}, ns, "files", func(o client.Object) {
-		d := o.(*appsv1.Deployment)
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1}
-	}, true)
+	if err := testenv.MarkDeploymentAvailable(t.Context(), env.Client, ns, "files"); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func startManager(t *testing.T) {
@@ -156,7 +155,10 @@ func startManager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &controllers.FTPServerReconciler{Client: mgr.GetClient(), DaemonImage: "example.invalid/ftp-operator:test", BcryptCost: bcrypt.MinCost}
+	r := &controllers.FTPServerReconciler{
+		Client: mgr.GetClient(), DaemonImage: "example.invalid/ftp-operator:test", BcryptCost: bcrypt.MinCost,
+		ConfigProber: &testenv.InstantDaemons{Client: env.Client},
+	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}

@@ -1,8 +1,10 @@
-// Package harness runs a local stand-in for a Kubernetes cluster around the real product: the
-// source-built kube-apiserver and etcd with our CRD, the manager wired as in `ftp-operator
-// manager`, and stand-ins for what a cluster adds around them: a kubelet and container runtime
-// that run the Deployments' pods as local processes of the real `ftp-operator` binary, a
-// garbage collector, and a load balancer/kube-proxy. The network comes in two modes
+// Package harness runs a local cluster around the real product, without privileges: the
+// source-built kube-apiserver and etcd with our CRD, the real kube-controller-manager and
+// kube-scheduler (Deployments, ReplicaSets, Pods, garbage collection, claim binding and
+// EndpointSlices are Kubernetes' own), the manager wired as in `ftp-operator manager`, and
+// stand-ins only for what a node and a cloud add: a kubelet and container runtime that run the
+// Pods bound to the harness's Node as local processes of the real `ftp-operator` binary, a
+// hostPath volume provisioner, and a load balancer/kube-proxy. The network comes in two modes
 // (Options.Network): loopback, unprivileged, with user-space forwarding on 127.0.0.0/8; and
 // namespace mode, as root, with a network namespace per pod behind a router namespace doing
 // nftables DNAT. The e2e tests and `make demo` use it. docs/testing.md says what is real and
@@ -135,9 +137,26 @@ func Start(opts Options) (*Harness, error) {
 	r := &controllers.FTPServerReconciler{
 		Client: mgr.GetClient(), DaemonImage: "local/ftp-operator:harness",
 		Recorder: mgr.GetEventRecorder("ftp-operator"), BcryptCost: opts.BcryptCost,
+		// The operator asks the pods which config they serve from where a cluster's pods are
+		// reachable: the node's network.
+		ConfigProber: &controllers.HTTPDaemonConfigProber{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return h.network.dialContext(ctx, roleNode, network, addr)
+		}},
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return fail(fmt.Errorf("register controller: %w", err))
+	}
+
+	if err := env.StartKubeControllers(filepath.Join(opts.WorkDir, "kube"), func(component string) io.Writer { return h.podLog(component) }); err != nil {
+		return fail(err)
+	}
+	setupCtx, cancelSetup := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancelSetup()
+	if err := h.node.register(setupCtx); err != nil {
+		return fail(err)
+	}
+	if err := h.createStorageClass(setupCtx); err != nil {
+		return fail(err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -151,7 +170,7 @@ func Start(opts Options) (*Harness, error) {
 	}()
 	go func() { defer h.done.Done(); h.node.run(ctx) }()
 	go func() { defer h.done.Done(); h.runServices(ctx) }()
-	go func() { defer h.done.Done(); h.runGarbageCollector(ctx) }()
+	go func() { defer h.done.Done(); h.runProvisioner(ctx) }()
 	return h, nil
 }
 

@@ -42,6 +42,9 @@ type forward struct {
 	ns         string
 	selector   map[string]string
 	targetPort int32
+	// direct: connections reach the pod without a forwarder in loopback mode (see
+	// loopbackNetwork.setForwards).
+	direct bool
 }
 
 func (f forward) key() string { return fmt.Sprintf("%s:%d", f.listenIP, f.listenPort) }
@@ -164,7 +167,7 @@ func (l *loopbackNetwork) setForwards(fwds []forward) {
 	defer l.mu.Unlock()
 	want := map[string]forward{}
 	for _, f := range fwds {
-		if f.listenPort == f.targetPort {
+		if f.direct {
 			continue // the pod's own listener already answers on this address
 		}
 		want[f.key()] = f

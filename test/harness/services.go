@@ -35,8 +35,17 @@ func (h *Harness) syncServices(ctx context.Context) error {
 				}
 				h.logf("loadbalancer: Service %s gets external address %s", key, ip)
 			}
+			// In loopback mode a Service whose every port equals its target port needs no
+			// forwarder: the daemon's control listener takes every local address, and its
+			// passive listeners bind the address the control connection reached, the load
+			// balancer's. One translated port (21 -> 2121) puts the control connection on the
+			// pod IP, and then the passive ports must be forwarded too.
+			direct := true
 			for _, p := range svc.Spec.Ports {
-				fwds = append(fwds, forward{listenIP: ip, listenPort: p.Port, ns: svc.Namespace, selector: svc.Spec.Selector, targetPort: p.TargetPort.IntVal})
+				direct = direct && p.Port == p.TargetPort.IntVal
+			}
+			for _, p := range svc.Spec.Ports {
+				fwds = append(fwds, forward{listenIP: ip, listenPort: p.Port, ns: svc.Namespace, selector: svc.Spec.Selector, targetPort: p.TargetPort.IntVal, direct: direct})
 			}
 		case corev1.ServiceTypeNodePort:
 			for _, p := range svc.Spec.Ports {

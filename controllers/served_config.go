@@ -1,0 +1,169 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+)
+
+// The readiness handshake. The daemon reads its config (and with it the PASV address) from a
+// mounted ConfigMap, which the kubelet rewrites only on its next sync of the pod: a minute or
+// more after our update on a real node, and the address is deliberately left out of the restart
+// checksum so that a new address never restarts the pods. A Deployment that is available
+// therefore says nothing about the address its pods advertise. So before Ready, the operator
+// asks every ready pod which config it serves (fileconfig.ServedConfigPath) and compares the
+// digest with the ConfigMap it rendered. To make the wait short, it also writes the version of
+// the pod's mounted inputs (config, users, TLS Secret) into a pod annotation: an update of the
+// pod object makes the kubelet sync that pod, and so rewrite its volumes, at once.
+
+// servedConfigRecheck is how soon a reconcile that waits for pods to serve the current config
+// looks again.
+const servedConfigRecheck = 2 * time.Second
+
+// DaemonConfigProber asks a daemon pod which config it serves: the digest of its ftpd.yaml
+// (fileconfig.ContentDigest).
+type DaemonConfigProber interface {
+	ServedConfig(ctx context.Context, pod *corev1.Pod) (string, error)
+}
+
+// HTTPDaemonConfigProber asks the pod's ops port over HTTP: the operator runs in the cluster
+// and reaches pod IPs, and our NetworkPolicy admits it to that port.
+type HTTPDaemonConfigProber struct {
+	// DialContext connects to the pod; nil uses a plain net.Dialer. Tests route it into the
+	// network the pods live in.
+	DialContext func(ctx context.Context, network, addr string) (net.Conn, error)
+	// Timeout per request; zero means 2 s.
+	Timeout time.Duration
+}
+
+// ServedConfig implements DaemonConfigProber.
+func (p *HTTPDaemonConfigProber) ServedConfig(ctx context.Context, pod *corev1.Pod) (string, error) {
+	if pod.Status.PodIP == "" {
+		return "", fmt.Errorf("pod %s has no IP yet", pod.Name)
+	}
+	timeout := p.Timeout
+	if timeout == 0 {
+		timeout = 2 * time.Second
+	}
+	transport := &http.Transport{DisableKeepAlives: true, DialContext: p.DialContext}
+	httpc := &http.Client{Timeout: timeout, Transport: transport}
+	url := "http://" + net.JoinHostPort(pod.Status.PodIP, fmt.Sprint(opsContainerPort)) + fileconfig.ServedConfigPath
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := httpc.Do(req)
+	if err != nil {
+		return "", fmt.Errorf("ask pod %s which config it serves: %w", pod.Name, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("ask pod %s which config it serves: %s answers %s (a daemon older than the operator?)", pod.Name, url, resp.Status)
+	}
+	var served fileconfig.ServedConfig
+	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 4096)).Decode(&served); err != nil {
+		return "", fmt.Errorf("ask pod %s which config it serves: %w", pod.Name, err)
+	}
+	return served.ConfigSHA256, nil
+}
+
+// servedConfig is what the handshake found: of the pods that count (ready, not terminating),
+// how many serve the current config, and why the others do not.
+type servedConfig struct {
+	checked bool // false when the rollout is not done yet and nothing was asked
+	ready   int
+	serving int
+	stale   []string // "<pod>: <why>", sorted
+}
+
+func (c servedConfig) complete(replicas int32) bool {
+	return c.serving >= int(replicas) && len(c.stale) == 0
+}
+
+func (c servedConfig) message(s *ftpv1alpha1.FTPServer, address string) string {
+	msg := fmt.Sprintf("%d of %d ready pods serve the current configuration (PASV address %s); the kubelet refreshes mounted ConfigMaps on its next sync of the pod",
+		c.serving, max(c.ready, int(replicasOf(s))), address)
+	if len(c.stale) > 0 {
+		msg += "; " + strings.Join(c.stale, "; ")
+	}
+	return msg
+}
+
+// podsOf lists the daemon pods of s from the API server (not a cache: the operator does not hold
+// every pod of the cluster in memory).
+func (r *FTPServerReconciler) podsOf(ctx context.Context, s *ftpv1alpha1.FTPServer) ([]corev1.Pod, error) {
+	var pods corev1.PodList
+	if err := r.apiReader.List(ctx, &pods, client.InNamespace(s.Namespace), client.MatchingLabels(selectorLabels(s))); err != nil {
+		return nil, fmt.Errorf("list pods of FTPServer %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	return pods.Items, nil
+}
+
+// announceInputs writes the version of the pod's mounted inputs on each pod that has another,
+// so that the kubelet rewrites its volumes now instead of at its next periodic sync.
+func (r *FTPServerReconciler) announceInputs(ctx context.Context, pods []corev1.Pod, version string) error {
+	for i := range pods {
+		p := &pods[i]
+		if p.DeletionTimestamp != nil || p.Annotations[inputsVersionAnnotation] == version {
+			continue
+		}
+		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{inputsVersionAnnotation: version}}})
+		if err != nil {
+			return err
+		}
+		if err := r.Patch(ctx, p, client.RawPatch(types.MergePatchType, patch)); client.IgnoreNotFound(err) != nil {
+			return fmt.Errorf("annotate pod %s/%s with its inputs' version: %w", p.Namespace, p.Name, err)
+		}
+	}
+	return nil
+}
+
+// checkServedConfig asks every ready pod which config it serves.
+func (r *FTPServerReconciler) checkServedConfig(ctx context.Context, pods []corev1.Pod, digest string) servedConfig {
+	out := servedConfig{checked: true}
+	for i := range pods {
+		p := &pods[i]
+		if p.DeletionTimestamp != nil || !podReady(p) {
+			continue
+		}
+		out.ready++
+		got, err := r.ConfigProber.ServedConfig(ctx, p)
+		switch {
+		case err != nil:
+			out.stale = append(out.stale, err.Error())
+		case got != digest:
+			out.stale = append(out.stale, fmt.Sprintf("pod %s still serves an older configuration", p.Name))
+		default:
+			out.serving++
+		}
+	}
+	sort.Strings(out.stale)
+	return out
+}
+
+// inputsVersion digests what a daemon pod mounts from us. The TLS Secret is not ours: its
+// resourceVersion stands for its content (cert-manager rotates it in place).
+func inputsVersion(configDigest string, users []byte, tlsSecretVersion string) string {
+	return fileconfig.ContentDigest([]byte(configDigest + "\n" + fileconfig.ContentDigest(users) + "\n" + tlsSecretVersion))[:16]
+}
+
+func podReady(p *corev1.Pod) bool {
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady {
+			return c.Status == corev1.ConditionTrue
+		}
+	}
+	return false
+}

@@ -1,0 +1,124 @@
+package controllers
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+)
+
+// neverReadyFor watches an FTPServer for d and fails if Ready is ever True meanwhile.
+func neverReadyFor(t *testing.T, ns, name string, d time.Duration) {
+	t.Helper()
+	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		s := get(t, ns, name, &ftpv1alpha1.FTPServer{})
+		if c := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
+			t.Fatalf("Ready turned True while the pod serves an older config: %+v", c)
+		}
+	}
+}
+
+// TestReadyWaitsForPodsToServeTheAddress: an available Deployment is not enough. Until the pod
+// serves the config carrying the load balancer's address, the server is not Ready, at first
+// start and after the address changes; the pod is annotated so its kubelet refreshes the volume.
+func TestReadyWaitsForPodsToServeTheAddress(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createSecret(t, ns, "alice-ftp", map[string]string{"password": "wonderland"})
+	if err := env.Client.Create(ctx, newFTPServer(ns, "files")); err != nil {
+		t.Fatal(err)
+	}
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForAddress)
+
+	// The pod starts before the address is known, and its kubelet does not refresh it yet.
+	markDeploymentAvailable(t, ns, "files")
+	pod := get(t, ns, "files-standin", &corev1.Pod{})
+	if err := daemons.Hold(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+
+	for i, address := range []string{"203.0.113.7", "203.0.113.8"} {
+		setLoadBalancerIP(t, ns, "files", address)
+		c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForConfig)
+		if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "0 of 1 ready pods") || !strings.Contains(c.Message, address) {
+			t.Fatalf("step %d: Ready = %+v, want False with who serves what and the new address", i, c)
+		}
+		s := get(t, ns, "files", &ftpv1alpha1.FTPServer{})
+		if rc := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReconciling); rc == nil || rc.Status != metav1.ConditionTrue {
+			t.Fatalf("step %d: Reconciling = %+v while pods catch up, want True", i, rc)
+		}
+		// Past several rechecks, still not Ready.
+		neverReadyFor(t, ns, "files", 3*servedConfigRecheck)
+		annotated := get(t, ns, "files-standin", &corev1.Pod{}).Annotations[inputsVersionAnnotation]
+		if annotated == "" || annotated == pod.Annotations[inputsVersionAnnotation] {
+			t.Fatalf("step %d: pod annotation %s = %q, want a new version so the kubelet refreshes the volume", i, inputsVersionAnnotation, annotated)
+		}
+		pod = get(t, ns, "files-standin", &corev1.Pod{})
+
+		// The kubelet refreshes the volume, the daemon reloads: Ready, with the new address.
+		daemons.Release(pod)
+		if c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady); c.Status != metav1.ConditionTrue {
+			t.Fatalf("step %d: Ready = %+v", i, c)
+		}
+		if got := get(t, ns, "files", &ftpv1alpha1.FTPServer{}).Status.PassiveAddress; got != address {
+			t.Fatalf("step %d: status.passiveAddress = %q, want %q", i, got, address)
+		}
+		if err := daemons.Hold(ctx, pod); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// TestHTTPDaemonConfigProber asks a real HTTP endpoint, reached through the dialer hook, the
+// way the manager asks a pod's ops port.
+func TestHTTPDaemonConfigProber(t *testing.T) {
+	tests := []struct {
+		name    string
+		podIP   string
+		handler http.HandlerFunc
+		want    string
+		wantErr string
+	}{
+		{"digest", "203.0.113.5", func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path != fileconfig.ServedConfigPath || r.Host != "203.0.113.5:8080" {
+				http.NotFound(w, r)
+				return
+			}
+			_, _ = w.Write([]byte(`{"configSHA256":"abc"}`))
+		}, "abc", ""},
+		{"a daemon without the endpoint", "203.0.113.5", http.NotFound, "", "404"},
+		{"not JSON", "203.0.113.5", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>")) }, "", "invalid character"},
+		{"no pod IP yet", "", func(http.ResponseWriter, *http.Request) {}, "", "no IP"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := httptest.NewServer(tt.handler)
+			defer srv.Close()
+			prober := &HTTPDaemonConfigProber{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String())
+			}}
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p"}, Status: corev1.PodStatus{PodIP: tt.podIP}}
+			got, err := prober.ServedConfig(context.Background(), pod)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil || got != tt.want {
+				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

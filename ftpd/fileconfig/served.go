@@ -1,0 +1,27 @@
+package fileconfig
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+)
+
+// ServedConfigPath is the daemon's ops endpoint that tells which ftpd.yaml it serves. The
+// operator asks every ready pod before it reports Ready: a mounted ConfigMap reaches the pod only
+// when the kubelet next refreshes the volume, so the pod alone knows when a new PASV address is
+// in force.
+const ServedConfigPath = "/config"
+
+// ServedConfig is the JSON answer of ServedConfigPath. It carries a digest, never the content:
+// the ops port is reachable by scrapers.
+type ServedConfig struct {
+	// ConfigSHA256 is ContentDigest of the ftpd.yaml in force; empty when the daemon runs from
+	// flags.
+	ConfigSHA256 string `json:"configSHA256"`
+}
+
+// ContentDigest is the hex SHA-256 of a config file's bytes: what the operator rendered into
+// the ConfigMap and what the daemon read from the mounted file are compared by it.
+func ContentDigest(data []byte) string {
+	sum := sha256.Sum256(data)
+	return hex.EncodeToString(sum[:])
+}

@@ -1,0 +1,115 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+)
+
+// Stand-ins for tests that run the operator against an API server alone (no kubelet, no
+// kube-controller-manager): the controller tests, the GitOps health tests and the controller
+// benchmark. The e2e harness runs the real controllers and daemons instead.
+
+// MarkDeploymentAvailable plays the Deployment controller and the kubelet for a Deployment of
+// one replica: its status says the latest generation is rolled out and available, and one Ready
+// Pod of its template exists (created if missing, its status set), so that the operator's
+// readiness handshake finds a pod to ask.
+func MarkDeploymentAvailable(ctx context.Context, c client.Client, namespace, name string) error {
+	var dep appsv1.Deployment
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &dep); err != nil {
+			return err
+		}
+		dep.Status = appsv1.DeploymentStatus{
+			ObservedGeneration: dep.Generation, Replicas: 1, UpdatedReplicas: 1, ReadyReplicas: 1, AvailableReplicas: 1,
+		}
+		return c.Status().Update(ctx, &dep)
+	})
+	if err != nil {
+		return fmt.Errorf("mark Deployment %s/%s available: %w", namespace, name, err)
+	}
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name: name + "-standin", Namespace: namespace,
+		Labels: dep.Spec.Template.Labels, Annotations: dep.Spec.Template.Annotations,
+	}, Spec: dep.Spec.Template.Spec}
+	if err := c.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create stand-in pod of %s/%s: %w", namespace, name, err)
+	}
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+			return err
+		}
+		pod.Status = corev1.PodStatus{
+			Phase: corev1.PodRunning, PodIP: "203.0.113.250",
+			Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+		}
+		return c.Status().Update(ctx, pod)
+	})
+}
+
+// InstantDaemons answers the operator's readiness handshake (controllers.DaemonConfigProber) as
+// daemons whose kubelet refreshes volumes at once would: each pod serves the ConfigMap its
+// "config" volume names, as it is now. Hold freezes a pod on the version it serves at that
+// moment, as a kubelet that has not synced the pod yet.
+type InstantDaemons struct {
+	Client client.Reader
+
+	mu   sync.Mutex
+	held map[string]string // namespace/pod -> digest served
+}
+
+// ServedConfig implements controllers.DaemonConfigProber.
+func (d *InstantDaemons) ServedConfig(ctx context.Context, pod *corev1.Pod) (string, error) {
+	d.mu.Lock()
+	digest, held := d.held[pod.Namespace+"/"+pod.Name]
+	d.mu.Unlock()
+	if held {
+		return digest, nil
+	}
+	return d.current(ctx, pod)
+}
+
+// Hold makes a pod keep serving the config it serves now, until Release.
+func (d *InstantDaemons) Hold(ctx context.Context, pod *corev1.Pod) error {
+	digest, err := d.current(ctx, pod)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.held == nil {
+		d.held = map[string]string{}
+	}
+	d.held[pod.Namespace+"/"+pod.Name] = digest
+	return nil
+}
+
+// Release lets a held pod serve the current config again.
+func (d *InstantDaemons) Release(pod *corev1.Pod) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.held, pod.Namespace+"/"+pod.Name)
+}
+
+func (d *InstantDaemons) current(ctx context.Context, pod *corev1.Pod) (string, error) {
+	for _, v := range pod.Spec.Volumes {
+		if v.Name != "config" || v.ConfigMap == nil {
+			continue
+		}
+		var cm corev1.ConfigMap
+		if err := d.Client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: v.ConfigMap.Name}, &cm); err != nil {
+			return "", fmt.Errorf("config of pod %s: %w", pod.Name, err)
+		}
+		return fileconfig.ContentDigest([]byte(cm.Data[fileconfig.ConfigFileName])), nil
+	}
+	return "", fmt.Errorf("pod %s mounts no config volume", pod.Name)
+}
