@@ -262,6 +262,16 @@ func teardownID(id string, logf func(string, ...any)) error {
 	if err := removeCgroups("/" + id); err != nil {
 		errs = append(errs, err)
 	}
+	// The root end of the node's veth goes with the node namespace, but only once the kernel's
+	// namespace cleanup has run, some time later: delete it now, so that it is gone when Stop
+	// returns.
+	if veth := rootVethOf(id); veth != "" {
+		if _, err := os.Stat(filepath.Join("/sys/class/net", veth)); err == nil {
+			if _, err := run("ip", "link", "del", veth); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
 	for _, ns := range namespacesOf(id) {
 		// Killed above; what remains in a pod's namespace is gone with the cgroups.
 		if _, err := run("ip", "netns", "del", ns); err != nil {
@@ -281,6 +291,15 @@ func teardownID(id string, logf func(string, ...any)) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// rootVethOf is the name of cluster id's interface in the root namespace: frn<hex>.
+func rootVethOf(id string) string {
+	i := strings.LastIndexByte(id, '-')
+	if i < 0 {
+		return ""
+	}
+	return "frn" + id[i+1:]
 }
 
 func readFileString(path string) string {

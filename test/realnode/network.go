@@ -128,7 +128,7 @@ func (c *Cluster) setupNetwork() error {
 		slot:        slot,
 		rootIP:      fmt.Sprintf("%s%d", rootSlotsPrefix, 4*slot+1),
 		nodeIP:      fmt.Sprintf("%s%d", rootSlotsPrefix, 4*slot+2),
-		rootVeth:    "frn" + c.suffix,
+		rootVeth:    rootVethOf(c.id),
 		nodeNS:      c.id + "-node",
 		clientNS:    c.id + "-client",
 		inClusterNS: c.id + "-incluster",

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -101,6 +102,11 @@ func TestOperatorOnRealNode(t *testing.T) {
 	r := &controllers.FTPServerReconciler{
 		Client: mgr.GetClient(), DaemonImage: daemonImage,
 		Recorder: mgr.GetEventRecorder("ftp-operator"), BcryptCost: 4,
+		// In a cluster the operator is a pod and reaches the daemons' ops ports on their pod
+		// IPs; here it asks them from the pod network, where the in-cluster client sits.
+		ConfigProber: &controllers.HTTPDaemonConfigProber{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.DialContext(ctx, realnode.InCluster, network, addr)
+		}},
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)

@@ -62,7 +62,7 @@ type Cluster struct {
 	Config *rest.Config
 	Scheme *k8sruntime.Scheme
 
-	id, suffix string // ftprn-<pid>-<hex>; <hex>
+	id         string // ftprn-<pid>-<hex>
 	dir        string // the run directory, /tmp/<id>
 	nodeName   string
 	controlDir string
@@ -139,14 +139,13 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		return nil, err
 	}
 	controlDir, runtimeDir := resolveDirs(opts)
-	suffix := randomHex(3)
-	id := fmt.Sprintf("ftprn-%d-%s", os.Getpid(), suffix)
+	id := fmt.Sprintf("ftprn-%d-%s", os.Getpid(), randomHex(3))
 	logw := opts.Log
 	if logw == nil {
 		logw = io.Discard
 	}
 	c := &Cluster{
-		id: id, suffix: suffix, dir: filepath.Join(runBase, id), nodeName: "realnode",
+		id: id, dir: filepath.Join(runBase, id), nodeName: "realnode",
 		controlDir: controlDir, runtimeDir: runtimeDir, log: logw, saveLogsTo: opts.SaveLogsTo,
 		lbOverrides: map[string]string{}, lbAllocated: map[string]string{},
 	}
