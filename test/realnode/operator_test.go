@@ -215,6 +215,13 @@ func TestOperatorOnRealNode(t *testing.T) {
 	if _, err := os.Stat(onVolume); err != nil {
 		t.Errorf("the retained claim lost its data: %v", err)
 	}
+	// The kubelet stopped the daemon with SIGTERM and it drained and exited 0.
+	exit, ok := c.LastExit(operatorNamespace, "files")
+	if !ok || exit.Status != "exit status 0" {
+		t.Errorf("the daemon did not stop cleanly: %+v (recorded: %v)", exit, ok)
+	} else if log, err := os.ReadFile(exit.LogPath); err != nil || !bytes.Contains(log, []byte(`"msg":"draining"`)) || !bytes.Contains(log, []byte(`"msg":"ftpd stopped"`)) {
+		t.Errorf("the daemon's last log shows no drain (%v):\n%s", err, log)
+	}
 
 	stopMgr()
 	<-mgrDone

@@ -18,6 +18,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -79,6 +80,8 @@ type Cluster struct {
 	phases      []Phase
 	lbOverrides map[string]string
 	lbAllocated map[string]string
+	exits       map[types.NamespacedName]PodExit
+	exitSeen    map[types.NamespacedName]string
 
 	cancel  context.CancelFunc
 	loops   sync.WaitGroup
@@ -148,6 +151,7 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		id: id, dir: filepath.Join(runBase, id), nodeName: "realnode",
 		controlDir: controlDir, runtimeDir: runtimeDir, log: logw, saveLogsTo: opts.SaveLogsTo,
 		lbOverrides: map[string]string{}, lbAllocated: map[string]string{},
+		exits: map[types.NamespacedName]PodExit{}, exitSeen: map[types.NamespacedName]string{},
 	}
 	c.Scheme = k8sruntime.NewScheme()
 	if err := clientgoscheme.AddToScheme(c.Scheme); err != nil {
@@ -280,9 +284,10 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	}
 	loopCtx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
-	c.loops.Add(2)
+	c.loops.Add(3)
 	go func() { defer c.loops.Done(); c.runLoadBalancer(loopCtx) }()
 	go func() { defer c.loops.Done(); c.runProvisioner(loopCtx) }()
+	go func() { defer c.loops.Done(); c.runExitRecorder(loopCtx) }()
 	return nil
 }
 
