@@ -54,8 +54,11 @@ type Phase struct {
 	Duration time.Duration
 }
 
-// Cluster is a running single-node cluster. Its methods mirror test/harness's Harness, so that
-// tests can be written against either.
+// Cluster is a running single-node cluster. Its methods mirror test/harness's Harness (Client,
+// KubeConfig, Apply, WaitReady, ClaimPath, SetLoadBalancerAddress, NodeAddress, Network,
+// PodNetworkCIDR, ClientIP, DialContext, Dialer, ClientCommand, ClientExec, PodIP, PodLog,
+// PodPID, LastExit, Stop, with the same client roles), so that tests can be written against
+// either; pods are named by their Deployment, which the operator names after the FTPServer.
 type Cluster struct {
 	// Client talks to the API server as an administrator (system:masters).
 	Client client.Client
