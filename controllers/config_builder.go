@@ -1,8 +1,6 @@
 package controllers
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"path"
@@ -86,7 +84,7 @@ func ftpdConfigFor(s *ftpv1alpha1.FTPServer, obs observed) *fileconfig.Config {
 			BanAfterFailures: int(spec.Limits.MaxFailedLogins),
 			BanDuration:      duration(spec.Limits.BanDuration),
 		},
-		DrainTimeout: duration(spec.DrainTimeout),
+		DrainTimeout: optionalDuration(spec.DrainTimeout),
 	}
 	return cfg
 }
@@ -128,6 +126,14 @@ func tlsConfigFor(t ftpv1alpha1.TLSSpec) fileconfig.TLS {
 	}
 }
 
+// optionalDuration keeps a set zero (drainTimeout: 0s means no drain) apart from an unset value.
+func optionalDuration(d *metav1.Duration) *fileconfig.Duration {
+	if d == nil {
+		return nil
+	}
+	return &fileconfig.Duration{Duration: d.Duration}
+}
+
 func duration(d *metav1.Duration) fileconfig.Duration {
 	if d == nil {
 		return fileconfig.Duration{}
@@ -148,18 +154,16 @@ func configMapFor(s *ftpv1alpha1.FTPServer, cfg *fileconfig.Config) (*corev1.Con
 	}, nil
 }
 
-// restartChecksum hashes the parts of the config the daemon cannot apply without a restart:
-// everything except the PASV address (hot-reloaded) and the users (a separate file). It goes on
-// the pod template, so only those changes roll the pods.
+// restartChecksum digests the settings the daemon cannot apply without a restart, as
+// classified once for both sides by fileconfig (settingReload): the PASV address, the limits
+// and the users (a separate file) are left out. It goes on the pod template, so only changes
+// that need a restart roll the pods.
 func restartChecksum(cfg *fileconfig.Config) (string, error) {
-	restartRelevant := *cfg
-	restartRelevant.Passive.Address = fileconfig.PassiveAddress{}
-	data, err := fileconfig.Marshal(&restartRelevant)
+	digest, err := fileconfig.RestartDigest(cfg)
 	if err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256(data)
-	return hex.EncodeToString(sum[:8]), nil
+	return digest[:16], nil
 }
 
 // objectMeta is the metadata of an object owned by s: deleted with it by garbage collection.

@@ -4,14 +4,17 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 	"k8s.io/utils/ptr"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 func TestPassiveAddressFor(t *testing.T) {
@@ -51,19 +54,85 @@ func TestPassiveAddressFor(t *testing.T) {
 	}
 }
 
-func TestRestartChecksumIgnoresHotReloadedParts(t *testing.T) {
-	s := minimalServer()
-	base := ftpdConfigFor(s, observed{loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}})
-	moved := ftpdConfigFor(s, observed{loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.99"}}})
-	a, _ := restartChecksum(base)
-	b, _ := restartChecksum(moved)
-	if a != b {
-		t.Fatal("a new PASV address changed the restart checksum: the pods would roll")
+// TestRestartChecksumFollowsWhatTheDaemonReloads: the pods roll for changes the daemon cannot
+// apply live, and only for those (the classification is fileconfig's, shared with the daemon).
+func TestRestartChecksumFollowsWhatTheDaemonReloads(t *testing.T) {
+	lb := observed{loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}}
+	checksum := func(t *testing.T, s *ftpv1alpha1.FTPServer, obs observed) string {
+		t.Helper()
+		sum, err := restartChecksum(ftpdConfigFor(s, obs))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sum
 	}
-	s.Spec.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSExplicit, SecretName: "x", MinVersion: "1.2"}
-	c, _ := restartChecksum(ftpdConfigFor(s, observed{}))
-	if c == a {
-		t.Fatal("turning TLS on did not change the restart checksum")
+	base := checksum(t, minimalServer(), lb)
+	tests := []struct {
+		name   string
+		change func(*ftpv1alpha1.FTPServer, *observed)
+		rolls  bool
+	}{
+		{"a new load balancer address", func(_ *ftpv1alpha1.FTPServer, o *observed) {
+			o.loadBalancerIngress = []corev1.LoadBalancerIngress{{IP: "203.0.113.99"}}
+		}, false},
+		{"session limits", func(s *ftpv1alpha1.FTPServer, _ *observed) {
+			s.Spec.Limits.MaxSessions, s.Spec.Limits.MaxSessionsPerIP = 7, 2
+		}, false},
+		{"ban settings", func(s *ftpv1alpha1.FTPServer, _ *observed) { s.Spec.Limits.MaxFailedLogins = 9 }, false},
+		{"TLS on", func(s *ftpv1alpha1.FTPServer, _ *observed) {
+			s.Spec.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSExplicit, SecretName: "x", MinVersion: "1.2"}
+		}, true},
+		{"idle timeout", func(s *ftpv1alpha1.FTPServer, _ *observed) {
+			s.Spec.Limits.IdleTimeout = &metav1.Duration{Duration: time.Minute}
+		}, true},
+		{"passive range", func(s *ftpv1alpha1.FTPServer, _ *observed) { s.Spec.Ports.Passive.End++ }, true},
+		{"drain timeout", func(s *ftpv1alpha1.FTPServer, _ *observed) {
+			s.Spec.DrainTimeout = &metav1.Duration{Duration: 17 * time.Second}
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s, obs := minimalServer(), lb
+			tt.change(s, &obs)
+			if rolled := checksum(t, s, obs) != base; rolled != tt.rolls {
+				t.Fatalf("restart checksum changed = %v, want %v", rolled, tt.rolls)
+			}
+		})
+	}
+}
+
+// TestDrainTimeoutEdges: the daemon's drain timeout and the pod's grace period agree for every
+// value the API accepts, 0s included (no drain, not the daemon's default).
+func TestDrainTimeoutEdges(t *testing.T) {
+	tests := []struct {
+		drain time.Duration
+		grace int64
+	}{
+		{0, drainGrace},
+		{1500 * time.Millisecond, 2 + drainGrace},
+		{2 * time.Minute, 120 + drainGrace},
+		{24 * time.Hour, 86400 + drainGrace},
+	}
+	for _, tt := range tests {
+		t.Run(tt.drain.String(), func(t *testing.T) {
+			s := minimalServer()
+			s.Spec.DrainTimeout = &metav1.Duration{Duration: tt.drain}
+			cm, err := configMapFor(s, ftpdConfigFor(s, observed{}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			parsed, err := fileconfig.Parse([]byte(cm.Data[fileconfig.ConfigFileName]))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := parsed.DrainTimeout.Duration; got != tt.drain {
+				t.Fatalf("the daemon reads drainTimeout %v, want %v", got, tt.drain)
+			}
+			dep := deploymentFor(s, observed{}, "sum")
+			if got := *dep.Spec.Template.Spec.TerminationGracePeriodSeconds; got != tt.grace {
+				t.Fatalf("terminationGracePeriodSeconds = %d, want %d", got, tt.grace)
+			}
+		})
 	}
 }
 

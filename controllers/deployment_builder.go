@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"math"
 	"path"
 	"slices"
 
@@ -40,10 +41,6 @@ func deploymentFor(s *ftpv1alpha1.FTPServer, obs observed, checksum string) *app
 	if image == "" {
 		image = obs.daemonImage
 	}
-	drain := int64(0)
-	if s.Spec.DrainTimeout != nil {
-		drain = int64(s.Spec.DrainTimeout.Seconds())
-	}
 
 	return &appsv1.Deployment{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
@@ -58,7 +55,7 @@ func deploymentFor(s *ftpv1alpha1.FTPServer, obs observed, checksum string) *app
 					// The daemon never talks to the API server.
 					AutomountServiceAccountToken:  ptr.To(false),
 					EnableServiceLinks:            ptr.To(false),
-					TerminationGracePeriodSeconds: ptr.To(drain + drainGrace),
+					TerminationGracePeriodSeconds: ptr.To(terminationGraceFor(s)),
 					SecurityContext:               podSecurityContext(s),
 					ImagePullSecrets:              s.Spec.Pod.ImagePullSecrets,
 					ServiceAccountName:            s.Spec.Pod.ServiceAccountName,
@@ -72,6 +69,17 @@ func deploymentFor(s *ftpv1alpha1.FTPServer, obs observed, checksum string) *app
 			},
 		},
 	}
+}
+
+// terminationGraceFor is drainTimeout rounded up to whole seconds plus drainGrace, so the daemon
+// always reaches its own drain deadline and closes up before the kubelet's SIGKILL. drainTimeout
+// 0s means no drain: the daemon closes transfers at once and the pod still gets drainGrace.
+func terminationGraceFor(s *ftpv1alpha1.FTPServer) int64 {
+	drain := int64(0)
+	if d := s.Spec.DrainTimeout; d != nil {
+		drain = int64(math.Ceil(d.Seconds()))
+	}
+	return drain + drainGrace
 }
 
 // podSecurityContext is restricted-PSS compliant by default; spec.pod.securityContext replaces it

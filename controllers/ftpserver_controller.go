@@ -150,9 +150,13 @@ func (r *FTPServerReconciler) applyAll(ctx context.Context, s *ftpv1alpha1.FTPSe
 		case apierrors.IsInvalid(err) || apierrors.IsForbidden(err):
 			// Most of a bound claim is immutable. The claim as it is still serves, so the rest
 			// of the spec goes ahead; the refused change is reported.
-			out.blocker = &blocker{reason: ftpv1alpha1.ReasonClaimUpdateRejected, message: fmt.Sprintf(
+			msg := fmt.Sprintf(
 				"PersistentVolumeClaim %s/%s cannot take the claimTemplate's change (storage class, access modes and a smaller size cannot change on an existing claim); revert it or move the data to a new volume: %v",
-				claim.Namespace, claim.Name, err)}
+				claim.Namespace, claim.Name, err)
+			if out.blocker != nil && out.blocker.reason == ftpv1alpha1.ReasonClaimUpdateRejected {
+				msg = out.blocker.message + "; " + msg // every refused claim is named
+			}
+			out.blocker = &blocker{reason: ftpv1alpha1.ReasonClaimUpdateRejected, message: msg}
 		default:
 			return out, err
 		}
@@ -330,9 +334,10 @@ func (r *FTPServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Secrets are watched by metadata only (a change still bumps their resourceVersion) and
 		// read from the API server when needed.
 		Owns(&corev1.Secret{}, builder.OnlyMetadata).
-		// Referenced Secrets (passwords, TLS) and claims are not ours; the indexes map them back.
+		// Referenced Secrets (passwords, TLS) and claims are not ours, and retained claims have
+		// no owner reference; the indexes and the server label map them back.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(serversReferencing(mgr.GetClient(), indexSecretNames)), builder.OnlyMetadata).
-		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(serversReferencing(mgr.GetClient(), indexClaimNames))).
+		Watches(&corev1.PersistentVolumeClaim{}, handler.EnqueueRequestsFromMapFunc(serversOfClaim(mgr.GetClient()))).
 		Named("ftpserver").
 		Complete(r)
 }

@@ -578,13 +578,17 @@ func TestForeignObjectsAreNeverTakenOver(t *testing.T) {
 }
 
 // TestRefusedClaimChangeDoesNotBlockTheRest: a claimTemplate change the existing claim cannot
-// take is reported, and the rest of the spec still goes out.
+// take is reported, and the rest of the spec still goes out; the rollout strategy follows the
+// claims as they are (ReadWriteOnce: Recreate), not the refused template (ReadWriteMany would
+// surge a second pod that may land on another node and hang on the volume).
 func TestRefusedClaimChangeDoesNotBlockTheRest(t *testing.T) {
 	startManager(t)
 	ns := newNamespace(t)
 	readyServer(t, ns, "files")
 	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) {
-		s.Spec.Volumes[0].ClaimTemplate.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
+		for i := range s.Spec.Volumes {
+			s.Spec.Volumes[i].ClaimTemplate.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
+		}
 		s.Spec.Ports.Control = 2100
 	})
 	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonClaimUpdateRejected)
@@ -595,4 +599,90 @@ func TestRefusedClaimChangeDoesNotBlockTheRest(t *testing.T) {
 		svc := get(t, ns, "files", &corev1.Service{})
 		return svc.Spec.Ports[0].Port == 2100, fmt.Errorf("port %d", svc.Spec.Ports[0].Port)
 	})
+	// The Deployment is applied after the Service in the same pass: watch it for a while.
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if st := get(t, ns, "files", &appsv1.Deployment{}).Spec.Strategy.Type; st != appsv1.RecreateDeploymentStrategyType {
+			t.Fatalf("strategy %s after a refused change to ReadWriteMany; the claims are still ReadWriteOnce", st)
+		}
+	}
+}
+
+// TestDeletedRetainedClaimIsRecreated: a claim kept on delete has no owner reference, yet its
+// deletion reaches its server (watched through the server label), which re-creates it.
+func TestDeletedRetainedClaimIsRecreated(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	claim := get(t, ns, "files-data", &corev1.PersistentVolumeClaim{})
+	if len(claim.OwnerReferences) != 0 {
+		t.Fatalf("retained claim has owner references %+v", claim.OwnerReferences)
+	}
+	if err := env.Client.Delete(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	// The pvc-protection finalizer goes once no pod uses the claim; no controller-manager runs
+	// here, so the test removes it as that controller would.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		c := &corev1.PersistentVolumeClaim{}
+		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(claim), c); err != nil {
+			return client.IgnoreNotFound(err)
+		}
+		c.Finalizers = nil
+		return env.Client.Update(ctx, c)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "the retained claim re-created", func() (bool, error) {
+		c := &corev1.PersistentVolumeClaim{}
+		if ok, err := exists(ns, "files-data", c); !ok {
+			return false, err
+		}
+		return c.UID != claim.UID && c.DeletionTimestamp == nil, fmt.Errorf("claim %s, deleting %v", c.UID, c.DeletionTimestamp)
+	})
+}
+
+// TestReplicasZeroStopsTheServer: replicas 0 scales the daemon to nothing, keeps the Service and
+// the claims, and reports Stopping, then Stopped (Ready True: the state asked for, reached, with
+// no Reconciling or Stalled); replicas 1 brings it back.
+func TestReplicasZeroStopsTheServer(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(0)) })
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonStopping)
+	if r := get(t, ns, "files", &appsv1.Deployment{}).Spec.Replicas; r == nil || *r != 0 {
+		t.Fatalf("Deployment replicas = %v, want 0", r)
+	}
+	// Play the Deployment controller: the pod is gone.
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		dep := get(t, ns, "files", &appsv1.Deployment{})
+		dep.Status = appsv1.DeploymentStatus{ObservedGeneration: dep.Generation}
+		return env.Client.Status().Update(ctx, dep)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonStopped)
+	s := get(t, ns, "files", &ftpv1alpha1.FTPServer{})
+	if c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "no daemon pod runs") || s.Status.ReadyReplicas != 0 {
+		t.Fatalf("stopped server: Ready %+v, readyReplicas %d", c, s.Status.ReadyReplicas)
+	}
+	for _, cond := range []string{ftpv1alpha1.ConditionReconciling, ftpv1alpha1.ConditionStalled} {
+		if meta.FindStatusCondition(s.Status.Conditions, cond) != nil {
+			t.Fatalf("%s present on a stopped server", cond)
+		}
+	}
+	for _, kept := range []struct {
+		name string
+		obj  client.Object
+	}{{"files", &corev1.Service{}}, {"files-data", &corev1.PersistentVolumeClaim{}}, {"files-scratch", &corev1.PersistentVolumeClaim{}}} {
+		if ok, err := exists(ns, kept.name, kept.obj); !ok {
+			t.Fatalf("%T %s gone on a stopped server: %v", kept.obj, kept.name, err)
+		}
+	}
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(1)) })
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForPods)
 }

@@ -70,13 +70,18 @@ func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServ
 
 func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.FTPServer, obs *observed) (*blocker, error) {
 	for _, v := range s.Spec.Volumes {
-		if v.ClaimTemplate != nil {
-			obs.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
-			continue
-		}
-		pvc, err := getOptional(ctx, r.Client, s.Namespace, v.ClaimName, &corev1.PersistentVolumeClaim{})
+		pvc, err := getOptional(ctx, r.Client, s.Namespace, claimName(s, v), &corev1.PersistentVolumeClaim{})
 		if err != nil {
 			return nil, err
+		}
+		if v.ClaimTemplate != nil {
+			// The rollout strategy follows the claim as it is: a template change the claim
+			// refuses (ClaimUpdateRejected) must not make a ReadWriteOnce claim look shareable.
+			obs.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
+			if pvc != nil {
+				obs.claimAccessModes[v.Name] = pvc.Spec.AccessModes
+			}
+			continue
 		}
 		if pvc == nil {
 			return &blocker{reason: ftpv1alpha1.ReasonClaimNotFound, message: fmt.Sprintf(

@@ -43,6 +43,14 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, ou
 	switch {
 	case block != nil:
 		c.reason, c.message, c.stalled = block.reason, block.message, true
+	case replicasOf(s) == 0 && (dep == nil || dep.Status.ObservedGeneration < dep.Generation || dep.Status.Replicas > 0):
+		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonStopping, stoppingMessage(s, dep), true
+	case replicasOf(s) == 0:
+		// Stopped is the state asked for, reached: Ready True (as a Deployment scaled to zero is
+		// Available), so kstatus reads Current and "not Ready" alerts stay quiet; the reason
+		// and message say that nothing serves.
+		c.ready, c.reason, c.message = true, ftpv1alpha1.ReasonStopped, fmt.Sprintf(
+			"stopped: spec.replicas is 0, no daemon pod runs; the Service %s/%s, the claims and their data are kept (set replicas: 1 to serve again)", s.Namespace, s.Name)
 	case !out.address.known():
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, obs), true
 	case !rolledOut(dep, replicasOf(s)):
@@ -64,6 +72,14 @@ func rolledOut(dep *appsv1.Deployment, replicas int32) bool {
 	}
 	st := dep.Status
 	return st.UpdatedReplicas >= replicas && st.AvailableReplicas >= replicas && st.Replicas == st.UpdatedReplicas
+}
+
+func stoppingMessage(s *ftpv1alpha1.FTPServer, dep *appsv1.Deployment) string {
+	if dep == nil {
+		return "stopping: spec.replicas is 0"
+	}
+	return fmt.Sprintf("stopping: spec.replicas is 0; %d daemon pods still draining (kubectl -n %s get pods -l %s=%s)",
+		dep.Status.Replicas, s.Namespace, labelInstance, s.Name)
 }
 
 func waitingForAddressMessage(s *ftpv1alpha1.FTPServer, obs observed) string {

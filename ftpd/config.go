@@ -25,11 +25,13 @@ import (
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
-// Defaults used when the corresponding Config field is zero.
+// Defaults used when the corresponding Config field is zero (DrainTimeout: the flag's default;
+// zero there means no drain). Those the config file shares come from ftpd/fileconfig, the one
+// home of the daemon's defaults.
 const (
 	DefaultListenAddr     = "127.0.0.1:2121"
-	DefaultDrainTimeout   = 30 * time.Second
-	DefaultIdleTimeout    = 15 * time.Minute
+	DefaultDrainTimeout   = fileconfig.DefaultDrainTimeout
+	DefaultIdleTimeout    = fileconfig.DefaultIdleTimeout
 	DefaultBanner         = "ftp-operator ftpd ready"
 	DefaultReloadInterval = 2 * time.Second
 )
@@ -78,7 +80,8 @@ type Config struct {
 	// HealthAddr is the address of the HTTP /healthz, /readyz and /metrics endpoints; empty
 	// disables them.
 	HealthAddr string
-	// DrainTimeout bounds how long in-flight transfers may run after a shutdown is requested.
+	// DrainTimeout bounds how long in-flight transfers may run after a shutdown is requested;
+	// zero closes them at once.
 	DrainTimeout time.Duration
 	// IdleTimeout disconnects sessions that send no command for this long (whole seconds;
 	// ftpserverlib counts in seconds).
@@ -271,7 +274,6 @@ func (c *Config) Validate() error {
 	if c.DrainTimeout < 0 || c.IdleTimeout < 0 || c.ReloadInterval < 0 {
 		return errors.New("drain, idle and reload durations must not be negative")
 	}
-	setDefault(&c.DrainTimeout, DefaultDrainTimeout)
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.ReloadInterval, DefaultReloadInterval)
 	if c.Banner == "" {

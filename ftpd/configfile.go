@@ -25,6 +25,8 @@ type fileSource struct {
 	// configDigest is fileconfig.ContentDigest of the config file alone, reported on the ops
 	// endpoint so that the operator can tell which version a pod serves.
 	configDigest string
+	// file is the parsed config (defaults filled), to tell which changes need a restart.
+	file *fileconfig.Config
 }
 
 // loadedFiles is one consistent read of the config and users files.
@@ -66,6 +68,7 @@ func loadFiles(path string) (*loadedFiles, error) {
 	src := &fileSource{
 		configPath: path, usersPath: fc.UsersFile,
 		sum: contentSum(configData, usersData), configDigest: fileconfig.ContentDigest(configData),
+		file: fc,
 	}
 	cfg, err := fromFileConfig(fc, users, os.Getenv(PodIPEnv))
 	if err != nil {
@@ -120,7 +123,7 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 		},
 		DisableAtomicUploads: fc.Uploads.Atomic != nil && !*fc.Uploads.Atomic,
 		IdleTimeout:          fc.Limits.IdleTimeout.Duration,
-		DrainTimeout:         fc.DrainTimeout.Duration,
+		DrainTimeout:         fc.DrainTimeout.Duration, // set by Parse's defaults
 	}
 	if fc.TLS.MinVersion == "1.3" {
 		cfg.TLS.MinVersion = tls.VersionTLS13

@@ -6,8 +6,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"reflect"
 	"time"
+
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // dynamic is the part of the configuration a reload can replace. Sessions read it through an
@@ -132,7 +133,13 @@ func (s *Server) apply(lf *loadedFiles) error {
 	if err != nil {
 		return err
 	}
-	if changed := restartOnlyChanges(&s.cfg, &cfg); len(changed) > 0 {
+	// Compared with the config the daemon started from: what it cannot apply stays reported
+	// until a restart, however many reloads come in between.
+	changed, err := fileconfig.RestartChanges(s.cfg.source.file, lf.file)
+	if err != nil {
+		return err
+	}
+	if len(changed) > 0 {
 		s.logger.Warn("config changes that need a restart are not applied", slog.Any("fields", changed))
 	}
 	s.dyn.Store(dyn)
@@ -140,34 +147,6 @@ func (s *Server) apply(lf *loadedFiles) error {
 	s.servedConfig.Store(&lf.source.configDigest)
 	s.logger.Info("config reloaded", slog.Int("users", len(cfg.Users)), slog.Bool("anonymous", cfg.Anonymous != nil))
 	return nil
-}
-
-// restartOnlyChanges names the settings that differ between two configs but are only read at
-// start (sockets, passive ports, TLS mode, timeouts ftpserverlib reads once).
-func restartOnlyChanges(old, cur *Config) []string {
-	fields := []struct {
-		name     string
-		old, cur any
-	}{
-		{"listen", old.ListenAddr, cur.ListenAddr},
-		{"opsListen", old.HealthAddr, cur.HealthAddr},
-		{"dataRoot", old.Root, cur.Root},
-		{"passive.listenedPorts", old.PassivePorts, cur.PassivePorts},
-		{"passive.exposedPorts", old.PassiveExposedPorts, cur.PassiveExposedPorts},
-		{"passive.multiplexing", old.DisablePassiveMultiplexing, cur.DisablePassiveMultiplexing},
-		{"passive.allowDataFromOtherIP", old.AllowDataFromOtherIP, cur.AllowDataFromOtherIP},
-		{"active.enabled", old.ActiveMode, cur.ActiveMode},
-		{"tls", old.TLS, cur.TLS},
-		{"limits.idleTimeout", old.IdleTimeout, cur.IdleTimeout},
-		{"drainTimeout", old.DrainTimeout, cur.DrainTimeout},
-	}
-	var changed []string
-	for _, f := range fields {
-		if !reflect.DeepEqual(f.old, f.cur) {
-			changed = append(changed, f.name)
-		}
-	}
-	return changed
 }
 
 // reloadCert swaps in a changed certificate; a broken one is logged and the old one kept.

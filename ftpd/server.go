@@ -202,12 +202,15 @@ func (s *Server) Serve(ctx context.Context) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.ftp.Serve() }()
 	// Temporaries of uploads cut by a crash are invisible and unreachable for clients; they are
-	// removed in the background so that a large volume does not delay the start.
-	go func(start time.Time) {
-		if n := removeStaleUploads(s.uploadDirs(), start, s.logger); n > 0 {
+	// removed in the background so that a large volume does not delay the start. The kernel
+	// stamps files from a coarse clock that lags time.Now() by up to a few milliseconds, so an
+	// upload this process starts right away could look older than the start: only files older
+	// than a second before it count as stale (a crashed pod restarts after a longer back-off).
+	go func(before time.Time) {
+		if n := removeStaleUploads(s.uploadDirs(), before, s.logger); n > 0 {
 			s.logger.Info("stale upload files removed", slog.Int("files", n))
 		}
-	}(time.Now())
+	}(time.Now().Add(-staleUploadMargin))
 	watchCtx, stopWatching := context.WithCancel(ctx)
 	defer stopWatching()
 	s.watcherDone = make(chan struct{})
@@ -239,6 +242,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.drain()
 	return err
 }
+
+// staleUploadMargin: upload temporaries modified within this long before the start are not
+// treated as left over by a crash.
+const staleUploadMargin = time.Second
 
 func (s *Server) drain() {
 	s.ready.Store(false)

@@ -595,27 +595,37 @@ func TestDrain(t *testing.T) {
 }
 
 // TestDrainTimeout checks that a stalled transfer does not block shutdown beyond the timeout.
+// TestDrainTimeout: a transfer still running at the drain timeout is cut and leaves the old
+// file; a drain timeout of 0 cuts it at once instead of falling back to a default.
 func TestDrainTimeout(t *testing.T) {
-	ts := startServer(t, func(c *Config) { c.DrainTimeout = 300 * time.Millisecond })
-	target := filepath.Join(ts.home("alice"), "stalled.bin")
-	writeFile(t, target, []byte("old"))
-	rc := dialRaw(t, ts.Addr())
-	rc.login("alice", alicePass)
-	data := rc.epsv()
-	defer data.Close()
-	rc.mustCmd(150, "STOR stalled.bin")
-	_, _ = data.Write([]byte("partial"))
-	waitFor(t, "the transfer to start", func() bool { return ts.activeTransfers() == 1 })
-	start := time.Now()
-	if err := ts.stop(); err != nil {
-		t.Fatal(err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Fatalf("stop took %v", d)
-	}
-	waitFor(t, "the transfer to end", func() bool { return ts.activeTransfers() == 0 })
-	if got, _ := os.ReadFile(target); string(got) != "old" {
-		t.Fatalf("stalled upload replaced the file: %q", got)
+	for _, drain := range []time.Duration{0, 300 * time.Millisecond} {
+		t.Run(drain.String(), func(t *testing.T) {
+			ts := startServer(t, func(c *Config) { c.DrainTimeout = drain })
+			target := filepath.Join(ts.home("alice"), "stalled.bin")
+			writeFile(t, target, []byte("old"))
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			data := rc.epsv()
+			defer data.Close()
+			rc.mustCmd(150, "STOR stalled.bin")
+			_, _ = data.Write([]byte("partial"))
+			waitFor(t, "the transfer to start", func() bool { return ts.activeTransfers() == 1 })
+			start := time.Now()
+			if err := ts.stop(); err != nil {
+				t.Fatal(err)
+			}
+			// The drain timeout, plus the 2 s the daemon gives sessions to log their close.
+			if d := time.Since(start); d > drain+3*time.Second {
+				t.Fatalf("stop took %v with drain timeout %v", d, drain)
+			}
+			if !strings.Contains(ts.logs.String(), "drain timeout reached") {
+				t.Fatal("the transfer was not cut by the drain timeout")
+			}
+			waitFor(t, "the transfer to end", func() bool { return ts.activeTransfers() == 0 })
+			if got, _ := os.ReadFile(target); string(got) != "old" {
+				t.Fatalf("stalled upload replaced the file: %q", got)
+			}
+		})
 	}
 }
 

@@ -20,6 +20,11 @@ const (
 	// ReasonWaitingForConfig: the pods are available but not all of them serve the current
 	// configuration (and so the current PASV address) yet.
 	ReasonWaitingForConfig = "WaitingForConfig"
+	// ReasonStopping: spec.replicas is 0 and daemon pods are still terminating.
+	ReasonStopping = "Stopping"
+	// ReasonStopped: spec.replicas is 0 and no daemon pod runs: the state asked for, reached.
+	// Ready is True with this reason (kstatus Current, Argo CD Suspended); nothing serves.
+	ReasonStopped = "Stopped"
 	ReasonSecretNotFound   = "SecretNotFound"
 	ReasonSecretInvalid    = "SecretInvalid"
 	ReasonClaimNotFound    = "ClaimNotFound"

@@ -53,10 +53,11 @@ func init() {
 // +kubebuilder:validation:XValidation:rule="self.service.type != 'NodePort' || (has(self.passiveAddress.address) && size(self.passiveAddress.address) > 0)",message="service type NodePort has no load balancer to read the PASV address from: set passiveAddress.address to the node IP or DNS name that clients reach",reason=FieldValueRequired,fieldPath=".passiveAddress.address"
 // +kubebuilder:validation:XValidation:rule="!has(self.service.controlNodePort) || self.service.controlNodePort < self.ports.passive.start || self.service.controlNodePort > self.ports.passive.end",message="service.controlNodePort lies inside ports.passive; the passive ports use the node ports of the same numbers, so pick a control node port outside the passive range",reason=FieldValueInvalid,fieldPath=".service.controlNodePort"
 type FTPServerSpec struct {
-	// Replicas is the number of daemon pods. Only 1 is supported until multi-replica passive mode
+	// Replicas is the number of daemon pods: 0 stops the server (no pods; the Service, claims
+	// and data are kept) and 1 runs it. More is not supported until multi-replica passive mode
 	// (one passive sub-range and address per replica) lands.
 	// +kubebuilder:default=1
-	// +kubebuilder:validation:XValidation:rule="self == 1",message="replicas must be 1 for now: passive mode needs every data connection to reach the pod that sent the PASV reply, and per-replica passive ranges are not implemented yet"
+	// +kubebuilder:validation:XValidation:rule="self == 0 || self == 1",message="replicas must be 0 (stopped) or 1 for now: passive mode needs every data connection to reach the pod that sent the PASV reply, and per-replica passive ranges are not implemented yet"
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 

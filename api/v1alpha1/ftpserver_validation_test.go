@@ -127,7 +127,8 @@ func TestInvalidFTPServersAreRejected(t *testing.T) {
 		want     string // substring of the API server's message
 	}{
 		// CEL rules
-		{name: "replicas other than 1", override: `replicas: 2`, want: "replicas must be 1 for now"},
+		{name: "replicas above 1", override: `replicas: 2`, want: "replicas must be 0 (stopped) or 1 for now"},
+		{name: "negative replicas", override: `replicas: -1`, want: "replicas must be 0 (stopped) or 1 for now"},
 		{name: "reversed passive range", override: `ports: {passive: {start: 30010, end: 30000}}`,
 			want: "passive port range is reversed: ports.passive.start must not be greater than ports.passive.end"},
 		{name: "passive range over 1000 ports", override: `ports: {passive: {start: 30000, end: 31000}}`,

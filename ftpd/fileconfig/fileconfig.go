@@ -41,9 +41,10 @@ type Config struct {
 	TLS       TLS     `json:"tls,omitzero"`
 	Limits    Limits  `json:"limits,omitzero"`
 	Uploads   Uploads `json:"uploads,omitzero"`
-	// DrainTimeout bounds how long in-flight transfers may run after SIGTERM.
-	DrainTimeout Duration `json:"drainTimeout,omitzero"`
-	Log          Log      `json:"log,omitzero"`
+	// DrainTimeout bounds how long in-flight transfers may run after SIGTERM; 0s closes them at
+	// once. Absent: DefaultDrainTimeout (a pointer, so that an explicit 0s survives a render).
+	DrainTimeout *Duration `json:"drainTimeout,omitempty"`
+	Log          Log       `json:"log,omitzero"`
 }
 
 // Passive configures passive-mode data connections.
@@ -231,7 +232,9 @@ func (c *Config) SetDefaults() {
 	if c.Uploads.Atomic == nil {
 		c.Uploads.Atomic = ptr(true)
 	}
-	setDuration(&c.DrainTimeout, DefaultDrainTimeout)
+	if c.DrainTimeout == nil {
+		c.DrainTimeout = &Duration{Duration: DefaultDrainTimeout}
+	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"
 	}

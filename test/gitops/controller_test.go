@@ -100,7 +100,7 @@ func TestGitOpsToolsReadTheControllersStatus(t *testing.T) {
 
 	// A spec change that rolls the pods: not healthy again until the new pods are available.
 	update(t, &ftpv1alpha1.FTPServer{}, ns, "files", func(o client.Object) {
-		o.(*ftpv1alpha1.FTPServer).Spec.Limits.MaxSessions = 50
+		o.(*ftpv1alpha1.FTPServer).Spec.Limits.IdleTimeout = &metav1.Duration{Duration: 7 * time.Minute} // read at start: rolls the pods
 	}, false)
 	expect("spec changed, pods rolling", ftpv1alpha1.ReasonWaitingForPods, status.InProgressStatus, "Progressing")
 	markAvailable(t, ns)

@@ -49,6 +49,10 @@ if ready == nil then
   hs.message = "Waiting for the Ready condition"
   return hs
 end
+-- Stopped on purpose (spec.replicas: 0): Argo CD's state for a workload scaled to nothing.
+if ready.status == "True" and ready.reason == "Stopped" then
+  return {status = "Suspended", message = ready.message or ""}
+end
 if ready.status == "True" then
   return {status = "Healthy", message = ready.message or ""}
 end
