@@ -8,12 +8,15 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
+	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/events"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -42,6 +45,12 @@ type FTPServerReconciler struct {
 	// ConfigProber asks daemon pods which config they serve (the readiness handshake,
 	// served_config.go); nil asks them over HTTP.
 	ConfigProber DaemonConfigProber
+	// WaitWarningAfter is how long an expected wait (the load balancer, the rollout, the pods
+	// catching up) may last before a Warning event says so; zero means DefaultWaitWarningAfter.
+	WaitWarningAfter time.Duration
+
+	// warned remembers the waits already warned about (by server), so each gets one event.
+	warned sync.Map
 
 	hasher *passwordHasher
 	// apiReader reads Secrets and Pods from the API server, not from a cache: the manager only
@@ -68,6 +77,7 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	var server ftpv1alpha1.FTPServer
 	if err := r.Get(ctx, req.NamespacedName, &server); err != nil {
 		if apierrors.IsNotFound(err) {
+			r.warned.Delete(req.NamespacedName)
 			return ctrl.Result{}, nil // deleted: owned objects go by garbage collection
 		}
 		return ctrl.Result{}, fmt.Errorf("get FTPServer %s: %w", req.NamespacedName, err)
@@ -92,25 +102,43 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		dep = outcome.deployment
 	}
 	var served servedConfig
-	if block == nil && outcome.address.known() && rolledOut(dep, replicasOf(&server)) {
+	var trouble *podTrouble
+	if block == nil && replicasOf(&server) > 0 {
 		pods, err := r.podsOf(ctx, &server)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		if err := r.announceInputs(ctx, pods, outcome.inputsVersion); err != nil {
-			return ctrl.Result{}, err
+		if !rolledOut(dep, replicasOf(&server)) {
+			trouble = diagnosePods(&server, pods, obs.pendingClaims)
+		} else if outcome.address.known() {
+			if err := r.announceInputs(ctx, pods, outcome.inputsVersion); err != nil {
+				return ctrl.Result{}, err
+			}
+			served = r.checkServedConfig(ctx, pods, outcome.configDigest)
 		}
-		served = r.checkServedConfig(ctx, pods, outcome.configDigest)
 	}
-	c := conclude(&server, obs, dep, outcome, served, block)
+	c := conclude(&server, obs, dep, outcome, served, trouble, block)
 	if err := r.report(ctx, &server, c); err != nil {
 		return ctrl.Result{}, err
 	}
-	if c.reason == ftpv1alpha1.ReasonWaitingForConfig {
-		// Nothing in the API changes when a pod's kubelet refreshes its volume: look again.
-		return ctrl.Result{RequeueAfter: servedConfigRecheck}, nil
+	requeue := recheckAfter(c)
+	if left := r.warnOfLongWait(&server, c); left > 0 && (requeue == 0 || left < requeue) {
+		requeue = left
 	}
-	return ctrl.Result{}, nil
+	return ctrl.Result{RequeueAfter: requeue}, nil
+}
+
+// recheckAfter is when a reconcile looks again without a watch event: pod states (a crash loop,
+// a scheduling failure) and a kubelet's volume refresh change nothing the operator watches.
+func recheckAfter(c conclusion) time.Duration {
+	switch c.reason {
+	case ftpv1alpha1.ReasonWaitingForConfig:
+		return servedConfigRecheck
+	case ftpv1alpha1.ReasonWaitingForPods, ftpv1alpha1.ReasonClaimPending, ftpv1alpha1.ReasonUnschedulable,
+		ftpv1alpha1.ReasonImagePullFailed, ftpv1alpha1.ReasonDaemonCrashLooping, ftpv1alpha1.ReasonContainerCannotStart:
+		return podsRecheck
+	}
+	return 0
 }
 
 // applyOutcome is what applyAll did.
@@ -283,7 +311,51 @@ func asObject[T client.Object](obj T) client.Object {
 	return obj
 }
 
-// report writes the status when it changed and emits an event when readiness changed.
+// DefaultWaitWarningAfter bounds the expected waits before they are warned about: a cloud load
+// balancer or a first rollout with an image pull takes a minute or two; five is a problem.
+const DefaultWaitWarningAfter = 5 * time.Minute
+
+// expectedWait tells the reasons that are normal steps of a start or a change: their events
+// are Normal, and only a wait past WaitWarningAfter gets a Warning.
+func expectedWait(reason string) bool {
+	switch reason {
+	case ftpv1alpha1.ReasonReady, ftpv1alpha1.ReasonWaitingForAddress, ftpv1alpha1.ReasonWaitingForPods,
+		ftpv1alpha1.ReasonWaitingForConfig, ftpv1alpha1.ReasonStopping, ftpv1alpha1.ReasonStopped:
+		return true
+	}
+	return false
+}
+
+// warnOfLongWait emits one Warning event when an expected wait has lasted past the bound, and
+// otherwise returns how long until it would (0: nothing to watch).
+func (r *FTPServerReconciler) warnOfLongWait(s *ftpv1alpha1.FTPServer, c conclusion) time.Duration {
+	if !c.reconciling || !expectedWait(c.reason) || r.Recorder == nil {
+		r.warned.Delete(client.ObjectKeyFromObject(s))
+		return 0
+	}
+	ready := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReady)
+	if ready == nil {
+		return 0
+	}
+	bound := r.WaitWarningAfter
+	if bound == 0 {
+		bound = DefaultWaitWarningAfter
+	}
+	waited := time.Since(ready.LastTransitionTime.Time)
+	if waited < bound {
+		return bound - waited + time.Second
+	}
+	key := c.reason + "@" + ready.LastTransitionTime.String()
+	if prev, ok := r.warned.Load(client.ObjectKeyFromObject(s)); ok && prev == key {
+		return 0
+	}
+	r.warned.Store(client.ObjectKeyFromObject(s), key)
+	r.Recorder.Eventf(s, nil, corev1.EventTypeWarning, c.reason, "Reconcile", "still %s after %s: %s", c.reason, waited.Round(time.Second), c.message)
+	return 0
+}
+
+// report writes the status when it changed and emits an event when readiness changed: Normal
+// for the expected steps, Warning for problems.
 func (r *FTPServerReconciler) report(ctx context.Context, s *ftpv1alpha1.FTPServer, c conclusion) error {
 	before := s.Status.DeepCopy()
 	desired := s.Status.DeepCopy()
@@ -298,7 +370,7 @@ func (r *FTPServerReconciler) report(ctx context.Context, s *ftpv1alpha1.FTPServ
 	log.FromContext(ctx).V(1).Info("status updated", "ready", c.ready, "reason", c.reason)
 	if r.Recorder != nil && readinessChanged(before, desired) {
 		eventType := corev1.EventTypeWarning
-		if c.ready {
+		if expectedWait(c.reason) {
 			eventType = corev1.EventTypeNormal
 		}
 		r.Recorder.Eventf(s, nil, eventType, c.reason, "Reconcile", "%s", c.message)

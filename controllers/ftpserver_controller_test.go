@@ -47,8 +47,9 @@ func TestMain(m *testing.M) {
 
 const testImage = "example.invalid/ftp-operator:test"
 
-// startManager runs the reconciler in a manager against the test API server until the test ends.
-func startManager(t *testing.T) {
+// startManager runs the reconciler in a manager against the test API server until the test ends;
+// options adjust the reconciler first.
+func startManager(t *testing.T, options ...func(*FTPServerReconciler)) {
 	t.Helper()
 	if env == nil {
 		t.Skip(skipReason)
@@ -67,6 +68,9 @@ func startManager(t *testing.T) {
 	r := &FTPServerReconciler{
 		Client: mgr.GetClient(), DaemonImage: testImage, BcryptCost: bcrypt.MinCost, Recorder: mgr.GetEventRecorder("ftp-operator"),
 		ConfigProber: daemons,
+	}
+	for _, o := range options {
+		o(r)
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		t.Fatalf("register reconciler: %v", err)
@@ -685,4 +689,38 @@ func TestReplicasZeroStopsTheServer(t *testing.T) {
 	}
 	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(1)) })
 	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForPods)
+}
+
+// TestEventsNormalForWaitsWarningWhenLong: waiting for the load balancer is a Normal event; the
+// same wait past WaitWarningAfter gets one Warning.
+func TestEventsNormalForWaitsWarningWhenLong(t *testing.T) {
+	startManager(t, func(r *FTPServerReconciler) { r.WaitWarningAfter = 2 * time.Second })
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createSecret(t, ns, "alice-ftp", map[string]string{"password": "wonderland"})
+	if err := env.Client.Create(ctx, newFTPServer(ns, "files")); err != nil {
+		t.Fatal(err)
+	}
+	events := func(eventType string) int {
+		var list eventsv1.EventList
+		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for _, e := range list.Items {
+			if e.Reason == ftpv1alpha1.ReasonWaitingForAddress && e.Type == eventType {
+				n++
+			}
+		}
+		return n
+	}
+	eventually(t, 10*time.Second, "a Normal event for the wait", func() (bool, error) { return events(corev1.EventTypeNormal) == 1, nil })
+	if n := events(corev1.EventTypeWarning); n != 0 {
+		t.Fatalf("%d Warning events for an expected wait of under 2 s", n)
+	}
+	eventually(t, 10*time.Second, "a Warning event once the wait is long", func() (bool, error) { return events(corev1.EventTypeWarning) == 1, nil })
+	time.Sleep(3 * time.Second)
+	if n := events(corev1.EventTypeWarning); n != 1 {
+		t.Fatalf("%d Warning events for one long wait, want 1", n)
+	}
 }

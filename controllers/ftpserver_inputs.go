@@ -7,6 +7,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
@@ -73,6 +74,9 @@ func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.F
 		pvc, err := getOptional(ctx, r.Client, s.Namespace, claimName(s, v), &corev1.PersistentVolumeClaim{})
 		if err != nil {
 			return nil, err
+		}
+		if pvc != nil && pvc.Status.Phase == corev1.ClaimPending {
+			obs.pendingClaims = append(obs.pendingClaims, pendingClaim{name: pvc.Name, storageClass: ptr.Deref(pvc.Spec.StorageClassName, "")})
 		}
 		if v.ClaimTemplate != nil {
 			// The rollout strategy follows the claim as it is: a template change the claim

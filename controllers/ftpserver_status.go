@@ -31,7 +31,7 @@ type conclusion struct {
 // the PASV address known, the rollout done with available pods (the kubelet marks them
 // available only when the daemon's /readyz answers), and every ready pod serving the config
 // that carries the current address (served_config.go).
-func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, out applyOutcome, served servedConfig, block *blocker) conclusion {
+func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, out applyOutcome, served servedConfig, trouble *podTrouble, block *blocker) conclusion {
 	c := conclusion{
 		passiveAddress: out.address.String(),
 		passivePorts:   fmt.Sprintf("%d-%d", s.Spec.Ports.Passive.Start, s.Spec.Ports.Passive.End),
@@ -51,6 +51,9 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, dep *appsv1.Deployment, ou
 		// and message say that nothing serves.
 		c.ready, c.reason, c.message = true, ftpv1alpha1.ReasonStopped, fmt.Sprintf(
 			"stopped: spec.replicas is 0, no daemon pod runs; the Service %s/%s, the claims and their data are kept (set replicas: 1 to serve again)", s.Namespace, s.Name)
+	case trouble != nil:
+		c.reason, c.message = trouble.reason, trouble.message
+		c.stalled, c.reconciling = trouble.stalled, !trouble.stalled
 	case !out.address.known():
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, obs), true
 	case !rolledOut(dep, replicasOf(s)):

@@ -20,6 +20,8 @@ type observed struct {
 	// claimAccessModes of every volume, by volume name: from the template, or from the
 	// existing claim.
 	claimAccessModes map[string][]corev1.PersistentVolumeAccessMode
+	// pendingClaims are the server's claims that exist but are not bound yet.
+	pendingClaims []pendingClaim
 	// tlsSecretVersion is the resourceVersion of the TLS Secret the pods mount, when TLS is on.
 	tlsSecretVersion string
 }

@@ -32,6 +32,10 @@ import (
 // looks again.
 const servedConfigRecheck = 2 * time.Second
 
+// podsRecheck is how often a rollout that is not done is looked at again: pod states are not
+// watched (the operator caches no pods).
+const podsRecheck = 5 * time.Second
+
 // DaemonConfigProber asks a daemon pod which config it serves: the digest of its ftpd.yaml
 // (fileconfig.ContentDigest).
 type DaemonConfigProber interface {

@@ -20,15 +20,26 @@ const (
 	// ReasonWaitingForConfig: the pods are available but not all of them serve the current
 	// configuration (and so the current PASV address) yet.
 	ReasonWaitingForConfig = "WaitingForConfig"
+	// Pod trouble, read from the pods and claims (controllers/pod_trouble.go).
+	// ReasonClaimPending: a claim of the server is not bound, so its pod cannot start.
+	ReasonClaimPending = "ClaimPending"
+	// ReasonUnschedulable: the scheduler finds no node for a daemon pod.
+	ReasonUnschedulable = "Unschedulable"
+	// ReasonImagePullFailed: the node cannot get the daemon's image.
+	ReasonImagePullFailed = "ImagePullFailed"
+	// ReasonDaemonCrashLooping: the daemon keeps exiting and the kubelet backs off.
+	ReasonDaemonCrashLooping = "DaemonCrashLooping"
+	// ReasonContainerCannotStart: the runtime cannot create or start the daemon's container.
+	ReasonContainerCannotStart = "ContainerCannotStart"
 	// ReasonStopping: spec.replicas is 0 and daemon pods are still terminating.
 	ReasonStopping = "Stopping"
 	// ReasonStopped: spec.replicas is 0 and no daemon pod runs: the state asked for, reached.
 	// Ready is True with this reason (kstatus Current, Argo CD Suspended); nothing serves.
-	ReasonStopped = "Stopped"
-	ReasonSecretNotFound   = "SecretNotFound"
-	ReasonSecretInvalid    = "SecretInvalid"
-	ReasonClaimNotFound    = "ClaimNotFound"
-	ReasonPortConflict     = "PortConflict"
+	ReasonStopped        = "Stopped"
+	ReasonSecretNotFound = "SecretNotFound"
+	ReasonSecretInvalid  = "SecretInvalid"
+	ReasonClaimNotFound  = "ClaimNotFound"
+	ReasonPortConflict   = "PortConflict"
 	// ReasonNameConflict: an object with a name the operator needs exists and is not ours.
 	ReasonNameConflict = "NameConflict"
 	// ReasonClaimUpdateRejected: a claimTemplate change the existing claim cannot take.

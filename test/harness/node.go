@@ -31,6 +31,10 @@ import (
 // NodeName is the name of the harness's one Node.
 const NodeName = "harness-node"
 
+// NodeImage is the one image the node has: the real binary under test, which the operator runs
+// as its daemon image. Any other image "cannot be pulled", as on a node without a registry.
+const NodeImage = "local/ftp-operator:harness"
+
 const (
 	// nodeLeaseRenewal is how often the stand-in renews its Lease, as the kubelet does (10 s),
 	// so the real node lifecycle controller keeps the node Ready.
@@ -217,7 +221,7 @@ func (n *node) syncPod(ctx context.Context, obj *corev1.Pod) error {
 	if p.proc != nil && p.exited() {
 		n.containerExited(p)
 	}
-	if p.proc == nil && time.Now().After(p.backoffUntil) {
+	if p.proc == nil && time.Now().After(p.backoffUntil) && n.pullImage(obj, p) {
 		if err := n.startContainer(ctx, obj, p); err != nil {
 			p.waitReason, p.waitMessage = "CreateContainerError", err.Error()
 			p.backoffUntil = time.Now().Add(time.Second)
@@ -269,6 +273,23 @@ func deploymentOf(obj *corev1.Pod) types.NamespacedName {
 		}
 	}
 	return types.NamespacedName{Namespace: obj.Namespace, Name: obj.Name}
+}
+
+// pullImage stands in for the runtime's image pull: only NodeImage is there. A pull of anything
+// else fails, first as ErrImagePull, then as ImagePullBackOff, as the kubelet reports it.
+func (n *node) pullImage(obj *corev1.Pod, p *pod) bool {
+	image := obj.Spec.Containers[0].Image
+	if image == NodeImage {
+		return true
+	}
+	p.waitReason, p.waitMessage = "ErrImagePull", fmt.Sprintf("failed to pull image %q: the harness node has only %s and no registry", image, NodeImage)
+	if p.backoffDelay > 0 {
+		p.waitReason = "ImagePullBackOff"
+		p.waitMessage = fmt.Sprintf("Back-off pulling image %q", image)
+	}
+	p.backoffDelay = min(max(2*p.backoffDelay, time.Second), 30*time.Second)
+	p.backoffUntil = time.Now().Add(p.backoffDelay)
+	return false
 }
 
 // containerExited records a crash and schedules the restart with the kubelet's back-off
