@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -202,6 +203,14 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		archives, err := c.buildImages(ctx)
 		imagesDone <- built{archives, err, time.Since(t)}
 	}()
+	// On an early return the build must be over before Stop removes the run directory it
+	// writes into.
+	imagesWaited := false
+	defer func() {
+		if !imagesWaited {
+			<-imagesDone
+		}
+	}()
 
 	var etcdURL string
 	if err := c.phase("etcd and kube-apiserver ready", func() error {
@@ -247,6 +256,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		return err
 	}
 	b := <-imagesDone
+	imagesWaited = true
 	c.record("images built (go build + OCI archives, beside the control plane)", b.took)
 	if b.err != nil {
 		return b.err
@@ -261,14 +271,17 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	}); err != nil {
 		return err
 	}
-	if err := c.phase("kubelet and kube-proxy started, node Ready", func() error {
+	if err := c.phase("kubelet and kube-proxy started, node Ready, kube-proxy synced", func() error {
 		if err := c.startKubelet(); err != nil {
 			return err
 		}
 		if err := c.startKubeProxy(); err != nil {
 			return err
 		}
-		return c.waitNodeReady(ctx, 2*time.Minute)
+		if err := c.waitNodeReady(ctx, 2*time.Minute); err != nil {
+			return err
+		}
+		return c.waitKubeProxy(ctx, time.Minute)
 	}); err != nil {
 		return err
 	}
@@ -311,6 +324,28 @@ func (c *Cluster) waitNodeReady(ctx context.Context, timeout time.Duration) erro
 			}
 		}
 		return false, nil
+	})
+}
+
+// waitKubeProxy waits until kube-proxy's health endpoint (in the node's namespace) answers 200:
+// it has programmed its rules since it started, so Services work from now on.
+func (c *Cluster) waitKubeProxy(ctx context.Context, timeout time.Duration) error {
+	hc := &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.DialContext(ctx, roleNode, network, addr)
+		}},
+	}
+	return c.waitFor(ctx, timeout, "kube-proxy healthy", func() (bool, error) {
+		if p := c.proc("kube-proxy"); p != nil && p.exited() {
+			return false, fmt.Errorf("kube-proxy exited: %v\n%s", p.err, p.tail(30))
+		}
+		resp, err := hc.Get("http://127.0.0.1:10256/healthz")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
 	})
 }
 
