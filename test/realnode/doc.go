@@ -45,14 +45,15 @@
 //	Service ClusterIPs      203.0.113.0/25   (kubernetes = 203.0.113.1 -> 198.51.100.4k+1:6443)
 //	load balancer addresses 203.0.113.128/25 (handed out from .129; .250 is left for tests)
 //
-// - The client reaches only load balancer addresses and the node IP: it has no route to the pod
-// network, and the node rejects anything from ext0 toward pods that kube-proxy did not DNAT.
-// - Services with externalTrafficPolicy Local are DNATed without SNAT, so pods see the client's
-// own address (198.51.100.254).
-// - Pod traffic leaving the node (toward the API server or the client) is masqueraded to the
-// node's address, as a node does for egress, so no 192.0.2.x packet ever reaches the root
-// namespace.
-// - The node namespace has no default route: nothing reaches the host's network.
+//   - The client reaches only load balancer addresses and the node IP: it has no route to the
+//     pod network, and the node rejects anything from ext0 toward pods that kube-proxy did not
+//     DNAT.
+//   - Services with externalTrafficPolicy Local are DNATed without SNAT, so pods see the
+//     client's own address (198.51.100.254).
+//   - Pod traffic leaving the node (toward the API server or the client) is masqueraded to the
+//     node's address, as a node does for egress, so no 192.0.2.x packet ever reaches the root
+//     namespace.
+//   - The node namespace has no default route: nothing reaches the host's network.
 //
 // # Host state
 //
