@@ -45,6 +45,8 @@
 //	Service ClusterIPs      203.0.113.0/25   (kubernetes = 203.0.113.1 -> 198.51.100.4k+1:6443)
 //	load balancer addresses 203.0.113.128/25 (handed out from .129; .250 is left for tests)
 //
+// What the plan guarantees:
+//
 //   - The client reaches only load balancer addresses and the node IP: it has no route to the
 //     pod network, and the node rejects anything from ext0 toward pods that kube-proxy did not
 //     DNAT.
