@@ -79,10 +79,17 @@ vet: ## go vet.
 control-plane: ## Build (first time, ~10 min) or reuse kube-apiserver and etcd for envtest.
 	@hack/control-plane.sh >/dev/null
 
+.PHONY: node-runtime
+node-runtime: ## As root: build (first time, a few minutes) or reuse containerd for the real node (test/realnode).
+	@if [ "$$(id -u)" = 0 ]; then hack/node-runtime.sh >/dev/null; fi
+
+# Only root can run the real node (test/realnode); everyone else skips it and needs no containerd.
+NODE_RUNTIME_ASSETS_CMD = if [ "$$(id -u)" = 0 ]; then hack/node-runtime.sh 2>/dev/null; fi
+
 .PHONY: test
-test: verify vet control-plane $(HELM) $(KUSTOMIZE) $(PROMTOOL) ## Run all tests against a real kube-apiserver and etcd.
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" PROMTOOL="$(PROMTOOL)" \
-		go test $(GO_TEST_FLAGS) ./...
+test: verify vet control-plane node-runtime $(HELM) $(KUSTOMIZE) $(PROMTOOL) ## Run all tests against a real kube-apiserver and etcd (and, as root, a real node).
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" NODE_RUNTIME_ASSETS="$$($(NODE_RUNTIME_ASSETS_CMD))" \
+		HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" PROMTOOL="$(PROMTOOL)" go test $(GO_TEST_FLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: test-chart

@@ -2,6 +2,10 @@
 # Installs the system tools the tests use, only when missing, so it is cheap to run every time.
 # Go tools (controller-gen, kustomize) and the source-built kube-apiserver/etcd are installed by
 # the Makefile into the cache outside the work tree.
+#
+# As root it also installs what the real node of test/realnode needs besides the source-built
+# binaries: runc and the CNI plugins (bridge, host-local, loopback, portmap). A normal user cannot
+# run that node at all, so their absence is not an error there.
 set -euo pipefail
 
 need=()
@@ -14,7 +18,13 @@ if ! command -v go >/dev/null 2>&1; then
   echo "install-test-deps: Go is not on PATH; install Go 1.26 (see go.mod) first" >&2
   exit 1
 fi
-if [ "${#need[@]}" -eq 0 ]; then
+# The real node's OCI runtime and CNI plugins, by the path Debian installs them at.
+node_pkgs=()
+if [ "$(id -u)" -eq 0 ]; then
+  command -v runc >/dev/null 2>&1 || node_pkgs+=(runc)
+  [ -x /usr/lib/cni/bridge ] || node_pkgs+=(containernetworking-plugins)
+fi
+if [ "${#need[@]}" -eq 0 ] && [ "${#node_pkgs[@]}" -eq 0 ]; then
   echo "install-test-deps: all system tools present"
   exit 0
 fi
@@ -22,7 +32,7 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "install-test-deps: missing ${need[*]}; install them with your package manager (needs root)" >&2
   exit 1
 fi
-echo "install-test-deps: installing ${need[*]} from Debian packages"
+echo "install-test-deps: installing ${need[*]} ${node_pkgs[*]} from Debian packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 pkgs=()
@@ -34,4 +44,5 @@ for tool in "${need[@]}"; do
     *) pkgs+=("$tool") ;;
   esac
 done
+pkgs+=("${node_pkgs[@]}")
 apt-get install -y -qq --no-install-recommends "${pkgs[@]}"

@@ -1,0 +1,648 @@
+package realnode
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	k8sruntime "k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/yaml"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+)
+
+// Options configure a cluster.
+type Options struct {
+	// ControlPlaneDir holds kube-apiserver, kube-controller-manager, kube-scheduler, kubelet,
+	// kube-proxy, kubectl and etcd, as hack/control-plane.sh builds them. Empty:
+	// $KUBEBUILDER_ASSETS (which `make test` sets to that directory).
+	ControlPlaneDir string
+	// RuntimeDir holds containerd, containerd-shim-runc-v2 and ctr (hack/node-runtime.sh).
+	// Empty: $NODE_RUNTIME_ASSETS.
+	RuntimeDir string
+	// Log receives progress lines; nil discards them. Components log to files in the run
+	// directory (LogDir).
+	Log io.Writer
+	// Images are OCI archives (internal/ociimage) imported into the node before it registers,
+	// besides the package's own PauseImage and EchoImage.
+	Images []string
+	// SaveLogsTo, when set, receives a copy of every component's log at Stop, before the run
+	// directory is removed.
+	SaveLogsTo string
+}
+
+// Phase is one timed step of Start or Stop.
+type Phase struct {
+	Name     string
+	Duration time.Duration
+}
+
+// Cluster is a running single-node cluster. Its methods mirror test/harness's Harness (Client,
+// KubeConfig, Apply, WaitReady, ClaimPath, SetLoadBalancerAddress, NodeAddress, Network,
+// PodNetworkCIDR, ClientIP, DialContext, Dialer, ClientCommand, ClientExec, PodIP, PodLog,
+// PodPID, LastExit, Stop, with the same client roles), so that tests can be written against
+// either; pods are named by their Deployment, which the operator names after the FTPServer.
+type Cluster struct {
+	// Client talks to the API server as an administrator (system:masters).
+	Client client.Client
+	// Config is the administrator's REST config.
+	Config *rest.Config
+	Scheme *k8sruntime.Scheme
+
+	id         string // ftprn-<pid>-<hex>
+	dir        string // the run directory, /tmp/<id>
+	nodeName   string
+	controlDir string
+	runtimeDir string
+	log        io.Writer
+	saveLogsTo string
+
+	net    *network
+	creds  *credentials
+	holder *proc
+
+	mu          sync.Mutex
+	procs       []*proc
+	phases      []Phase
+	lbOverrides map[string]string
+	lbAllocated map[string]string
+	exits       map[types.NamespacedName]PodExit
+	exitSeen    map[types.NamespacedName]string
+
+	cancel  context.CancelFunc
+	loops   sync.WaitGroup
+	stopped bool
+}
+
+// Available tells whether a cluster can start here, and if not, why: root, the tools, the
+// source-built binaries and Debian's runc and CNI plugins.
+func Available(opts Options) error {
+	if os.Geteuid() != 0 {
+		return errors.New("a real node needs root (network and mount namespaces, cgroups, containerd)")
+	}
+	for _, tool := range []string{"ip", "nft", "nsenter", "unshare", "mount", "umount", "runc", "go"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return fmt.Errorf("%s is not on PATH (hack/install-test-deps.sh installs the system tools as root)", tool)
+		}
+	}
+	for _, p := range []string{"bridge", "host-local", "loopback", "portmap"} {
+		if _, err := os.Stat(filepath.Join(cniBinDir, p)); err != nil {
+			return fmt.Errorf("CNI plugin %s missing from %s (Debian package containernetworking-plugins; hack/install-test-deps.sh installs it as root)", p, cniBinDir)
+		}
+	}
+	controlDir, runtimeDir := resolveDirs(opts)
+	if controlDir == "" {
+		return errors.New("KUBEBUILDER_ASSETS is not set: point it at the output of hack/control-plane.sh")
+	}
+	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"} {
+		if _, err := os.Stat(filepath.Join(controlDir, b)); err != nil {
+			return fmt.Errorf("%s missing from %s: hack/control-plane.sh builds it", b, controlDir)
+		}
+	}
+	if runtimeDir == "" {
+		return errors.New("NODE_RUNTIME_ASSETS is not set: point it at the output of hack/node-runtime.sh (containerd)")
+	}
+	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "ctr"} {
+		if _, err := os.Stat(filepath.Join(runtimeDir, b)); err != nil {
+			return fmt.Errorf("%s missing from %s: hack/node-runtime.sh builds it", b, runtimeDir)
+		}
+	}
+	return nil
+}
+
+func resolveDirs(opts Options) (string, string) {
+	controlDir, runtimeDir := opts.ControlPlaneDir, opts.RuntimeDir
+	if controlDir == "" {
+		controlDir = os.Getenv("KUBEBUILDER_ASSETS")
+	}
+	if runtimeDir == "" {
+		runtimeDir = os.Getenv("NODE_RUNTIME_ASSETS")
+	}
+	return controlDir, runtimeDir
+}
+
+// Start brings the cluster up and returns once the node is Ready. On failure everything
+// started so far is torn down again; the error carries the failing component's log tail.
+func Start(ctx context.Context, opts Options) (*Cluster, error) {
+	if err := Available(opts); err != nil {
+		return nil, err
+	}
+	controlDir, runtimeDir := resolveDirs(opts)
+	id := fmt.Sprintf("ftprn-%d-%s", os.Getpid(), randomHex(3))
+	logw := opts.Log
+	if logw == nil {
+		logw = io.Discard
+	}
+	c := &Cluster{
+		id: id, dir: filepath.Join(runBase, id), nodeName: "realnode",
+		controlDir: controlDir, runtimeDir: runtimeDir, log: logw, saveLogsTo: opts.SaveLogsTo,
+		lbOverrides: map[string]string{}, lbAllocated: map[string]string{},
+		exits: map[types.NamespacedName]PodExit{}, exitSeen: map[types.NamespacedName]string{},
+	}
+	c.Scheme = k8sruntime.NewScheme()
+	if err := clientgoscheme.AddToScheme(c.Scheme); err != nil {
+		return nil, err
+	}
+	if err := ftpv1alpha1.AddToScheme(c.Scheme); err != nil {
+		return nil, err
+	}
+	if err := c.start(ctx, opts); err != nil {
+		if serr := c.Stop(); serr != nil {
+			c.logf("stop after failed start: %v", serr)
+		}
+		return nil, err
+	}
+	return c, nil
+}
+
+func (c *Cluster) start(ctx context.Context, opts Options) error {
+	if err := c.phase("remove leftovers of killed runs", func() error { removeStale(c.logf); return nil }); err != nil {
+		return err
+	}
+	for _, d := range []string{"logs", "config", "kubeconfig"} {
+		if err := os.MkdirAll(filepath.Join(c.dir, d), 0o755); err != nil {
+			return fmt.Errorf("create run directory: %w", err)
+		}
+	}
+	c.logf("run directory %s", c.dir)
+	if err := c.phase("network namespaces and links", c.setupNetwork); err != nil {
+		return err
+	}
+	if err := c.phase("certificates and kubeconfigs", c.makeCredentials); err != nil {
+		return err
+	}
+
+	// The images compile while the control plane starts (both take seconds, on different
+	// resources: the compiler and the API server's start-up).
+	type built struct {
+		archives []string
+		err      error
+		took     time.Duration
+	}
+	imagesDone := make(chan built, 1)
+	go func() {
+		t := time.Now()
+		archives, err := c.buildImages(ctx)
+		imagesDone <- built{archives, err, time.Since(t)}
+	}()
+	// On an early return the build must be over before Stop removes the run directory it
+	// writes into.
+	imagesWaited := false
+	defer func() {
+		if !imagesWaited {
+			<-imagesDone
+		}
+	}()
+
+	var etcdURL string
+	if err := c.phase("etcd and kube-apiserver ready", func() error {
+		var err error
+		if etcdURL, err = c.startEtcd(); err != nil {
+			return err
+		}
+		if err := c.startAPIServer(etcdURL); err != nil {
+			return err
+		}
+		cfg, err := clientcmd.RESTConfigFromKubeConfig(c.creds.admin)
+		if err != nil {
+			return fmt.Errorf("admin kubeconfig: %w", err)
+		}
+		cfg.QPS, cfg.Burst = 100, 200
+		c.Config = cfg
+		return c.waitAPIServer(ctx, cfg, 90*time.Second)
+	}); err != nil {
+		return err
+	}
+	cl, err := client.New(c.Config, client.Options{Scheme: c.Scheme})
+	if err != nil {
+		return fmt.Errorf("admin client: %w", err)
+	}
+	c.Client = cl
+	if err := c.phase("CRDs installed", func() error { return c.installCRDs(c.Config) }); err != nil {
+		return err
+	}
+	if err := c.phase("controller-manager and scheduler started", func() error {
+		if err := c.startControllerManager(); err != nil {
+			return err
+		}
+		return c.startScheduler()
+	}); err != nil {
+		return err
+	}
+	if err := c.phase("node namespace and containerd ready", func() error {
+		if err := c.startNodeNamespace(); err != nil {
+			return err
+		}
+		return c.startContainerd(ctx, PauseImage)
+	}); err != nil {
+		return err
+	}
+	b := <-imagesDone
+	imagesWaited = true
+	c.record("images built (go build + OCI archives, beside the control plane)", b.took)
+	if b.err != nil {
+		return b.err
+	}
+	if err := c.phase("images imported", func() error {
+		for _, a := range append(b.archives, opts.Images...) {
+			if err := c.ImportImage(ctx, a); err != nil {
+				return err
+			}
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	if err := c.phase("kubelet and kube-proxy started, node Ready, kube-proxy synced", func() error {
+		if err := c.startKubelet(); err != nil {
+			return err
+		}
+		if err := c.startKubeProxy(); err != nil {
+			return err
+		}
+		if err := c.waitNodeReady(ctx, 2*time.Minute); err != nil {
+			return err
+		}
+		return c.waitKubeProxy(ctx, time.Minute)
+	}); err != nil {
+		return err
+	}
+	if err := c.phase("default service account, storage class", func() error {
+		if err := c.createStorageClass(ctx); err != nil {
+			return err
+		}
+		// The controller manager's service account controller works: pods can be created.
+		return c.waitFor(ctx, time.Minute, "the default ServiceAccount", func() (bool, error) {
+			var sa corev1.ServiceAccount
+			err := c.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: "default"}, &sa)
+			return err == nil, client.IgnoreNotFound(err)
+		})
+	}); err != nil {
+		return err
+	}
+	loopCtx, cancel := context.WithCancel(context.Background())
+	c.cancel = cancel
+	c.loops.Add(3)
+	go func() { defer c.loops.Done(); c.runLoadBalancer(loopCtx) }()
+	go func() { defer c.loops.Done(); c.runProvisioner(loopCtx) }()
+	go func() { defer c.loops.Done(); c.runExitRecorder(loopCtx) }()
+	return nil
+}
+
+func (c *Cluster) waitNodeReady(ctx context.Context, timeout time.Duration) error {
+	return c.waitFor(ctx, timeout, "node "+c.nodeName+" Ready", func() (bool, error) {
+		for _, name := range []string{"kubelet", "kube-proxy", "containerd"} {
+			if p := c.proc(name); p != nil && p.exited() {
+				return false, fmt.Errorf("%s exited: %v\n%s", name, p.err, p.tail(30))
+			}
+		}
+		var node corev1.Node
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: c.nodeName}, &node); err != nil {
+			return false, client.IgnoreNotFound(err)
+		}
+		for _, cond := range node.Status.Conditions {
+			if cond.Type == corev1.NodeReady {
+				return cond.Status == corev1.ConditionTrue, nil
+			}
+		}
+		return false, nil
+	})
+}
+
+// waitKubeProxy waits until kube-proxy's health endpoint (in the node's namespace) answers 200:
+// it has programmed its rules since it started, so Services work from now on.
+func (c *Cluster) waitKubeProxy(ctx context.Context, timeout time.Duration) error {
+	hc := &http.Client{
+		Timeout: 2 * time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.DialContext(ctx, roleNode, network, addr)
+		}},
+	}
+	return c.waitFor(ctx, timeout, "kube-proxy healthy", func() (bool, error) {
+		if p := c.proc("kube-proxy"); p != nil && p.exited() {
+			return false, fmt.Errorf("kube-proxy exited: %v\n%s", p.err, p.tail(30))
+		}
+		resp, err := hc.Get("http://127.0.0.1:10256/healthz")
+		if err != nil {
+			return false, nil
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, nil
+	})
+}
+
+// waitFor polls done every 200ms until it reports true, fails, or timeout passes.
+func (c *Cluster) waitFor(ctx context.Context, timeout time.Duration, what string, done func() (bool, error)) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, err := done()
+		if err != nil {
+			return fmt.Errorf("waiting for %s: %w", what, err)
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not reached after %s (logs in %s)", what, timeout, c.LogDir())
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Stop takes the cluster down in an order that leaves nothing behind: the controllers first (so
+// nothing is re-created), then the node (kubelet and kube-proxy, the pods' processes, containerd
+// and its shims, the namespace holder), the API server before etcd (with etcd gone first it
+// takes half a minute to give up), and finally whatever is left of this run's processes,
+// cgroups, namespaces and directory. Leftovers tells whether that worked.
+func (c *Cluster) Stop() error {
+	c.mu.Lock()
+	if c.stopped {
+		c.mu.Unlock()
+		return nil
+	}
+	c.stopped = true
+	c.mu.Unlock()
+	if c.cancel != nil {
+		c.cancel()
+		c.loops.Wait()
+	}
+	var errMu sync.Mutex
+	var errs []error
+	stop := func(grace time.Duration, names ...string) {
+		var wg sync.WaitGroup
+		for _, name := range names {
+			if p := c.proc(name); p != nil {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := p.stop(grace); err != nil {
+						errMu.Lock()
+						errs = append(errs, err)
+						errMu.Unlock()
+					}
+				}()
+			}
+		}
+		wg.Wait()
+	}
+	_ = c.phase("stop controllers", func() error {
+		stop(10*time.Second, "kube-controller-manager", "kube-scheduler")
+		return nil
+	})
+	_ = c.phase("stop node", func() error {
+		stop(10*time.Second, "kubelet", "kube-proxy")
+		// The kubelet leaves running containers behind by design; their processes are all in
+		// our cgroup tree.
+		if err := removeCgroups(c.cgroupRoot()); err != nil {
+			errs = append(errs, err)
+		}
+		stop(10*time.Second, "containerd")
+		if c.net != nil {
+			if err := killAndWait(netnsPids(c.net.nodeNS), 10*time.Second); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		stop(time.Second, "node-namespace")
+		return nil
+	})
+	_ = c.phase("stop API server and etcd", func() error {
+		stop(15*time.Second, "kube-apiserver")
+		stop(10*time.Second, "etcd")
+		return nil
+	})
+	if c.saveLogsTo != "" {
+		if err := copyDir(c.LogDir(), c.saveLogsTo); err != nil {
+			errs = append(errs, fmt.Errorf("save logs: %w", err))
+		} else {
+			c.logf("logs saved in %s", c.saveLogsTo)
+		}
+	}
+	_ = c.phase("remove namespaces, cgroups, run directory", func() error {
+		if err := teardownID(c.id, c.logf); err != nil {
+			errs = append(errs, err)
+		}
+		return nil
+	})
+	if left := c.Leftovers(); len(left) > 0 {
+		errs = append(errs, fmt.Errorf("left behind: %s", strings.Join(left, "; ")))
+	}
+	return errors.Join(errs...)
+}
+
+// Leftovers lists what of this cluster still exists on the machine: processes, network
+// namespaces, mounts, cgroups, the root namespace's interface, the run directory. Empty after
+// a successful Stop.
+func (c *Cluster) Leftovers() []string {
+	veth := ""
+	if c.net != nil {
+		veth = c.net.rootVeth
+	}
+	return leftovers(c.id, veth)
+}
+
+// Phases are the timed steps of Start (and of Stop, once it ran), in order.
+func (c *Cluster) Phases() []Phase {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]Phase(nil), c.phases...)
+}
+
+func (c *Cluster) phase(name string, fn func() error) error {
+	t := time.Now()
+	err := fn()
+	c.record(name, time.Since(t))
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+func (c *Cluster) record(name string, d time.Duration) {
+	c.mu.Lock()
+	c.phases = append(c.phases, Phase{Name: name, Duration: d})
+	c.mu.Unlock()
+	c.logf("phase %q took %s", name, d.Round(time.Millisecond))
+}
+
+func (c *Cluster) proc(name string) *proc {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := len(c.procs) - 1; i >= 0; i-- {
+		if c.procs[i].name == name {
+			return c.procs[i]
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) bin(name string) string        { return filepath.Join(c.controlDir, name) }
+func (c *Cluster) runtimeBin(name string) string { return filepath.Join(c.runtimeDir, name) }
+
+func (c *Cluster) logf(format string, args ...any) {
+	fmt.Fprintf(c.log, "realnode: "+format+"\n", args...)
+}
+
+// KubeConfig is an administrator's kubeconfig for the cluster.
+func (c *Cluster) KubeConfig() []byte { return c.creds.admin }
+
+// KubeConfigPath is the same kubeconfig as a file, for commands that take --kubeconfig.
+func (c *Cluster) KubeConfigPath() string { return c.creds.kubeconfigs["admin"] }
+
+// LogDir holds every component's log (etcd.log, kube-apiserver.log, kubelet.log, ...).
+func (c *Cluster) LogDir() string { return filepath.Join(c.dir, "logs") }
+
+// NodeName is the name of the cluster's one node.
+func (c *Cluster) NodeName() string { return c.nodeName }
+
+// NodeAddress is the node's InternalIP, where node ports are reached (from the outside client
+// too).
+func (c *Cluster) NodeAddress() string { return c.net.nodeIP }
+
+// PodNetworkCIDR is the pods' network (in-cluster clients come from it).
+func (c *Cluster) PodNetworkCIDR() string { return podCIDR }
+
+// LoadBalancerCIDR is the pool load balancer addresses come from.
+func (c *Cluster) LoadBalancerCIDR() string { return loadBalancerCIDR }
+
+// ClientIP is the source address of role's connections.
+func (c *Cluster) ClientIP(role ClientRole) string {
+	switch role {
+	case Outside:
+		return outsideIP
+	case InCluster:
+		return inClusterIP
+	}
+	return ""
+}
+
+// DialContext connects from inside role's network namespace.
+func (c *Cluster) DialContext(ctx context.Context, role ClientRole, network, addr string) (net.Conn, error) {
+	ns, err := c.roleNamespace(role)
+	if err != nil {
+		return nil, err
+	}
+	return dialIn(ctx, c.net.nsPath(ns), network, addr)
+}
+
+// Dialer is DialContext for role with a timeout per connection, in the shape of
+// ftp.DialWithDialFunc.
+func (c *Cluster) Dialer(role ClientRole, timeout time.Duration) func(network, addr string) (net.Conn, error) {
+	return func(network, addr string) (net.Conn, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		defer cancel()
+		return c.DialContext(ctx, role, network, addr)
+	}
+}
+
+// ClientCommand prepares argv to run inside role's network namespace.
+func (c *Cluster) ClientCommand(ctx context.Context, role ClientRole, argv ...string) (*exec.Cmd, error) {
+	ns, err := c.roleNamespace(role)
+	if err != nil {
+		return nil, err
+	}
+	if len(argv) == 0 {
+		return nil, errors.New("empty command")
+	}
+	prog, err := exec.LookPath(argv[0])
+	if err != nil {
+		return nil, err
+	}
+	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, prog}, argv[1:]...)...), nil
+}
+
+// ClientExec runs argv where role is and returns its combined output.
+func (c *Cluster) ClientExec(ctx context.Context, role ClientRole, argv ...string) ([]byte, error) {
+	cmd, err := c.ClientCommand(ctx, role, argv...)
+	if err != nil {
+		return nil, err
+	}
+	return cmd.CombinedOutput()
+}
+
+// Kubectl runs the cluster's kubectl (the one built beside the components) as administrator.
+func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, c.bin("kubectl"), append([]string{"--kubeconfig", c.KubeConfigPath()}, args...)...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return out, fmt.Errorf("kubectl %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return out, nil
+}
+
+// Apply creates or updates the objects of a multi-document YAML file in namespace (where they
+// do not name one), with server-side apply as kubectl apply --server-side would.
+func (c *Cluster) Apply(ctx context.Context, namespace string, manifest []byte) error {
+	for _, doc := range strings.Split(string(manifest), "\n---") {
+		if strings.TrimSpace(doc) == "" {
+			continue
+		}
+		u := &unstructured.Unstructured{}
+		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
+			return fmt.Errorf("parse manifest: %w", err)
+		}
+		if len(u.Object) == 0 {
+			continue
+		}
+		if u.GetNamespace() == "" {
+			u.SetNamespace(namespace)
+		}
+		if err := c.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
+			return fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
+		}
+	}
+	return nil
+}
+
+// copyDir copies the regular files of src into dst (created if missing).
+func copyDir(src, dst string) error {
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.Type().IsRegular() {
+			continue
+		}
+		data, err := os.ReadFile(filepath.Join(src, e.Name()))
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dst, e.Name()), data, 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b)
+}
