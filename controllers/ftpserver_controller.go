@@ -64,6 +64,8 @@ type FTPServerReconciler struct {
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
 // Pods: listed for the readiness handshake and annotated so the kubelet refreshes their volumes.
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;patch
+// EndpointSlices: Ready waits until the Service forwards to the pods.
+// +kubebuilder:rbac:groups=discovery.k8s.io,resources=endpointslices,verbs=get;list
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -139,6 +141,9 @@ func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTP
 		return seen, err
 	}
 	seen.served = r.checkServedConfig(ctx, pods, desired.configDigest)
+	if seen.served.endpoints, err = r.servedEndpoints(ctx, s, pods); err != nil {
+		return seen, err
+	}
 	return seen, nil
 }
 
@@ -146,7 +151,7 @@ func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTP
 // a scheduling failure) and a kubelet's volume refresh change nothing the operator watches.
 func recheckAfter(c conclusion) time.Duration {
 	switch c.reason {
-	case ftpv1alpha1.ReasonWaitingForConfig:
+	case ftpv1alpha1.ReasonWaitingForConfig, ftpv1alpha1.ReasonWaitingForEndpoints:
 		return servedConfigRecheck
 	case ftpv1alpha1.ReasonWaitingForPods, ftpv1alpha1.ReasonClaimPending, ftpv1alpha1.ReasonUnschedulable,
 		ftpv1alpha1.ReasonImagePullFailed, ftpv1alpha1.ReasonDaemonCrashLooping, ftpv1alpha1.ReasonContainerCannotStart:
@@ -164,7 +169,7 @@ const DefaultWaitWarningAfter = 5 * time.Minute
 func expectedWait(reason string) bool {
 	switch reason {
 	case ftpv1alpha1.ReasonReady, ftpv1alpha1.ReasonWaitingForAddress, ftpv1alpha1.ReasonWaitingForPods,
-		ftpv1alpha1.ReasonWaitingForConfig, ftpv1alpha1.ReasonStopping, ftpv1alpha1.ReasonStopped:
+		ftpv1alpha1.ReasonWaitingForConfig, ftpv1alpha1.ReasonWaitingForEndpoints, ftpv1alpha1.ReasonStopping, ftpv1alpha1.ReasonStopped:
 		return true
 	}
 	return false

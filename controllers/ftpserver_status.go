@@ -8,6 +8,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -63,6 +64,10 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, applied applyResult, addre
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, dep), true
 	case !served.checked || !served.complete(replicasOf(s)):
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForConfig, served.message(s, c.passiveAddress), true
+	case served.endpoints < int(replicasOf(s)):
+		c.reason, c.reconciling = ftpv1alpha1.ReasonWaitingForEndpoints, true
+		c.message = fmt.Sprintf("%d of %d ready pods are listed as ready endpoints of Service %s/%s; kube-proxy and the load balancer forward only to those (kubectl -n %s get endpointslices -l %s=%s)",
+			served.endpoints, replicasOf(s), s.Namespace, s.Name, s.Namespace, discoveryv1.LabelServiceName, s.Name)
 	default:
 		c.ready, c.reason = true, ftpv1alpha1.ReasonReady
 		c.message = fmt.Sprintf("serving at %s; PASV replies advertise %s, passive ports %s", c.endpoint, c.passiveAddress, c.passivePorts)

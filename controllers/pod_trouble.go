@@ -51,7 +51,7 @@ func diagnosePods(s *ftpv1alpha1.FTPServer, pods []corev1.Pod, pending []pending
 	// A claim is Pending for a while at every first start (a provisioner at work, or a class
 	// that binds only once the pod is scheduled); it is trouble when the scheduler gives up on
 	// the pod for it.
-	if unschedulable != nil && len(pending) > 0 {
+	if unschedulable != nil && len(pending) > 0 && blamesVolumes(unschedulable.message) {
 		c := pending[0]
 		class := fmt.Sprintf("StorageClass %q", c.storageClass)
 		if c.storageClass == "" {
@@ -72,6 +72,14 @@ func lastLines(msg string, max int) string {
 		msg = "..." + msg[len(msg)-max:]
 	}
 	return msg
+}
+
+// blamesVolumes tells whether the scheduler's words are about the pod's volumes ("unbound
+// immediate PersistentVolumeClaims", a missing StorageClass). With a class that binds only once
+// the pod is placed, a claim stays Pending because the pod cannot be placed, not the reverse.
+func blamesVolumes(schedulerMessage string) bool {
+	m := strings.ToLower(schedulerMessage)
+	return strings.Contains(m, "persistentvolumeclaim") || strings.Contains(m, "storageclass") || strings.Contains(m, "volume")
 }
 
 // containerTrouble reads a container's waiting state the way `kubectl get pods` shows it.

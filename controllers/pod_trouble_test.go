@@ -16,9 +16,13 @@ func TestDiagnosePodsPrecedence(t *testing.T) {
 			LastTerminationState: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 2}},
 		}}}}
 	}
-	unschedulable := corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p-unsched"}, Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{
-		Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: "0/1 nodes are available",
-	}}}}
+	unschedulableFor := func(why string) corev1.Pod {
+		return corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "p-unsched"}, Status: corev1.PodStatus{Conditions: []corev1.PodCondition{{
+			Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: why,
+		}}}}
+	}
+	unschedulable := unschedulableFor("0/1 nodes are available: pod has unbound immediate PersistentVolumeClaims")
+	noNodeMatches := unschedulableFor("0/1 nodes are available: 1 node(s) didn't match Pod's node affinity/selector")
 	deleting := waiting("CrashLoopBackOff")
 	deleting.DeletionTimestamp = &metav1.Time{}
 	pending := []pendingClaim{{name: "files-data", storageClass: "fast"}}
@@ -34,6 +38,7 @@ func TestDiagnosePodsPrecedence(t *testing.T) {
 		{"image pull", []corev1.Pod{waiting("ImagePullBackOff")}, nil, ftpv1alpha1.ReasonImagePullFailed, true},
 		{"a pending claim explains an unschedulable pod", []corev1.Pod{unschedulable}, pending, ftpv1alpha1.ReasonClaimPending, false},
 		{"unschedulable", []corev1.Pod{unschedulable}, nil, ftpv1alpha1.ReasonUnschedulable, false},
+		{"a claim waiting for its pod to be placed is not the cause", []corev1.Pod{noNodeMatches}, pending, ftpv1alpha1.ReasonUnschedulable, false},
 		{"a pending claim alone is a provisioner at work", []corev1.Pod{{}}, pending, "", false},
 		{"a terminating pod's crash is history", []corev1.Pod{deleting}, nil, "", false},
 		{"container cannot start", []corev1.Pod{waiting("CreateContainerConfigError")}, nil, ftpv1alpha1.ReasonContainerCannotStart, true},

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -90,6 +91,8 @@ type servedConfig struct {
 	ready   int
 	serving int
 	stale   []string // "<pod>: <why>", sorted
+	// endpoints counts the ready pods the Service's EndpointSlices list as ready.
+	endpoints int
 }
 
 func (c servedConfig) complete(replicas int32) bool {
@@ -103,6 +106,31 @@ func (c servedConfig) message(s *ftpv1alpha1.FTPServer, address string) string {
 		msg += "; " + strings.Join(c.stale, "; ")
 	}
 	return msg
+}
+
+// servedEndpoints counts the ready pods that the Service's EndpointSlices list as ready: until
+// then kube-proxy and a load balancer that targets pods do not forward to them, and a client
+// would be refused although the pods run.
+func (r *FTPServerReconciler) servedEndpoints(ctx context.Context, s *ftpv1alpha1.FTPServer, pods []corev1.Pod) (int, error) {
+	var endpointSlices discoveryv1.EndpointSliceList
+	if err := r.apiReader.List(ctx, &endpointSlices, client.InNamespace(s.Namespace), client.MatchingLabels{discoveryv1.LabelServiceName: s.Name}); err != nil {
+		return 0, fmt.Errorf("list EndpointSlices of Service %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	ours := map[types.UID]bool{}
+	for i := range pods {
+		if pods[i].DeletionTimestamp == nil && podReady(&pods[i]) {
+			ours[pods[i].UID] = true
+		}
+	}
+	listed := map[types.UID]bool{}
+	for _, sl := range endpointSlices.Items {
+		for _, ep := range sl.Endpoints {
+			if ep.TargetRef != nil && ours[ep.TargetRef.UID] && (ep.Conditions.Ready == nil || *ep.Conditions.Ready) {
+				listed[ep.TargetRef.UID] = true
+			}
+		}
+	}
+	return len(listed), nil
 }
 
 // podsOf lists the daemon pods of s from the API server (not a cache: the operator does not hold

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -121,4 +122,30 @@ func TestHTTPDaemonConfigProber(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestReadyWaitsForTheServiceToListThePods: pods that serve the current config are not enough
+// while the Service's EndpointSlices do not list them as ready (nothing forwards to them yet).
+func TestReadyWaitsForTheServiceToListThePods(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	setReady := func(ready bool) {
+		t.Helper()
+		slice := get(t, ns, "files-standin", &discoveryv1.EndpointSlice{})
+		slice.Endpoints[0].Conditions.Ready = &ready
+		if err := env.Client.Update(ctx, slice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	setReady(false)
+	// Nothing the operator watches changed: a spec change makes it look again.
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Limits.MaxSessions = 99 })
+	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForEndpoints)
+	if c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "0 of 1 ready pods are listed") {
+		t.Fatalf("Ready = %+v", c)
+	}
+	setReady(true)
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
 }

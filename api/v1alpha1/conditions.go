@@ -20,6 +20,9 @@ const (
 	// ReasonWaitingForConfig: the pods are available but not all of them serve the current
 	// configuration (and so the current PASV address) yet.
 	ReasonWaitingForConfig = "WaitingForConfig"
+	// ReasonWaitingForEndpoints: the pods serve, but the Service's EndpointSlices do not list
+	// them as ready yet, so nothing forwards to them.
+	ReasonWaitingForEndpoints = "WaitingForEndpoints"
 	// Pod trouble, read from the pods and claims (controllers/pod_trouble.go).
 	// ReasonClaimPending: a claim of the server is not bound, so its pod cannot start.
 	ReasonClaimPending = "ClaimPending"

@@ -7,9 +7,11 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
@@ -20,9 +22,9 @@ import (
 // benchmark. The e2e harness runs the real controllers and daemons instead.
 
 // MarkDeploymentAvailable plays the Deployment controller and the kubelet for a Deployment of
-// one replica: its status says the latest generation is rolled out and available, and one Ready
-// Pod of its template exists (created if missing, its status set), so that the operator's
-// readiness handshake finds a pod to ask.
+// one replica: its status says the latest generation is rolled out and available, one Ready Pod
+// of its template exists (created if missing, its status set), so that the operator's readiness
+// handshake finds a pod to ask, and an EndpointSlice of the Service of the same name lists it.
 func MarkDeploymentAvailable(ctx context.Context, c client.Client, namespace, name string) error {
 	var dep appsv1.Deployment
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
@@ -44,7 +46,7 @@ func MarkDeploymentAvailable(ctx context.Context, c client.Client, namespace, na
 	if err := c.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create stand-in pod of %s/%s: %w", namespace, name, err)
 	}
-	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
 			return err
 		}
@@ -54,6 +56,23 @@ func MarkDeploymentAvailable(ctx context.Context, c client.Client, namespace, na
 		}
 		return c.Status().Update(ctx, pod)
 	})
+	if err != nil {
+		return fmt.Errorf("report stand-in pod of %s/%s ready: %w", namespace, name, err)
+	}
+	// Play the EndpointSlice controller: the Service of the same name lists the pod as ready.
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-standin", Namespace: namespace, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+		Endpoints: []discoveryv1.Endpoint{{
+			Addresses:  []string{pod.Status.PodIP},
+			Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+			TargetRef:  &corev1.ObjectReference{Kind: "Pod", Namespace: namespace, Name: pod.Name, UID: pod.UID},
+		}},
+	}
+	if err := c.Create(ctx, slice); err != nil && !apierrors.IsAlreadyExists(err) {
+		return fmt.Errorf("create stand-in EndpointSlice of %s/%s: %w", namespace, name, err)
+	}
+	return nil
 }
 
 // InstantDaemons answers the operator's readiness handshake (controllers.DaemonConfigProber) as

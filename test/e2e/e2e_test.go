@@ -16,6 +16,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -31,14 +32,42 @@ import (
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 	"github.com/kubeftp/ftp-operator/test/harness"
+	"github.com/kubeftp/ftp-operator/test/realnode"
 )
 
-// cluster is one harness, in one network mode, and what the scenarios need to know about it.
-// Every scenario runs in both modes through eachMode; each mode has its own API server.
+// clusterUnderTest is what the scenarios ask of a cluster: the harness (loopback and namespace
+// modes) and the real node (test/realnode) both provide it.
+type clusterUnderTest interface {
+	KubeConfig() []byte
+	Apply(ctx context.Context, namespace string, manifest []byte) error
+	WaitReady(ctx context.Context, namespace, name string, timeout time.Duration) (*ftpv1alpha1.FTPServer, error)
+	WaitReason(ctx context.Context, namespace, name, reason string, timeout time.Duration) (*ftpv1alpha1.FTPServer, error)
+	ClaimPath(namespace, claim string) string
+	SetLoadBalancerAddress(namespace, service, ip string)
+	NodeAddress() string
+	PodNetworkCIDR() string
+	ClientIP(role harness.ClientRole) string
+	DialContext(ctx context.Context, role harness.ClientRole, network, addr string) (net.Conn, error)
+	Dialer(role harness.ClientRole, timeout time.Duration) func(network, addr string) (net.Conn, error)
+	ClientCommand(ctx context.Context, role harness.ClientRole, argv ...string) (*exec.Cmd, error)
+	ClientExec(ctx context.Context, role harness.ClientRole, argv ...string) ([]byte, error)
+	PodIP(namespace, server string) string
+	PodLog(namespace, server string) string
+	PodPID(namespace, server string) int
+	LastExit(namespace, server string) (harness.PodExit, bool)
+	Stop() error
+}
+
+// cluster is one test cluster, in one mode, and what the scenarios need to know about it.
+// Every scenario runs in every mode through eachMode; each mode has its own API server.
 type cluster struct {
-	mode string
-	h    *harness.Harness
-	skip string // why this mode does not run here
+	mode   string
+	h      clusterUnderTest
+	client client.Client
+	skip   string // why this mode does not run here
+	// podIPsHidden: outside clients cannot reach pod IPs (namespace mode, the real node), so a
+	// wrong PASV address fails as in a real cluster.
+	podIPsHidden bool
 
 	lbPrefix string // the load balancer hands out addresses starting with this
 	spareLB  string // an address the load balancer may move a Service to
@@ -49,10 +78,14 @@ type cluster struct {
 	namespaces int
 }
 
+// realNodeMode runs the scenarios on test/realnode: a real kubelet, containerd and kube-proxy.
+const realNodeMode = "realnode"
+
 var (
 	loopback = &cluster{mode: harness.NetworkLoopback, lbPrefix: "127.0.20.", spareLB: "127.0.20.77", control: 2121}
-	netns    = &cluster{mode: harness.NetworkNetns, lbPrefix: "203.0.113.", spareLB: "203.0.113.150", control: 21}
-	clusters = []*cluster{loopback, netns}
+	netns    = &cluster{mode: harness.NetworkNetns, lbPrefix: "203.0.113.", spareLB: "203.0.113.150", control: 21, podIPsHidden: true}
+	realNode = &cluster{mode: realNodeMode, lbPrefix: "203.0.113.", spareLB: "203.0.113.250", control: 21, podIPsHidden: true}
+	clusters = []*cluster{loopback, netns, realNode}
 )
 
 func TestMain(m *testing.M) {
@@ -82,6 +115,15 @@ func runMain(m *testing.M) int {
 			}
 		}
 	}
+	if realNode.skip == "" {
+		if err := realnode.Available(realnode.Options{}); err != nil {
+			if ci {
+				fmt.Fprintf(os.Stderr, "e2e: the real node cannot run and CI is set: %v\n", err)
+				return 1
+			}
+			realNode.skip = fmt.Sprintf("the real node cannot run here: %v (set CI=1 to make this a failure)", err)
+		}
+	}
 	if netns.skip == "" {
 		if err := harness.NetnsAvailable(); err != nil {
 			if ci {
@@ -107,11 +149,16 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 
-	// Start the harnesses side by side: each boots its own kube-apiserver and etcd.
+	// Start the clusters side by side: each boots its own kube-apiserver and etcd.
 	var wg sync.WaitGroup
 	errs := make([]error, len(clusters))
 	for i, c := range clusters {
 		if c.skip != "" {
+			continue
+		}
+		if c == realNode {
+			wg.Add(1)
+			go func() { defer wg.Done(); errs[i] = startRealNode(c, filepath.Join(work, c.mode)) }()
 			continue
 		}
 		opts := harness.Options{
@@ -123,7 +170,10 @@ func runMain(m *testing.M) int {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.h, errs[i] = harness.Start(opts)
+			h, err := harness.Start(opts)
+			if errs[i] = err; err == nil {
+				c.h, c.client = h, h.Client
+			}
 		}()
 	}
 	wg.Wait()
@@ -133,17 +183,48 @@ func runMain(m *testing.M) int {
 				continue
 			}
 			if err := c.h.Stop(); err != nil {
-				fmt.Fprintf(os.Stderr, "e2e: stop %s harness: %v\n", c.mode, err)
+				fmt.Fprintf(os.Stderr, "e2e: stop the %s cluster: %v\n", c.mode, err)
 			}
 		}
 	}()
 	for i, err := range errs {
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "e2e: start %s harness: %v\n", clusters[i].mode, err)
+			fmt.Fprintf(os.Stderr, "e2e: start the %s cluster: %v\n", clusters[i].mode, err)
 			return 1
 		}
 	}
 	return m.Run()
+}
+
+// realNodeImage is the image the real node's operator gives its daemon pods: our binary,
+// written as `make image` does and imported into the node's containerd.
+const realNodeImage = "localhost/ftp-operator/ftp-operator:e2e"
+
+// startRealNode boots test/realnode with our image and runs the operator against it.
+func startRealNode(c *cluster, dir string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	archive, err := realnode.BuildOperatorImage(ctx, dir, realNodeImage)
+	if err != nil {
+		return err
+	}
+	opts := realnode.Options{Images: []string{archive}, SaveLogsTo: os.Getenv("REALNODE_LOGS")}
+	if os.Getenv("E2E_VERBOSE") != "" {
+		opts.Log = &linePrefixer{w: os.Stderr, prefix: "[" + c.mode + "] "}
+	}
+	rn, err := realnode.Start(ctx, opts)
+	if err != nil {
+		return err
+	}
+	if err := rn.StartOperator(realNodeImage); err != nil {
+		_ = rn.Stop()
+		return err
+	}
+	c.h, c.client = rn, rn.Client
+	return nil
 }
 
 // eachMode runs a scenario as a subtest per network mode.
@@ -170,11 +251,11 @@ func (c *cluster) newNamespace(t *testing.T, name string) string {
 	t.Helper()
 	c.namespaces++
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("%s-%d", name, c.namespaces)}}
-	if err := c.h.Client.Create(context.Background(), ns); err != nil {
+	if err := c.client.Create(context.Background(), ns); err != nil {
 		t.Fatalf("create namespace: %v", err)
 	}
 	t.Cleanup(func() {
-		if err := c.h.Client.Delete(context.Background(), ns); err != nil {
+		if err := c.client.Delete(context.Background(), ns); err != nil {
 			t.Errorf("delete namespace %s: %v", ns.Name, err)
 		}
 	})
@@ -194,13 +275,42 @@ func (c *cluster) waitReady(t *testing.T, ns, name string) *ftpv1alpha1.FTPServe
 	if err != nil {
 		t.Fatalf("%v\npod log:\n%s", err, c.h.PodLog(ns, name))
 	}
+	if c == realNode {
+		c.waitForwarded(t, s)
+	}
 	return s
+}
+
+// waitForwarded waits until the real kube-proxy forwards the server's endpoint. Ready means
+// the Service's EndpointSlices list the pods; kube-proxy programs the node's nftables from them
+// up to its sync period later (a cloud load balancer's health checks take longer still), and
+// nothing in the API tells when. The suite waits for the control port to accept a connection
+// from the outside client, bounded, and logs the lag; what the server then says (its PASV
+// address above all) is checked as strictly as before.
+func (c *cluster) waitForwarded(t *testing.T, s *ftpv1alpha1.FTPServer) {
+	t.Helper()
+	addr := strings.TrimPrefix(s.Status.Endpoint, "ftp://")
+	start := time.Now()
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		conn, err := c.h.DialContext(ctx, harness.Outside, "tcp", addr)
+		cancel()
+		if err == nil {
+			_ = conn.Close()
+			t.Logf("kube-proxy forwards %s %s after Ready", addr, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		if time.Since(start) > 15*time.Second {
+			t.Fatalf("%s is Ready but %s does not accept connections from outside after 15 s: %v", s.Name, addr, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (c *cluster) get(t *testing.T, ns, name string) *ftpv1alpha1.FTPServer {
 	t.Helper()
 	var s ftpv1alpha1.FTPServer
-	if err := c.h.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
+	if err := c.client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, &s); err != nil {
 		t.Fatal(err)
 	}
 	return &s
@@ -255,7 +365,7 @@ func (c *cluster) dial(t *testing.T, role harness.ClientRole, addr string) *ftp.
 func (c *cluster) deleteAndWait(t *testing.T, ns, name string) {
 	t.Helper()
 	ctx := context.Background()
-	if err := c.h.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}); err != nil {
+	if err := c.client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 60*time.Second, "the pod to stop", func() error {
@@ -263,7 +373,7 @@ func (c *cluster) deleteAndWait(t *testing.T, ns, name string) {
 			return context.DeadlineExceeded
 		}
 		var svc corev1.Service
-		if err := c.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc); err == nil {
+		if err := c.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &svc); err == nil {
 			return context.DeadlineExceeded
 		}
 		return nil
@@ -404,11 +514,11 @@ func testLifecycle(t *testing.T, c *cluster) {
 
 	t.Run("password change reaches the running daemon", func(t *testing.T) {
 		var secret corev1.Secret
-		if err := c.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partner-ftp"}, &secret); err != nil {
+		if err := c.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "partner-ftp"}, &secret); err != nil {
 			t.Fatal(err)
 		}
 		secret.Data["password"] = []byte("second-secret")
-		if err := c.h.Client.Update(ctx, &secret); err != nil {
+		if err := c.client.Update(ctx, &secret); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 30*time.Second, "the new password to work", func() error {
@@ -457,7 +567,7 @@ func testLifecycle(t *testing.T, c *cluster) {
 		srv := c.get(t, ns, "files")
 		before := srv.DeepCopy()
 		srv.Spec.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSExplicit, SecretName: "files-tls", MinVersion: "1.2"}
-		if err := c.h.Client.Patch(ctx, srv, client.MergeFrom(before)); err != nil {
+		if err := c.client.Patch(ctx, srv, client.MergeFrom(before)); err != nil {
 			t.Fatal(err)
 		}
 		s := c.waitReady(t, ns, "files") // turning TLS on rolls the pod
@@ -474,7 +584,7 @@ func testLifecycle(t *testing.T, c *cluster) {
 	})
 
 	t.Run("deletion drains the daemon and keeps the data", func(t *testing.T) {
-		if err := c.h.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: ns}}); err != nil {
+		if err := c.client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: ns}}); err != nil {
 			t.Fatal(err)
 		}
 		eventually(t, 60*time.Second, "the daemon to stop", func() error {
@@ -494,7 +604,7 @@ func testLifecycle(t *testing.T, c *cluster) {
 			t.Fatalf("data on the retained claim is gone or changed after deletion: %v", err)
 		}
 		var claim corev1.PersistentVolumeClaim
-		if err := c.h.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "files-data"}, &claim); err != nil {
+		if err := c.client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "files-data"}, &claim); err != nil {
 			t.Fatalf("the retained claim was deleted: %v", err)
 		}
 	})

@@ -47,7 +47,7 @@ spec:
 // Only the namespace mode can show this: in loopback mode every 127.x address reaches the pod.
 func TestPassiveAddressMustBeRight(t *testing.T) {
 	eachMode(t, func(t *testing.T, c *cluster) {
-		if c.mode != harness.NetworkNetns {
+		if !c.podIPsHidden {
 			t.Skip("loopback mode cannot catch a wrong PASV address: every 127.0.0.0/8 address reaches the pod (docs/testing.md)")
 		}
 		testPassiveAddressMustBeRight(t, c)
@@ -122,7 +122,7 @@ func testPassiveAddressMustBeRight(t *testing.T, c *cluster) {
 	srv := c.get(t, ns, "wrong")
 	before := srv.DeepCopy()
 	srv.Spec.PassiveAddress.Overrides = nil
-	if err := c.h.Client.Patch(ctx, srv, client.MergeFrom(before)); err != nil {
+	if err := c.client.Patch(ctx, srv, client.MergeFrom(before)); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "the fixed server to serve the strict client", func() error {

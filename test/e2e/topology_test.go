@@ -166,7 +166,7 @@ func testSample(t *testing.T, c *cluster) {
 	}
 	// In loopback mode only root may listen on port 21; in namespace mode the router's DNAT
 	// serves it.
-	if c.mode == harness.NetworkNetns || os.Geteuid() == 0 {
+	if c.podIPsHidden || os.Geteuid() == 0 {
 		conn := c.dial(t, harness.Outside, hostPort(t, s.Status.Endpoint))
 		if err := conn.Login("partner", "sample"); err != nil {
 			t.Fatalf("login through port 21: %v", err)

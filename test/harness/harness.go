@@ -24,8 +24,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
@@ -304,44 +302,12 @@ func (h *Harness) Apply(ctx context.Context, namespace string, manifest []byte) 
 
 // WaitReady waits until the FTPServer's Ready condition is True for its current generation.
 func (h *Harness) WaitReady(ctx context.Context, namespace, name string, timeout time.Duration) (*ftpv1alpha1.FTPServer, error) {
-	return h.waitServer(ctx, namespace, name, timeout, "Ready", func(c *metav1.Condition) bool { return c.Status == metav1.ConditionTrue })
+	return testenv.WaitFTPServer(ctx, h.Client, namespace, name, timeout, "Ready", testenv.IsReady)
 }
 
 // WaitReason waits until the FTPServer's Ready condition has reason for its current generation.
 func (h *Harness) WaitReason(ctx context.Context, namespace, name, reason string, timeout time.Duration) (*ftpv1alpha1.FTPServer, error) {
-	return h.waitServer(ctx, namespace, name, timeout, "Ready reason "+reason, func(c *metav1.Condition) bool { return c.Reason == reason })
-}
-
-// waitServer polls an FTPServer until its Ready condition, for the current generation, passes
-// ok; the error names what was awaited and the last condition seen.
-func (h *Harness) waitServer(ctx context.Context, namespace, name string, timeout time.Duration, what string, ok func(*metav1.Condition) bool) (*ftpv1alpha1.FTPServer, error) {
-	deadline := time.Now().Add(timeout)
-	last := "no status yet"
-	for {
-		var s ftpv1alpha1.FTPServer
-		err := h.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &s)
-		switch {
-		case err != nil:
-			last = err.Error()
-		case s.Status.ObservedGeneration != s.Generation:
-			last = fmt.Sprintf("status of generation %d, spec at %d", s.Status.ObservedGeneration, s.Generation)
-		default:
-			if c := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReady); c != nil {
-				if ok(c) {
-					return &s, nil
-				}
-				last = fmt.Sprintf("%s/%s: %s", c.Status, c.Reason, c.Message)
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("FTPServer %s/%s: no %s after %s (last: %s)", namespace, name, what, timeout, last)
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	return testenv.WaitFTPServer(ctx, h.Client, namespace, name, timeout, "Ready reason "+reason, testenv.HasReason(reason))
 }
 
 // poll runs sync now and then every interval until ctx ends, logging its errors under what.

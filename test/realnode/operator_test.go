@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,13 +14,8 @@ import (
 	"github.com/jlaffaye/ftp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/kubeftp/ftp-operator/controllers"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 	"github.com/kubeftp/ftp-operator/test/realnode"
 )
@@ -89,37 +83,9 @@ func TestOperatorOnRealNode(t *testing.T) {
 		}
 	})
 
-	// The manager as `ftp-operator manager` wires it, minus metrics and probes.
-	mgr, err := ctrl.NewManager(c.Config, ctrl.Options{
-		Scheme:                 c.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
+	if err := c.StartOperator(daemonImage); err != nil {
 		t.Fatal(err)
 	}
-	r := &controllers.FTPServerReconciler{
-		Client: mgr.GetClient(), DaemonImage: daemonImage,
-		Recorder: mgr.GetEventRecorder("ftp-operator"), BcryptCost: 4,
-		// In a cluster the operator is a pod and reaches the daemons' ops ports on their pod
-		// IPs; here it asks them from the pod network, where the in-cluster client sits.
-		ConfigProber: &controllers.HTTPDaemonConfigProber{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return c.DialContext(ctx, realnode.InCluster, network, addr)
-		}},
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	mgrCtx, stopMgr := context.WithCancel(ctx)
-	mgrDone := make(chan struct{})
-	go func() {
-		defer close(mgrDone)
-		if err := mgr.Start(mgrCtx); err != nil {
-			t.Errorf("manager: %v", err)
-		}
-	}()
-	defer func() { stopMgr(); <-mgrDone }()
 
 	if err := c.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: operatorNamespace}}); err != nil {
 		t.Fatal(err)
@@ -223,8 +189,6 @@ func TestOperatorOnRealNode(t *testing.T) {
 		t.Errorf("the daemon's last log shows no drain (%v):\n%s", err, log)
 	}
 
-	stopMgr()
-	<-mgrDone
 	stopped = true
 	if err := c.Stop(); err != nil {
 		t.Errorf("stop: %v", err)

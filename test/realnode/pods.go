@@ -9,12 +9,12 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
 // Network names this kind of cluster where the harness names its network mode, for tests that
@@ -105,20 +105,10 @@ func (c *Cluster) PodPID(namespace, name string) int {
 
 // WaitReady waits until the FTPServer's Ready condition is True for its current generation.
 func (c *Cluster) WaitReady(ctx context.Context, namespace, name string, timeout time.Duration) (*ftpv1alpha1.FTPServer, error) {
-	var s ftpv1alpha1.FTPServer
-	last := "not found"
-	err := c.waitFor(ctx, timeout, fmt.Sprintf("FTPServer %s/%s Ready", namespace, name), func() (bool, error) {
-		if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &s); err != nil {
-			return false, client.IgnoreNotFound(err)
-		}
-		if cond := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReady); cond != nil {
-			last = fmt.Sprintf("%s/%s: %s", cond.Status, cond.Reason, cond.Message)
-			return cond.Status == metav1.ConditionTrue && s.Status.ObservedGeneration == s.Generation, nil
-		}
-		return false, nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("%w (last: %s)", err, last)
-	}
-	return &s, nil
+	return testenv.WaitFTPServer(ctx, c.Client, namespace, name, timeout, "Ready", testenv.IsReady)
+}
+
+// WaitReason waits until the FTPServer's Ready condition has reason for its current generation.
+func (c *Cluster) WaitReason(ctx context.Context, namespace, name, reason string, timeout time.Duration) (*ftpv1alpha1.FTPServer, error) {
+	return testenv.WaitFTPServer(ctx, c.Client, namespace, name, timeout, "Ready reason "+reason, testenv.HasReason(reason))
 }

@@ -90,6 +90,8 @@ type Cluster struct {
 	cancel  context.CancelFunc
 	loops   sync.WaitGroup
 	stopped bool
+	// stopOperator stops the operator of StartOperator, if any.
+	stopOperator func()
 }
 
 // Available tells whether a cluster can start here, and if not, why: root, the tools, the
@@ -383,7 +385,11 @@ func (c *Cluster) Stop() error {
 		return nil
 	}
 	c.stopped = true
+	stopOperator := c.stopOperator
 	c.mu.Unlock()
+	if stopOperator != nil {
+		stopOperator()
+	}
 	if c.cancel != nil {
 		c.cancel()
 		c.loops.Wait()
