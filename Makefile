@@ -30,7 +30,9 @@ IMG ?= ghcr.io/kubeftp/ftp-operator:dev
 # How the binary is built, here and in the Dockerfile (test/chart checks they agree): static
 # (CGO off), reproducible paths, and the manager's default daemon image stamped in.
 GO_BUILD_FLAGS = -trimpath -ldflags "-s -w -X main.defaultDaemonImage=$(IMG)"
-GO_TEST_FLAGS ?= -count=1
+# The e2e package runs every scenario in three modes (loopback, namespaces, the real node):
+# several minutes, beyond go test's default 10-minute timeout on a loaded machine.
+GO_TEST_FLAGS ?= -count=1 -timeout 30m
 # The image as an OCI archive (make image) and the pod sandbox image for containerd nodes without
 # a registry (make pause-image); `ctr -n k8s.io images import` loads both.
 IMAGE_ARCHIVE ?= bin/ftp-operator-image.tar

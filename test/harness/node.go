@@ -723,6 +723,19 @@ func (n *node) readyPod(ns string, selector map[string]string) *pod {
 	return best
 }
 
+// podsMatching returns the pods of namespace whose labels match selector.
+func (n *node) podsMatching(ns string, selector map[string]string) []*pod {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var out []*pod
+	for _, p := range n.pods {
+		if p.namespace == ns && matches(selector, p.labels) && p.proc != nil {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
 // podFor returns the newest live pod of a Deployment (ready or not) with a running container.
 func (n *node) podFor(ns, deployment string) *pod {
 	n.mu.Lock()

@@ -56,6 +56,9 @@ func (h *Harness) syncServices(ctx context.Context) error {
 		}
 	}
 	h.network.setForwards(fwds)
+	if h.network.mode() == NetworkLoopback {
+		return h.publishLoopbackEndpoints(ctx, list.Items)
+	}
 	return nil
 }
 
