@@ -541,16 +541,23 @@ func testLifecycle(t *testing.T, c *cluster) {
 	t.Run("load balancer address change reaches the running daemon", func(t *testing.T) {
 		c.h.SetLoadBalancerAddress(ns, "files", c.spareLB)
 		newAddr := fmt.Sprintf("%s:%d", c.spareLB, c.control)
-		eventually(t, 30*time.Second, "PASV replies with the new address", func() error {
-			out, err := c.strictTransfer(harness.Outside, newAddr, "partner", "second-secret", "pasv", "download", "via-pasv.bin", back)
-			if err != nil {
-				return fmt.Errorf("%v: %s", err, out)
-			}
-			if !strings.Contains(out, pasvForm(c.spareLB)) {
-				return fmt.Errorf("PASV reply %q", out)
-			}
-			return nil
-		})
+		// Ready again for the new address: from then on a strict client must be told it, at
+		// once, without a retry (the readiness handshake; the kubelet's volume refresh is
+		// what would lag).
+		moved, err := testenv.WaitFTPServer(context.Background(), c.client, ns, "files", 60*time.Second, "Ready at the new address",
+			func(cond *metav1.Condition) bool {
+				return cond.Status == metav1.ConditionTrue && strings.Contains(cond.Message, "advertise "+c.spareLB+",")
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c == realNode {
+			c.waitForwarded(t, moved)
+		}
+		out, err := c.strictTransfer(harness.Outside, newAddr, "partner", "second-secret", "pasv", "download", "via-pasv.bin", back)
+		if err != nil || !strings.Contains(out, pasvForm(c.spareLB)) {
+			t.Fatalf("right after Ready at the new address, the strict client got: %v\n%s", err, out)
+		}
 		got := c.get(t, ns, "files")
 		if got.Status.Endpoint != "ftp://"+newAddr || got.Status.PassiveAddress != c.spareLB {
 			t.Fatalf("status not updated: %+v", got.Status)
