@@ -58,6 +58,12 @@ type clusterUnderTest interface {
 	Stop() error
 }
 
+// Both clusters offer the scenarios the same methods; the compiler checks it.
+var (
+	_ clusterUnderTest = (*harness.Harness)(nil)
+	_ clusterUnderTest = (*realnode.Cluster)(nil)
+)
+
 // cluster is one test cluster, in one mode, and what the scenarios need to know about it.
 // Every scenario runs in every mode through eachMode; each mode has its own API server.
 type cluster struct {

@@ -24,14 +24,12 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	"sigs.k8s.io/yaml"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
@@ -279,25 +277,7 @@ func (h *Harness) PodPID(namespace, server string) int {
 // Apply creates or updates the objects of a multi-document YAML file in namespace (where they
 // do not name one), with server-side apply as kubectl apply --server-side would.
 func (h *Harness) Apply(ctx context.Context, namespace string, manifest []byte) error {
-	for _, doc := range strings.Split(string(manifest), "\n---") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			return fmt.Errorf("parse manifest: %w", err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		if u.GetNamespace() == "" {
-			u.SetNamespace(namespace)
-		}
-		if err := h.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
-			return fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
-		}
-	}
-	return nil
+	return testenv.ApplyManifest(ctx, h.Client, namespace, manifest)
 }
 
 // WaitReady waits until the FTPServer's Ready condition is True for its current generation.

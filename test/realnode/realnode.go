@@ -17,16 +17,15 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
 // Options configure a cluster.
@@ -600,25 +599,7 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) ([]byte, error) {
 // Apply creates or updates the objects of a multi-document YAML file in namespace (where they
 // do not name one), with server-side apply as kubectl apply --server-side would.
 func (c *Cluster) Apply(ctx context.Context, namespace string, manifest []byte) error {
-	for _, doc := range strings.Split(string(manifest), "\n---") {
-		if strings.TrimSpace(doc) == "" {
-			continue
-		}
-		u := &unstructured.Unstructured{}
-		if err := yaml.Unmarshal([]byte(doc), &u.Object); err != nil {
-			return fmt.Errorf("parse manifest: %w", err)
-		}
-		if len(u.Object) == 0 {
-			continue
-		}
-		if u.GetNamespace() == "" {
-			u.SetNamespace(namespace)
-		}
-		if err := c.Client.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("kubectl"), client.ForceOwnership); err != nil {
-			return fmt.Errorf("apply %s %s: %w", u.GetKind(), u.GetName(), err)
-		}
-	}
-	return nil
+	return testenv.ApplyManifest(ctx, c.Client, namespace, manifest)
 }
 
 // copyDir copies the regular files of src into dst (created if missing).
