@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -82,6 +83,9 @@ type cluster struct {
 	control int32
 	// namespaces counts the namespaces created, to name the next one.
 	namespaces int
+	// realNode is the real node's cluster (h as its own type), for what only it has: the
+	// operator as a pod installed from the chart, kubectl, the node's containers.
+	realNode *realnode.Cluster
 }
 
 // realNodeMode runs the scenarios on test/realnode: a real kubelet, containerd and kube-proxy.
@@ -122,7 +126,12 @@ func runMain(m *testing.M) int {
 		}
 	}
 	if realNode.skip == "" {
-		if err := realnode.Available(realnode.Options{}); err != nil {
+		err := realnode.Available(realnode.Options{})
+		if err == nil && os.Getenv("HELM") == "" {
+			// The operator is installed from its chart there, as users install it.
+			err = errors.New("HELM is not set (the pinned helm, which `make test` passes)")
+		}
+		if err != nil {
 			if ci {
 				fmt.Fprintf(os.Stderr, "e2e: the real node cannot run and CI is set: %v\n", err)
 				return 1
@@ -206,7 +215,8 @@ func runMain(m *testing.M) int {
 // written as `make image` does and imported into the node's containerd.
 const realNodeImage = "localhost/ftp-operator/ftp-operator:e2e"
 
-// startRealNode boots test/realnode with our image and runs the operator against it.
+// startRealNode boots test/realnode with our image and installs the operator from its chart,
+// as a pod with the chart's ServiceAccount and RBAC.
 func startRealNode(c *cluster, dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -217,7 +227,7 @@ func startRealNode(c *cluster, dir string) error {
 	if err != nil {
 		return err
 	}
-	opts := realnode.Options{Images: []string{archive}, SaveLogsTo: os.Getenv("REALNODE_LOGS")}
+	opts := realnode.Options{Images: []string{archive}, CRDsFromChart: true, SaveLogsTo: os.Getenv("REALNODE_LOGS")}
 	if os.Getenv("E2E_VERBOSE") != "" {
 		opts.Log = &linePrefixer{w: os.Stderr, prefix: "[" + c.mode + "] "}
 	}
@@ -225,11 +235,15 @@ func startRealNode(c *cluster, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := rn.StartOperator(realNodeImage); err != nil {
+	out, err := rn.InstallOperatorChart(ctx, os.Getenv("HELM"), filepath.Join(testenv.RepoRoot(), "charts", "ftp-operator"), realNodeImage, 3*time.Minute)
+	if err != nil {
 		_ = rn.Stop()
 		return err
 	}
-	c.h, c.client = rn, rn.Client
+	if os.Getenv("E2E_VERBOSE") != "" {
+		fmt.Fprintf(os.Stderr, "[%s] helm install:\n%s", c.mode, out)
+	}
+	c.h, c.client, c.realNode = rn, rn.Client, rn
 	return nil
 }
 
