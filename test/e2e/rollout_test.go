@@ -319,7 +319,6 @@ func patchSpec(t *testing.T, c *cluster, ns, name string, change func(*ftpv1alph
 	}
 }
 
-
 func podIsReady(p *corev1.Pod) bool {
 	for _, cond := range p.Status.Conditions {
 		if cond.Type == corev1.PodReady {
