@@ -139,10 +139,24 @@ pause-image: ## Write the pod sandbox image PAUSE_IMG as an OCI archive (PAUSE_A
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/pause ./hack/pause
 	go run ./hack/image -pause -binary bin/pause -ref $(PAUSE_IMG) -o $(PAUSE_ARCHIVE)
 
+# As root the demo runs a real node (containerd, runc, CNI plugins, helm for the chart); as a
+# normal user the local harness, which needs none of them.
+ifeq ($(shell id -u),0)
+DEMO_DEPS := demo-node-deps
+else
+DEMO_DEPS :=
+endif
+DEMO_FLAGS ?=
+
 .PHONY: demo
-demo: build control-plane ## Local demo: API server, operator and an FTPServer on this machine; prints how to connect.
+demo: build control-plane $(DEMO_DEPS) ## The whole product on this machine: as root a real node with the operator from its chart and two FTPServers, else the local harness; prints how to connect.
 	go build -o bin/demo ./hack/demo
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" bin/demo -work-dir demo-data -binary bin/ftp-operator
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" NODE_RUNTIME_ASSETS="$$($(NODE_RUNTIME_ASSETS_CMD))" HELM="$(HELM)" \
+		bin/demo -work-dir demo-data -binary bin/ftp-operator $(DEMO_FLAGS)
+
+.PHONY: demo-node-deps
+demo-node-deps: node-runtime $(HELM)
+	@hack/install-test-deps.sh
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.
