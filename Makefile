@@ -33,6 +33,9 @@ GO_BUILD_FLAGS = -trimpath -ldflags "-s -w -X main.defaultDaemonImage=$(IMG)"
 # The e2e package runs every scenario in three modes (loopback, namespaces, the real node):
 # several minutes, beyond go test's default 10-minute timeout on a loaded machine.
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
+# What the e2e suite found worth showing in a passing run (the real node's kubectl get nodes -o
+# wide, the pods and their images): `make test` prints it after the tests.
+E2E_REPORT ?= $(CURDIR)/bin/e2e-report.txt
 # The image as an OCI archive (make image) and the pod sandbox image for containerd nodes without
 # a registry (make pause-image); `ctr -n k8s.io images import` loads both.
 IMAGE_ARCHIVE ?= bin/ftp-operator-image.tar
@@ -90,8 +93,10 @@ NODE_RUNTIME_ASSETS_CMD = if [ "$$(id -u)" = 0 ]; then hack/node-runtime.sh 2>/d
 
 .PHONY: test
 test: verify vet control-plane node-runtime $(HELM) $(KUSTOMIZE) $(PROMTOOL) ## Run all tests against a real kube-apiserver and etcd (and, as root, a real node).
+	@mkdir -p bin && rm -f $(E2E_REPORT)
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" NODE_RUNTIME_ASSETS="$$($(NODE_RUNTIME_ASSETS_CMD))" \
-		HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" PROMTOOL="$(PROMTOOL)" go test $(GO_TEST_FLAGS) ./...
+		HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" PROMTOOL="$(PROMTOOL)" E2E_REPORT="$(E2E_REPORT)" go test $(GO_TEST_FLAGS) ./...
+	@if [ -s $(E2E_REPORT) ]; then echo "--- e2e report ($(E2E_REPORT))"; cat $(E2E_REPORT); fi
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: test-chart

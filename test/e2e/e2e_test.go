@@ -244,7 +244,49 @@ func startRealNode(c *cluster, dir string) error {
 		fmt.Fprintf(os.Stderr, "[%s] helm install:\n%s", c.mode, out)
 	}
 	c.h, c.client, c.realNode = rn, rn.Client, rn
+	nodes, err := rn.Kubectl(ctx, "get", "nodes", "-o", "wide")
+	if err != nil {
+		return err
+	}
+	report("the real node (kubectl get nodes -o wide):\n%s", nodes)
+	c.reportPods(ctx, realnode.OperatorNamespace, "the operator, installed with helm install charts/ftp-operator")
 	return nil
+}
+
+// podColumns shows what a pod runs: the image it names and the image the runtime resolved.
+const podColumns = "custom-columns=POD:.metadata.name,PHASE:.status.phase,IMAGE:.spec.containers[0].image,IMAGE-ID:.status.containerStatuses[0].imageID,NODE:.spec.nodeName"
+
+// reportPods writes the pods of namespace with their images to the run's report (real node only).
+func (c *cluster) reportPods(ctx context.Context, namespace, what string) {
+	if c.realNode == nil {
+		return
+	}
+	out, err := c.realNode.Kubectl(ctx, "get", "pods", "-n", namespace, "-o", podColumns)
+	if err != nil {
+		report("%s: %v\n", what, err)
+		return
+	}
+	report("%s (kubectl get pods -n %s):\n%s", what, namespace, out)
+}
+
+// report appends to the file $E2E_REPORT, which `make test` prints after the tests (go test
+// shows a passing package's output only with -v), and to stderr with E2E_VERBOSE.
+func report(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if os.Getenv("E2E_VERBOSE") != "" {
+		fmt.Fprint(os.Stderr, line)
+	}
+	path := os.Getenv("E2E_REPORT")
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: report: %v\n", err)
+		return
+	}
+	defer f.Close()
+	_, _ = f.WriteString(line)
 }
 
 // eachMode runs a scenario as a subtest per network mode.
