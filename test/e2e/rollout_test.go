@@ -80,6 +80,15 @@ func testRestartRelevantChange(t *testing.T, c *cluster) {
 		t.Fatalf("want one daemon pod, got %d", len(first))
 	}
 
+	// A hot change first: Ready for it, and the same pod.
+	patchSpec(t, c, ns, "roll", func(s *ftpv1alpha1.FTPServer) { s.Spec.Limits.MaxSessions = 77 })
+	if _, err := testenv.WaitFTPServer(ctx, c.client, ns, "roll", 30*time.Second, "Ready for maxSessions 77", testenv.IsReady); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.daemonPods(t, ns, "roll"); len(got) != 1 || got[0].UID != first[0].UID {
+		t.Fatalf("a maxSessions change replaced the pod: %s", podList(got))
+	}
+
 	// A file big enough that a rate-limited download outlasts the change: 12 MiB at 1 MiB/s.
 	payload := randomBytes(12 << 20)
 	if err := os.WriteFile(filepath.Join(c.h.ClaimPath(ns, "roll-data"), "roller", "big.bin"), payload, 0o644); err != nil {
@@ -102,27 +111,18 @@ func testRestartRelevantChange(t *testing.T, c *cluster) {
 	var dlFinished atomic.Bool
 	go func() { err := download.Wait(); dlFinished.Store(true); dlDone <- err }()
 	time.Sleep(1500 * time.Millisecond) // the transfer is under way
-
-	// A hot change first: Ready for it, and the same pod.
-	patchSpec(t, c, ns, "roll", func(s *ftpv1alpha1.FTPServer) { s.Spec.Limits.MaxSessions = 77 })
-	if _, err := testenv.WaitFTPServer(ctx, c.client, ns, "roll", 30*time.Second, "Ready for maxSessions 77", testenv.IsReady); err != nil {
-		t.Fatal(err)
-	}
-	if got := c.daemonPods(t, ns, "roll"); len(got) != 1 || got[0].UID != first[0].UID {
-		t.Fatalf("a maxSessions change replaced the pod: %s", podList(got))
-	}
 	// The restart-relevant change, while the download runs.
 	patchSpec(t, c, ns, "roll", func(s *ftpv1alpha1.FTPServer) {
 		s.Spec.Limits.IdleTimeout = &metav1.Duration{Duration: 7 * time.Minute}
 	})
 
 	// Watch the roll: pods of two templates (pod-template-hash) must never exist at once.
-	deadline := time.Now().Add(90 * time.Second)
+	deadline := time.Now().Add(120 * time.Second)
 	var rolled *corev1.Pod
 	drainedInFlight := false // the old pod was terminating while the download still ran
 	for rolled == nil {
 		if time.Now().After(deadline) {
-			t.Fatalf("no new pod became ready within 90 s: %s", podList(c.daemonPods(t, ns, "roll")))
+			t.Fatalf("no new pod became ready within 120 s: %s", podList(c.daemonPods(t, ns, "roll")))
 		}
 		pods := c.daemonPods(t, ns, "roll")
 		hashes := map[string]bool{} // of pods whose containers may still run
