@@ -33,6 +33,9 @@ GO_BUILD_FLAGS = -trimpath -ldflags "-s -w -X main.defaultDaemonImage=$(IMG)"
 # The e2e package runs every scenario in three modes (loopback, namespaces, the real node):
 # several minutes, beyond go test's default 10-minute timeout on a loaded machine.
 GO_TEST_FLAGS ?= -count=1 -timeout 30m
+# What the e2e suite found worth showing in a passing run (the real node's kubectl get nodes -o
+# wide, the pods and their images): `make test` prints it after the tests.
+E2E_REPORT ?= $(CURDIR)/bin/e2e-report.txt
 # The image as an OCI archive (make image) and the pod sandbox image for containerd nodes without
 # a registry (make pause-image); `ctr -n k8s.io images import` loads both.
 IMAGE_ARCHIVE ?= bin/ftp-operator-image.tar
@@ -90,8 +93,10 @@ NODE_RUNTIME_ASSETS_CMD = if [ "$$(id -u)" = 0 ]; then hack/node-runtime.sh 2>/d
 
 .PHONY: test
 test: verify vet control-plane node-runtime $(HELM) $(KUSTOMIZE) $(PROMTOOL) ## Run all tests against a real kube-apiserver and etcd (and, as root, a real node).
+	@mkdir -p bin && rm -f $(E2E_REPORT)
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" NODE_RUNTIME_ASSETS="$$($(NODE_RUNTIME_ASSETS_CMD))" \
-		HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" PROMTOOL="$(PROMTOOL)" go test $(GO_TEST_FLAGS) ./...
+		HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" PROMTOOL="$(PROMTOOL)" E2E_REPORT="$(E2E_REPORT)" go test $(GO_TEST_FLAGS) ./...
+	@if [ -s $(E2E_REPORT) ]; then echo "--- e2e report ($(E2E_REPORT))"; cat $(E2E_REPORT); fi
 	$(MAKE) --no-print-directory fuzz
 
 .PHONY: test-chart
@@ -139,10 +144,24 @@ pause-image: ## Write the pod sandbox image PAUSE_IMG as an OCI archive (PAUSE_A
 	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o bin/pause ./hack/pause
 	go run ./hack/image -pause -binary bin/pause -ref $(PAUSE_IMG) -o $(PAUSE_ARCHIVE)
 
+# As root the demo runs a real node (containerd, runc, CNI plugins, helm for the chart); as a
+# normal user the local harness, which needs none of them.
+ifeq ($(shell id -u),0)
+DEMO_DEPS := demo-node-deps
+else
+DEMO_DEPS :=
+endif
+DEMO_FLAGS ?=
+
 .PHONY: demo
-demo: build control-plane ## Local demo: API server, operator and an FTPServer on this machine; prints how to connect.
+demo: build control-plane $(DEMO_DEPS) ## The whole product on this machine: as root a real node with the operator from its chart and two FTPServers, else the local harness; prints how to connect.
 	go build -o bin/demo ./hack/demo
-	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" bin/demo -work-dir demo-data -binary bin/ftp-operator
+	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" NODE_RUNTIME_ASSETS="$$($(NODE_RUNTIME_ASSETS_CMD))" HELM="$(HELM)" \
+		bin/demo -work-dir demo-data -binary bin/ftp-operator $(DEMO_FLAGS)
+
+.PHONY: demo-node-deps
+demo-node-deps: node-runtime $(HELM)
+	@hack/install-test-deps.sh
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster of the current kubeconfig.

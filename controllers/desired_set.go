@@ -29,6 +29,8 @@ type desiredSet struct {
 	configDigest string
 	// inputsVersion covers everything the pods mount from us (config, users, TLS Secret).
 	inputsVersion string
+	// served is what a daemon serving these inputs reports on its ops port.
+	served fileconfig.ServedConfig
 }
 
 // desiredSetFor builds the desired objects of s. With a blocker from the look-up (a missing
@@ -49,7 +51,11 @@ func desiredSetFor(s *ftpv1alpha1.FTPServer, facts observed) (desiredSet, error)
 	if d.usersSecret, err = usersSecretFor(s, facts.users); err != nil {
 		return d, err
 	}
-	d.inputsVersion = inputsVersion(d.configDigest, d.usersSecret.Data[fileconfig.UsersFileName], facts.tlsSecretVersion)
+	users := d.usersSecret.Data[fileconfig.UsersFileName]
+	d.inputsVersion = inputsVersion(d.configDigest, users, facts.tlsSecretVersion)
+	d.served = fileconfig.ServedConfig{
+		ConfigSHA256: d.configDigest, UsersSHA256: fileconfig.ContentDigest(users), CertificateSHA256: facts.tlsCertificateDigest,
+	}
 	checksum, err := restartChecksum(cfg)
 	if err != nil {
 		return d, fmt.Errorf("checksum config of %s/%s: %w", s.Namespace, s.Name, err)

@@ -140,7 +140,8 @@ func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTP
 	if err := r.announceInputs(ctx, pods, desired.inputsVersion); err != nil {
 		return seen, err
 	}
-	seen.served = r.checkServedConfig(ctx, pods, desired.configDigest)
+	seen.served = r.checkServedConfig(ctx, pods, desired.served)
+	seen.served.inputsVersion = desired.inputsVersion
 	if seen.served.endpoints, err = r.servedEndpoints(ctx, s, pods); err != nil {
 		return seen, err
 	}

@@ -141,6 +141,7 @@ func (r *FTPServerReconciler) lookUpTLS(ctx context.Context, s *ftpv1alpha1.FTPS
 			"TLS Secret %q has no %s and %s; it must be of type kubernetes.io/tls", name, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)}, nil
 	}
 	obs.tlsSecretVersion = secret.ResourceVersion
+	obs.tlsCertificateDigest = fileconfig.ContentDigest(secret.Data[corev1.TLSCertKey])
 	return nil, nil
 }
 

@@ -70,7 +70,8 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, applied applyResult, addre
 			served.endpoints, replicasOf(s), s.Namespace, s.Name, s.Namespace, discoveryv1.LabelServiceName, s.Name)
 	default:
 		c.ready, c.reason = true, ftpv1alpha1.ReasonReady
-		c.message = fmt.Sprintf("serving at %s; PASV replies advertise %s, passive ports %s", c.endpoint, c.passiveAddress, c.passivePorts)
+		c.message = fmt.Sprintf("serving at %s; PASV replies advertise %s, passive ports %s; pods serve inputs version %s",
+			c.endpoint, c.passiveAddress, c.passivePorts, served.inputsVersion)
 	}
 	return c
 }

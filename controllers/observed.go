@@ -24,6 +24,9 @@ type observed struct {
 	pendingClaims []pendingClaim
 	// tlsSecretVersion is the resourceVersion of the TLS Secret the pods mount, when TLS is on.
 	tlsSecretVersion string
+	// tlsCertificateDigest is fileconfig.ContentDigest of that Secret's tls.crt: what a daemon
+	// serving it reports (fileconfig.ServedConfig).
+	tlsCertificateDigest string
 }
 
 // resolvedUser is a spec user with its bcrypt hash.

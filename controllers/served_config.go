@@ -37,10 +37,10 @@ const servedConfigRecheck = 2 * time.Second
 // watched (the operator caches no pods).
 const podsRecheck = 5 * time.Second
 
-// DaemonConfigProber asks a daemon pod which config it serves: the digest of its ftpd.yaml
-// (fileconfig.ContentDigest).
+// DaemonConfigProber asks a daemon pod which inputs it serves: the digests of its ftpd.yaml,
+// its users file and its certificate (fileconfig.ServedConfig).
 type DaemonConfigProber interface {
-	ServedConfig(ctx context.Context, pod *corev1.Pod) (string, error)
+	ServedConfig(ctx context.Context, pod *corev1.Pod) (fileconfig.ServedConfig, error)
 }
 
 // HTTPDaemonConfigProber asks the pod's ops port over HTTP: the operator runs in the cluster
@@ -54,9 +54,9 @@ type HTTPDaemonConfigProber struct {
 }
 
 // ServedConfig implements DaemonConfigProber.
-func (p *HTTPDaemonConfigProber) ServedConfig(ctx context.Context, pod *corev1.Pod) (string, error) {
+func (p *HTTPDaemonConfigProber) ServedConfig(ctx context.Context, pod *corev1.Pod) (fileconfig.ServedConfig, error) {
 	if pod.Status.PodIP == "" {
-		return "", fmt.Errorf("pod %s has no IP yet", pod.Name)
+		return fileconfig.ServedConfig{}, fmt.Errorf("pod %s has no IP yet", pod.Name)
 	}
 	timeout := p.Timeout
 	if timeout == 0 {
@@ -67,21 +67,21 @@ func (p *HTTPDaemonConfigProber) ServedConfig(ctx context.Context, pod *corev1.P
 	url := "http://" + net.JoinHostPort(pod.Status.PodIP, fmt.Sprint(opsContainerPort)) + fileconfig.ServedConfigPath
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return "", err
+		return fileconfig.ServedConfig{}, err
 	}
 	resp, err := httpc.Do(req)
 	if err != nil {
-		return "", fmt.Errorf("ask pod %s which config it serves: %w", pod.Name, err)
+		return fileconfig.ServedConfig{}, fmt.Errorf("ask pod %s which config it serves: %w", pod.Name, err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("ask pod %s which config it serves: %s answers %s (a daemon older than the operator?)", pod.Name, url, resp.Status)
+		return fileconfig.ServedConfig{}, fmt.Errorf("ask pod %s which config it serves: %s answers %s (a daemon older than the operator?)", pod.Name, url, resp.Status)
 	}
 	var served fileconfig.ServedConfig
 	if err := json.NewDecoder(http.MaxBytesReader(nil, resp.Body, 4096)).Decode(&served); err != nil {
-		return "", fmt.Errorf("ask pod %s which config it serves: %w", pod.Name, err)
+		return fileconfig.ServedConfig{}, fmt.Errorf("ask pod %s which config it serves: %w", pod.Name, err)
 	}
-	return served.ConfigSHA256, nil
+	return served, nil
 }
 
 // servedConfig is what the handshake found: of the pods that count (ready, not terminating),
@@ -93,6 +93,8 @@ type servedConfig struct {
 	stale   []string // "<pod>: <why>", sorted
 	// endpoints counts the ready pods the Service's EndpointSlices list as ready.
 	endpoints int
+	// inputsVersion is the version of the inputs the serving pods serve (the pods' annotation).
+	inputsVersion string
 }
 
 func (c servedConfig) complete(replicas int32) bool {
@@ -100,7 +102,7 @@ func (c servedConfig) complete(replicas int32) bool {
 }
 
 func (c servedConfig) message(s *ftpv1alpha1.FTPServer, address string) string {
-	msg := fmt.Sprintf("%d of %d ready pods serve the current configuration (PASV address %s); the kubelet refreshes mounted ConfigMaps on its next sync of the pod",
+	msg := fmt.Sprintf("%d of %d ready pods serve the current configuration, users and certificate (PASV address %s); the kubelet refreshes mounted ConfigMaps and Secrets on its next sync of the pod",
 		c.serving, max(c.ready, int(replicasOf(s))), address)
 	if len(c.stale) > 0 {
 		msg += "; " + strings.Join(c.stale, "; ")
@@ -162,8 +164,8 @@ func (r *FTPServerReconciler) announceInputs(ctx context.Context, pods []corev1.
 	return nil
 }
 
-// checkServedConfig asks every ready pod which config it serves.
-func (r *FTPServerReconciler) checkServedConfig(ctx context.Context, pods []corev1.Pod, digest string) servedConfig {
+// checkServedConfig asks every ready pod which inputs it serves and compares them with want.
+func (r *FTPServerReconciler) checkServedConfig(ctx context.Context, pods []corev1.Pod, want fileconfig.ServedConfig) servedConfig {
 	out := servedConfig{checked: true}
 	for i := range pods {
 		p := &pods[i]
@@ -172,17 +174,33 @@ func (r *FTPServerReconciler) checkServedConfig(ctx context.Context, pods []core
 		}
 		out.ready++
 		got, err := r.ConfigProber.ServedConfig(ctx, p)
-		switch {
-		case err != nil:
+		if err != nil {
 			out.stale = append(out.stale, err.Error())
-		case got != digest:
-			out.stale = append(out.stale, fmt.Sprintf("pod %s still serves an older configuration", p.Name))
-		default:
-			out.serving++
+			continue
 		}
+		if old := staleInputs(got, want); len(old) > 0 {
+			out.stale = append(out.stale, fmt.Sprintf("pod %s still serves an older %s", p.Name, strings.Join(old, " and ")))
+			continue
+		}
+		out.serving++
 	}
 	sort.Strings(out.stale)
 	return out
+}
+
+// staleInputs names the inputs a pod serves in another version than want.
+func staleInputs(got, want fileconfig.ServedConfig) []string {
+	var old []string
+	if got.ConfigSHA256 != want.ConfigSHA256 {
+		old = append(old, "configuration")
+	}
+	if got.UsersSHA256 != want.UsersSHA256 {
+		old = append(old, "users file")
+	}
+	if got.CertificateSHA256 != want.CertificateSHA256 {
+		old = append(old, "TLS certificate")
+	}
+	return old
 }
 
 // inputsVersion digests what a daemon pod mounts from us. The TLS Secret is not ours: its

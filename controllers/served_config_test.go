@@ -81,6 +81,40 @@ func TestReadyWaitsForPodsToServeTheAddress(t *testing.T) {
 	}
 }
 
+// TestReadyWaitsForPodsToServeTheUsers: after a password change the server is not Ready until
+// every pod serves the new users file, and Ready then names the inputs version the pods carry,
+// so that a client (or a pipeline) can tell that the new password works.
+func TestReadyWaitsForPodsToServeTheUsers(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	readyServer(t, ns, "files")
+	pod := get(t, ns, "files-standin", &corev1.Pod{})
+	if c := readyCondition(t, ns, "files"); !strings.Contains(c.Message, "inputs version "+pod.Annotations[inputsVersionAnnotation]) {
+		t.Fatalf("Ready message %q does not name the pod's inputs version %q", c.Message, pod.Annotations[inputsVersionAnnotation])
+	}
+	if err := daemons.Hold(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	secret := get(t, ns, "alice-ftp", &corev1.Secret{})
+	secret.Data["password"] = []byte("looking-glass")
+	if err := env.Client.Update(ctx, secret); err != nil {
+		t.Fatal(err)
+	}
+	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForConfig)
+	if !strings.Contains(c.Message, "still serves an older users file") {
+		t.Fatalf("WaitingForConfig message %q does not say the users file is old", c.Message)
+	}
+	neverReadyFor(t, ns, "files", 3*servedConfigRecheck)
+
+	daemons.Release(pod)
+	c = waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+	version := get(t, ns, "files-standin", &corev1.Pod{}).Annotations[inputsVersionAnnotation]
+	if version == pod.Annotations[inputsVersionAnnotation] || !strings.Contains(c.Message, "inputs version "+version) {
+		t.Fatalf("Ready message %q after the change, pod annotation %q (was %q): want the new version named", c.Message, version, pod.Annotations[inputsVersionAnnotation])
+	}
+}
+
 // TestHTTPDaemonConfigProber asks a real HTTP endpoint, reached through the dialer hook, the
 // way the manager asks a pod's ops port.
 func TestHTTPDaemonConfigProber(t *testing.T) {
@@ -88,19 +122,19 @@ func TestHTTPDaemonConfigProber(t *testing.T) {
 		name    string
 		podIP   string
 		handler http.HandlerFunc
-		want    string
+		want    fileconfig.ServedConfig
 		wantErr string
 	}{
-		{"digest", "203.0.113.5", func(w http.ResponseWriter, r *http.Request) {
+		{"digests", "203.0.113.5", func(w http.ResponseWriter, r *http.Request) {
 			if r.URL.Path != fileconfig.ServedConfigPath || r.Host != "203.0.113.5:8080" {
 				http.NotFound(w, r)
 				return
 			}
-			_, _ = w.Write([]byte(`{"configSHA256":"abc"}`))
-		}, "abc", ""},
-		{"a daemon without the endpoint", "203.0.113.5", http.NotFound, "", "404"},
-		{"not JSON", "203.0.113.5", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>")) }, "", "invalid character"},
-		{"no pod IP yet", "", func(http.ResponseWriter, *http.Request) {}, "", "no IP"},
+			_, _ = w.Write([]byte(`{"configSHA256":"abc","usersSHA256":"def","certificateSHA256":"123"}`))
+		}, fileconfig.ServedConfig{ConfigSHA256: "abc", UsersSHA256: "def", CertificateSHA256: "123"}, ""},
+		{"a daemon without the endpoint", "203.0.113.5", http.NotFound, fileconfig.ServedConfig{}, "404"},
+		{"not JSON", "203.0.113.5", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("<html>")) }, fileconfig.ServedConfig{}, "invalid character"},
+		{"no pod IP yet", "", func(http.ResponseWriter, *http.Request) {}, fileconfig.ServedConfig{}, "no IP"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -118,7 +152,7 @@ func TestHTTPDaemonConfigProber(t *testing.T) {
 				return
 			}
 			if err != nil || got != tt.want {
-				t.Fatalf("got %q, %v; want %q", got, err, tt.want)
+				t.Fatalf("got %+v, %v; want %+v", got, err, tt.want)
 			}
 		})
 	}

@@ -22,9 +22,9 @@ type fileSource struct {
 	// sum is the SHA-256 of the config file's content followed by the users file's: a change
 	// of either (including Kubernetes' swap of the ..data symlink) changes it.
 	sum [sha256.Size]byte
-	// configDigest is fileconfig.ContentDigest of the config file alone, reported on the ops
-	// endpoint so that the operator can tell which version a pod serves.
-	configDigest string
+	// configDigest and usersDigest are fileconfig.ContentDigest of each file, reported on the
+	// ops endpoint so that the operator can tell which version a pod serves.
+	configDigest, usersDigest string
 	// file is the parsed config (defaults filled), to tell which changes need a restart.
 	file *fileconfig.Config
 }
@@ -67,7 +67,8 @@ func loadFiles(path string) (*loadedFiles, error) {
 	}
 	src := &fileSource{
 		configPath: path, usersPath: fc.UsersFile,
-		sum: contentSum(configData, usersData), configDigest: fileconfig.ContentDigest(configData),
+		sum:          contentSum(configData, usersData),
+		configDigest: fileconfig.ContentDigest(configData), usersDigest: fileconfig.ContentDigest(usersData),
 		file: fc,
 	}
 	cfg, err := fromFileConfig(fc, users, os.Getenv(PodIPEnv))

@@ -312,8 +312,8 @@ func TestLoadConfigFileErrors(t *testing.T) {
 	})
 }
 
-// servedDigest asks the ops endpoint which config file the daemon serves.
-func servedDigest(t *testing.T, ts *testServer) string {
+// servedInputs asks the ops endpoint which config, users and certificate files the daemon serves.
+func servedInputs(t *testing.T, ts *testServer) fileconfig.ServedConfig {
 	t.Helper()
 	resp, err := http.Get("http://" + ts.HealthAddr() + fileconfig.ServedConfigPath)
 	if err != nil {
@@ -324,8 +324,11 @@ func servedDigest(t *testing.T, ts *testServer) string {
 	if err := json.NewDecoder(resp.Body).Decode(&served); err != nil {
 		t.Fatalf("decode %s: %v", fileconfig.ServedConfigPath, err)
 	}
-	return served.ConfigSHA256
+	return served
 }
+
+// servedDigest is the digest of the config file the daemon serves.
+func servedDigest(t *testing.T, ts *testServer) string { return servedInputs(t, ts).ConfigSHA256 }
 
 // TestServedConfigDigest: the ops endpoint reports the digest of the config file in force, the
 // operator's proof that a pod serves the address it rendered. The digest moves only once the new
@@ -357,6 +360,40 @@ func TestServedConfigDigest(t *testing.T) {
 	})
 	if got := servedDigest(t, ts); got != fileconfig.ContentDigest([]byte(second)) {
 		t.Fatalf("after a rejected file the digest is %q, want the version in force", got)
+	}
+}
+
+// TestServedUsersDigest: the ops endpoint also reports the users file in force, so that the
+// operator's Ready after a password change means the new password works: the digest moves only
+// once the new users are applied, and a rejected users file leaves it on the version in force.
+func TestServedUsersDigest(t *testing.T) {
+	f := newFileSetup(t)
+	firstUsers := usersYAML(t, "pw", false)
+	f.usersDir.publish(map[string]string{"users.yaml": firstUsers})
+	f.configDir.publish(map[string]string{"ftpd.yaml": f.configYAML("")})
+	ts := f.start(t)
+	if got, want := servedInputs(t, ts).UsersSHA256, fileconfig.ContentDigest([]byte(firstUsers)); got != want {
+		t.Fatalf("served users digest at start = %q, want %q", got, want)
+	}
+	if got := servedInputs(t, ts).CertificateSHA256; got != "" {
+		t.Fatalf("a daemon without TLS reports certificate digest %q", got)
+	}
+
+	secondUsers := usersYAML(t, "new-pw", false)
+	f.usersDir.publish(map[string]string{"users.yaml": secondUsers})
+	waitFor(t, "the new users digest", func() bool {
+		return servedInputs(t, ts).UsersSHA256 == fileconfig.ContentDigest([]byte(secondUsers))
+	})
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", "new-pw") // fails the test unless the new password is in force
+	_ = rc.conn.Close()
+
+	f.usersDir.publish(map[string]string{"users.yaml": "users: [{name: \"\"}]\n"})
+	waitFor(t, "the broken users file to be rejected", func() bool {
+		return scrape(t, ts)[`ftpd_config_reloads_total{result="error"}`] == 1
+	})
+	if got := servedInputs(t, ts).UsersSHA256; got != fileconfig.ContentDigest([]byte(secondUsers)) {
+		t.Fatalf("after a rejected users file the digest is %q, want the version in force", got)
 	}
 }
 

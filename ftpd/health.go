@@ -27,9 +27,9 @@ func (s *Server) healthHandler() http.Handler {
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc(fileconfig.ServedConfigPath, func(w http.ResponseWriter, _ *http.Request) {
-		served := fileconfig.ServedConfig{}
-		if d := s.servedConfig.Load(); d != nil {
-			served.ConfigSHA256 = *d
+		served := fileconfig.ServedConfig{CertificateSHA256: s.certs.servedDigest()}
+		if src := s.servedConfig.Load(); src != nil {
+			served.ConfigSHA256, served.UsersSHA256 = src.configDigest, src.usersDigest
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(served)

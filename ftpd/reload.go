@@ -145,7 +145,7 @@ func (s *Server) apply(lf *loadedFiles) error {
 	s.dyn.Store(dyn)
 	s.metrics.setUsers(declaredUsers(&cfg))
 	s.source = lf.source
-	s.servedConfig.Store(&lf.source.configDigest)
+	s.servedConfig.Store(lf.source)
 	s.logger.Info("config reloaded", slog.Int("users", len(cfg.Users)), slog.Bool("anonymous", cfg.Anonymous != nil))
 	return nil
 }

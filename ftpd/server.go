@@ -33,9 +33,9 @@ type Server struct {
 	root   string          // Config.Root, absolute and symlink-free
 
 	dyn atomic.Pointer[dynamic]
-	// servedConfig is the digest of the config file in force (nil from flags); the ops
-	// endpoint reads it from other goroutines, hence atomic.
-	servedConfig atomic.Pointer[string]
+	// servedConfig is where the config and users files in force came from, with their digests
+	// (nil from flags); the ops endpoint reads it from other goroutines, hence atomic.
+	servedConfig atomic.Pointer[fileSource]
 	limiter      *sessionLimiter
 	bans         *banList
 	logins       *loginGate
@@ -97,7 +97,7 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.dyn.Store(dyn)
 	if cfg.source != nil {
-		s.servedConfig.Store(&cfg.source.configDigest)
+		s.servedConfig.Store(cfg.source)
 	}
 	if cfg.TLS.enabled() {
 		if s.certs, err = newCertHolder(cfg.TLS.CertFile, cfg.TLS.KeyFile); err != nil {

@@ -9,6 +9,8 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // certHolder holds the current TLS certificate and re-reads it when the files change
@@ -22,6 +24,9 @@ type certHolder struct {
 
 	mu  sync.Mutex // serializes reloads
 	sum [sha256.Size]byte
+	// certDigest is fileconfig.ContentDigest of the certificate file in force, for the ops
+	// endpoint: the operator compares it with the Secret's tls.crt.
+	certDigest atomic.Pointer[string]
 }
 
 // newCertHolder loads the certificate; a missing or broken one is an error at start.
@@ -61,7 +66,20 @@ func (h *certHolder) reload() (changed bool, err error) {
 	}
 	h.sum = sum
 	h.cert.Store(&cert)
+	digest := fileconfig.ContentDigest(certPEM)
+	h.certDigest.Store(&digest)
 	return true, nil
+}
+
+// servedDigest is the digest of the certificate in force ("" for a nil holder: no TLS).
+func (h *certHolder) servedDigest() string {
+	if h == nil {
+		return ""
+	}
+	if d := h.certDigest.Load(); d != nil {
+		return *d
+	}
+	return ""
 }
 
 func (h *certHolder) getCertificate(*tls.ClientHelloInfo) (*tls.Certificate, error) {

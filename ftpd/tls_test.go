@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/jlaffaye/ftp"
+
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // testCert is a self-signed certificate for 127.0.0.1 and localhost, written to files.
@@ -243,6 +245,7 @@ func TestCertificateRotation(t *testing.T) {
 	first := writeTestCert(t, dir, 1)
 	ts := startServer(t, func(c *Config) {
 		c.TLS = TLSConfig{Mode: TLSImplicit, CertFile: first.certFile, KeyFile: first.keyFile}
+		c.HealthAddr = "127.0.0.1:0"
 	})
 	pool := x509.NewCertPool()
 	pool.AddCert(first.cert)
@@ -252,9 +255,18 @@ func TestCertificateRotation(t *testing.T) {
 	// The session trusts both certificates: its data connections use the renewed one.
 	open := ts.dial(t, "alice", alicePass, ftp.DialWithTLS(&tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}))
 
+	if got, want := servedInputs(t, ts).CertificateSHA256, fileDigest(t, first.certFile); got != want {
+		t.Fatalf("served certificate digest %q, want %q", got, want)
+	}
+
 	second := writeTestCert(t, dir, 2)
 	pool.AddCert(second.cert)
 	waitFor(t, "the new certificate", func() bool { return peerSerial(t, ts.Addr(), pool) == 2 })
+	// The ops endpoint tells the operator which certificate is in force.
+	secondDigest := fileDigest(t, second.certFile)
+	if got := servedInputs(t, ts).CertificateSHA256; got != secondDigest {
+		t.Fatalf("after the rotation the served certificate digest is %q, want %q", got, secondDigest)
+	}
 	if err := open.NoOp(); err != nil {
 		t.Fatalf("session opened before the rotation broke: %v", err)
 	}
@@ -267,6 +279,19 @@ func TestCertificateRotation(t *testing.T) {
 	if s := peerSerial(t, ts.Addr(), pool); s != 2 {
 		t.Fatalf("serial %d after a broken renewal, want 2", s)
 	}
+	if got := servedInputs(t, ts).CertificateSHA256; got != secondDigest {
+		t.Fatalf("after a broken renewal the served certificate digest is %q, want the one in force, %q", got, secondDigest)
+	}
+}
+
+// fileDigest is fileconfig.ContentDigest of a file.
+func fileDigest(t *testing.T, path string) string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fileconfig.ContentDigest(data)
 }
 
 // TestCurlFTPS drives curl, a real FTPS client, in explicit (--ssl-reqd) and implicit mode.

@@ -77,58 +77,75 @@ func MarkDeploymentAvailable(ctx context.Context, c client.Client, namespace, na
 
 // InstantDaemons answers the operator's readiness handshake (controllers.DaemonConfigProber) as
 // daemons whose kubelet refreshes volumes at once would: each pod serves the ConfigMap its
-// "config" volume names, as it is now. Hold freezes a pod on the version it serves at that
-// moment, as a kubelet that has not synced the pod yet.
+// "config" volume names and the Secrets its "users" and "tls" volumes name, as they are now.
+// Hold freezes a pod on the inputs it serves at that moment, as a kubelet that has not synced the
+// pod yet.
 type InstantDaemons struct {
 	Client client.Reader
 
 	mu   sync.Mutex
-	held map[string]string // namespace/pod -> digest served
+	held map[string]fileconfig.ServedConfig // namespace/pod -> inputs served
 }
 
 // ServedConfig implements controllers.DaemonConfigProber.
-func (d *InstantDaemons) ServedConfig(ctx context.Context, pod *corev1.Pod) (string, error) {
+func (d *InstantDaemons) ServedConfig(ctx context.Context, pod *corev1.Pod) (fileconfig.ServedConfig, error) {
 	d.mu.Lock()
-	digest, held := d.held[pod.Namespace+"/"+pod.Name]
+	served, held := d.held[pod.Namespace+"/"+pod.Name]
 	d.mu.Unlock()
 	if held {
-		return digest, nil
+		return served, nil
 	}
 	return d.current(ctx, pod)
 }
 
-// Hold makes a pod keep serving the config it serves now, until Release.
+// Hold makes a pod keep serving the inputs it serves now, until Release.
 func (d *InstantDaemons) Hold(ctx context.Context, pod *corev1.Pod) error {
-	digest, err := d.current(ctx, pod)
+	served, err := d.current(ctx, pod)
 	if err != nil {
 		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.held == nil {
-		d.held = map[string]string{}
+		d.held = map[string]fileconfig.ServedConfig{}
 	}
-	d.held[pod.Namespace+"/"+pod.Name] = digest
+	d.held[pod.Namespace+"/"+pod.Name] = served
 	return nil
 }
 
-// Release lets a held pod serve the current config again.
+// Release lets a held pod serve the current inputs again.
 func (d *InstantDaemons) Release(pod *corev1.Pod) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	delete(d.held, pod.Namespace+"/"+pod.Name)
 }
 
-func (d *InstantDaemons) current(ctx context.Context, pod *corev1.Pod) (string, error) {
+// current reads the pod's volumes' sources as a daemon that just reloaded them would report them.
+func (d *InstantDaemons) current(ctx context.Context, pod *corev1.Pod) (fileconfig.ServedConfig, error) {
+	var served fileconfig.ServedConfig
+	found := false
 	for _, v := range pod.Spec.Volumes {
-		if v.Name != "config" || v.ConfigMap == nil {
-			continue
+		switch {
+		case v.Name == "config" && v.ConfigMap != nil:
+			var cm corev1.ConfigMap
+			if err := d.Client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: v.ConfigMap.Name}, &cm); err != nil {
+				return served, fmt.Errorf("config of pod %s: %w", pod.Name, err)
+			}
+			served.ConfigSHA256, found = fileconfig.ContentDigest([]byte(cm.Data[fileconfig.ConfigFileName])), true
+		case (v.Name == "users" || v.Name == "tls") && v.Secret != nil:
+			var secret corev1.Secret
+			if err := d.Client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: v.Secret.SecretName}, &secret); err != nil {
+				return served, fmt.Errorf("%s of pod %s: %w", v.Name, pod.Name, err)
+			}
+			if v.Name == "users" {
+				served.UsersSHA256 = fileconfig.ContentDigest(secret.Data[fileconfig.UsersFileName])
+			} else {
+				served.CertificateSHA256 = fileconfig.ContentDigest(secret.Data[corev1.TLSCertKey])
+			}
 		}
-		var cm corev1.ConfigMap
-		if err := d.Client.Get(ctx, client.ObjectKey{Namespace: pod.Namespace, Name: v.ConfigMap.Name}, &cm); err != nil {
-			return "", fmt.Errorf("config of pod %s: %w", pod.Name, err)
-		}
-		return fileconfig.ContentDigest([]byte(cm.Data[fileconfig.ConfigFileName])), nil
 	}
-	return "", fmt.Errorf("pod %s mounts no config volume", pod.Name)
+	if !found {
+		return served, fmt.Errorf("pod %s mounts no config volume", pod.Name)
+	}
+	return served, nil
 }

@@ -12,6 +12,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -82,6 +83,9 @@ type cluster struct {
 	control int32
 	// namespaces counts the namespaces created, to name the next one.
 	namespaces int
+	// realNode is the real node's cluster (h as its own type), for what only it has: the
+	// operator as a pod installed from the chart, kubectl, the node's containers.
+	realNode *realnode.Cluster
 }
 
 // realNodeMode runs the scenarios on test/realnode: a real kubelet, containerd and kube-proxy.
@@ -122,7 +126,12 @@ func runMain(m *testing.M) int {
 		}
 	}
 	if realNode.skip == "" {
-		if err := realnode.Available(realnode.Options{}); err != nil {
+		err := realnode.Available(realnode.Options{})
+		if err == nil && os.Getenv("HELM") == "" {
+			// The operator is installed from its chart there, as users install it.
+			err = errors.New("HELM is not set (the pinned helm, which `make test` passes)")
+		}
+		if err != nil {
 			if ci {
 				fmt.Fprintf(os.Stderr, "e2e: the real node cannot run and CI is set: %v\n", err)
 				return 1
@@ -206,7 +215,8 @@ func runMain(m *testing.M) int {
 // written as `make image` does and imported into the node's containerd.
 const realNodeImage = "localhost/ftp-operator/ftp-operator:e2e"
 
-// startRealNode boots test/realnode with our image and runs the operator against it.
+// startRealNode boots test/realnode with our image and installs the operator from its chart,
+// as a pod with the chart's ServiceAccount and RBAC.
 func startRealNode(c *cluster, dir string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
@@ -217,7 +227,7 @@ func startRealNode(c *cluster, dir string) error {
 	if err != nil {
 		return err
 	}
-	opts := realnode.Options{Images: []string{archive}, SaveLogsTo: os.Getenv("REALNODE_LOGS")}
+	opts := realnode.Options{Images: []string{archive}, CRDsFromChart: true, SaveLogsTo: os.Getenv("REALNODE_LOGS")}
 	if os.Getenv("E2E_VERBOSE") != "" {
 		opts.Log = &linePrefixer{w: os.Stderr, prefix: "[" + c.mode + "] "}
 	}
@@ -225,12 +235,58 @@ func startRealNode(c *cluster, dir string) error {
 	if err != nil {
 		return err
 	}
-	if err := rn.StartOperator(realNodeImage); err != nil {
+	out, err := rn.InstallOperatorChart(ctx, os.Getenv("HELM"), filepath.Join(testenv.RepoRoot(), "charts", "ftp-operator"), realNodeImage, 3*time.Minute)
+	if err != nil {
 		_ = rn.Stop()
 		return err
 	}
-	c.h, c.client = rn, rn.Client
+	if os.Getenv("E2E_VERBOSE") != "" {
+		fmt.Fprintf(os.Stderr, "[%s] helm install:\n%s", c.mode, out)
+	}
+	c.h, c.client, c.realNode = rn, rn.Client, rn
+	nodes, err := rn.Kubectl(ctx, "get", "nodes", "-o", "wide")
+	if err != nil {
+		return err
+	}
+	report("the real node (kubectl get nodes -o wide):\n%s", nodes)
+	c.reportPods(ctx, realnode.OperatorNamespace, "the operator, installed with helm install charts/ftp-operator")
 	return nil
+}
+
+// podColumns shows what a pod runs: the image it names and the image the runtime resolved.
+const podColumns = "custom-columns=POD:.metadata.name,PHASE:.status.phase,IMAGE:.spec.containers[0].image,IMAGE-ID:.status.containerStatuses[0].imageID,NODE:.spec.nodeName"
+
+// reportPods writes the pods of namespace with their images to the run's report (real node only).
+func (c *cluster) reportPods(ctx context.Context, namespace, what string) {
+	if c.realNode == nil {
+		return
+	}
+	out, err := c.realNode.Kubectl(ctx, "get", "pods", "-n", namespace, "-o", podColumns)
+	if err != nil {
+		report("%s: %v\n", what, err)
+		return
+	}
+	report("%s (kubectl get pods -n %s):\n%s", what, namespace, out)
+}
+
+// report appends to the file $E2E_REPORT, which `make test` prints after the tests (go test
+// shows a passing package's output only with -v), and to stderr with E2E_VERBOSE.
+func report(format string, args ...any) {
+	line := fmt.Sprintf(format, args...)
+	if os.Getenv("E2E_VERBOSE") != "" {
+		fmt.Fprint(os.Stderr, line)
+	}
+	path := os.Getenv("E2E_REPORT")
+	if path == "" {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: report: %v\n", err)
+		return
+	}
+	defer f.Close()
+	_, _ = f.WriteString(line)
 }
 
 // eachMode runs a scenario as a subtest per network mode.

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -161,6 +162,7 @@ func testSample(t *testing.T, c *cluster) {
 	c.apply(t, ns, "apiVersion: v1\nkind: Secret\nmetadata: {name: partner-ftp}\nstringData: {password: sample}\n")
 	c.apply(t, ns, string(sample))
 	s := c.waitReady(t, ns, "files")
+	c.reportPods(context.Background(), ns, "the daemon of config/samples' FTPServer, from the imported image")
 	if !strings.HasPrefix(s.Status.Endpoint, "ftp://"+c.lbPrefix) || !strings.HasSuffix(s.Status.Endpoint, ":21") {
 		t.Fatalf("endpoint %s: want the load balancer address on port 21", s.Status.Endpoint)
 	}

@@ -111,7 +111,12 @@ func Start(opts Options) (*Harness, error) {
 		}
 		h.network = nw
 	} else {
-		h.network = newLoopbackNetwork(h)
+		nw, err := newLoopbackNetwork(h)
+		if err != nil {
+			_ = env.Stop()
+			return nil, err
+		}
+		h.network = nw
 	}
 	fail := func(err error) (*Harness, error) {
 		h.network.close()

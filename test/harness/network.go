@@ -88,12 +88,17 @@ type loopbackNetwork struct {
 	mu        sync.Mutex
 	nextPod   int
 	nextLB    int
+	unlock    func() // releases the machine-wide loopback lock (lockLoopback)
 	lbs       map[string]string
 	listeners map[string]*proxy
 }
 
-func newLoopbackNetwork(h *Harness) *loopbackNetwork {
-	return &loopbackNetwork{h: h, lbs: map[string]string{}, listeners: map[string]*proxy{}}
+func newLoopbackNetwork(h *Harness) (*loopbackNetwork, error) {
+	unlock, err := lockLoopback(h.logf)
+	if err != nil {
+		return nil, err
+	}
+	return &loopbackNetwork{h: h, lbs: map[string]string{}, listeners: map[string]*proxy{}, unlock: unlock}, nil
 }
 
 func (l *loopbackNetwork) podAddress(string) (string, []string, error) {
@@ -197,6 +202,10 @@ func (l *loopbackNetwork) close() {
 	for key, p := range l.listeners {
 		p.close()
 		delete(l.listeners, key)
+	}
+	if l.unlock != nil {
+		l.unlock()
+		l.unlock = nil
 	}
 }
 

@@ -113,3 +113,15 @@ func (c *Cluster) poll(ctx context.Context, interval time.Duration, what string,
 		}
 	}
 }
+
+// RouteLoadBalancersFromHost routes the load balancer's addresses (LoadBalancerCIDR, from the
+// documentation range 203.0.113.0/24) from the root namespace to the node, so that clients on
+// this machine reach the servers as the outside client does: `make demo` as root prints those
+// addresses. Only one cluster at a time can own the route; it goes with the cluster's link to
+// the root namespace at Stop.
+func (c *Cluster) RouteLoadBalancersFromHost() error {
+	if _, err := run("ip", "route", "add", loadBalancerCIDR, "via", c.net.nodeIP, "dev", c.net.rootVeth); err != nil {
+		return fmt.Errorf("route %s to the node (another cluster of this machine may own it): %w", loadBalancerCIDR, err)
+	}
+	return nil
+}

@@ -43,6 +43,9 @@ type Options struct {
 	// Images are OCI archives (internal/ociimage) imported into the node before it registers,
 	// besides the package's own PauseImage and EchoImage.
 	Images []string
+	// CRDsFromChart leaves the FTPServer CRD out of the start: InstallOperatorChart installs
+	// it, as `helm install` does for a user (helm refuses to adopt a CRD it did not create).
+	CRDsFromChart bool
 	// SaveLogsTo, when set, receives a copy of every component's log at Stop, before the run
 	// directory is removed.
 	SaveLogsTo string
@@ -237,8 +240,10 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		return fmt.Errorf("admin client: %w", err)
 	}
 	c.Client = cl
-	if err := c.phase("CRDs installed", func() error { return c.installCRDs(c.Config) }); err != nil {
-		return err
+	if !opts.CRDsFromChart {
+		if err := c.phase("CRDs installed", func() error { return c.installCRDs(c.Config) }); err != nil {
+			return err
+		}
 	}
 	if err := c.phase("controller-manager and scheduler started", func() error {
 		if err := c.startControllerManager(); err != nil {
