@@ -136,6 +136,9 @@ type TLSConfig struct {
 	KeyFile  string
 	// MinVersion is tls.VersionTLS12 (the default when zero) or tls.VersionTLS13.
 	MinVersion uint16
+	// RequireSessionReuse refuses a protected data connection whose TLS handshake does not
+	// resume the session of its own control connection (vsftpd's require_ssl_reuse).
+	RequireSessionReuse bool
 }
 
 func (t TLSConfig) enabled() bool { return t.Mode != "" && t.Mode != TLSDisabled }

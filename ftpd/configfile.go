@@ -109,6 +109,8 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 			Mode:     TLSMode(fc.TLS.Mode),
 			CertFile: fc.TLS.CertFile,
 			KeyFile:  fc.TLS.KeyFile,
+
+			RequireSessionReuse: fc.TLS.RequireSessionReuse,
 		},
 		Limits: Limits{
 			MaxSessions:      fc.Limits.MaxSessions,

@@ -159,13 +159,14 @@ func (d *mainDriver) PostAuthMessage(_ ftpserver.ClientContext, _ string, authEr
 	return "Login successful."
 }
 
-// GetTLSConfig implements MainDriver. ftpserverlib uses it for data connections (PROT P and
-// implicit TLS); the control connection's TLS is done by controlConn with the same config.
+// GetTLSConfig implements MainDriver. ftpserverlib uses it for data connections only (PROT P
+// and implicit TLS); it picks each session's config, which shares the control connection's
+// ticket key (tls.go). The control connection's TLS is done by controlConn.
 func (d *mainDriver) GetTLSConfig() (*tls.Config, error) {
-	if d.srv.tlsConf == nil {
+	if d.srv.dataTLS == nil {
 		return nil, errors.New("TLS is not configured on this server")
 	}
-	return d.srv.tlsConf, nil
+	return d.srv.dataTLS, nil
 }
 
 // clientDriver is the ClientDriver of one logged-in session: the confined filesystem plus the

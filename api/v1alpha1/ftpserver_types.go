@@ -467,6 +467,16 @@ type TLSSpec struct {
 	// +kubebuilder:validation:Enum="1.2";"1.3"
 	// +optional
 	MinVersion string `json:"minVersion,omitempty"`
+
+	// RequireSessionReuse refuses a protected data connection whose TLS handshake does not
+	// resume the session of its own control connection (vsftpd's require_ssl_reuse), which
+	// proves that the data connection comes from the client that logged in, not merely from its
+	// IP address. Off by default: Python's ftplib, curl over TLS 1.2 and Go clients without a
+	// session cache never resume and would be refused; curl over TLS 1.3 and lftp do. The
+	// daemon's metric ftpd_tls_data_handshakes_total{resumed="false"} shows whether the
+	// server's clients would be refused, before turning it on.
+	// +optional
+	RequireSessionReuse bool `json:"requireSessionReuse,omitempty"`
 }
 
 // ActiveModeSpec configures active mode (PORT/EPRT).

@@ -272,6 +272,7 @@ func TestDefaults(t *testing.T) {
 		{"networkPolicy.enabled", deref(s.NetworkPolicy.Enabled), true},
 		{"tls.mode", string(s.TLS.Mode), "Disabled"},
 		{"tls.minVersion", s.TLS.MinVersion, "1.2"},
+		{"tls.requireSessionReuse", s.TLS.RequireSessionReuse, false},
 		{"activeMode.enabled", s.ActiveMode.Enabled, false},
 		// The daemon's settings default as ftpd/fileconfig (the daemon's one home of defaults)
 		// says, so an FTPServer and a config file without them behave alike.

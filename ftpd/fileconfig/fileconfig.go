@@ -105,6 +105,10 @@ type TLS struct {
 	CertFile   string  `json:"certFile,omitempty"`
 	KeyFile    string  `json:"keyFile,omitempty"`
 	MinVersion string  `json:"minVersion,omitempty"` // "1.2" (default) or "1.3"
+	// RequireSessionReuse refuses a protected data connection whose TLS session does not resume
+	// its control connection's (vsftpd's require_ssl_reuse). Off by default: several common
+	// clients never resume (docs/ftpd.md has the table).
+	RequireSessionReuse bool `json:"requireSessionReuse,omitempty"`
 }
 
 // Limits protect the daemon.

@@ -38,6 +38,7 @@ func TestParseFillsDefaults(t *testing.T) {
 		{"hostname TTL", c.Passive.Address.HostnameTTL.Duration, DefaultHostnameTTL},
 		{"atomic uploads", *c.Uploads.Atomic, true},
 		{"TLS 1.2", c.TLS.MinVersion, "1.2"},
+		{"TLS session reuse not required", c.TLS.RequireSessionReuse, false},
 		{"idle timeout", c.Limits.IdleTimeout.Duration, DefaultIdleTimeout},
 		{"ban after", c.Limits.BanAfterFailures, DefaultBanAfterFailures},
 		{"IPv6 prefix length", c.Limits.IPv6PrefixLength, DefaultIPv6PrefixLength},
