@@ -34,6 +34,9 @@ const (
 	DefaultIdleTimeout    = fileconfig.DefaultIdleTimeout
 	DefaultBanner         = "ftp-operator ftpd ready"
 	DefaultReloadInterval = 2 * time.Second
+	// DefaultUsageScanInterval: walking a large home costs I/O, and changes made over FTP are
+	// accounted at once; the walk only catches up with changes made by others on the volume.
+	DefaultUsageScanInterval = 5 * time.Minute
 )
 
 // Config is everything the daemon needs to run. In standalone mode it is filled from flags; in
@@ -91,6 +94,9 @@ type Config struct {
 	// ReloadInterval is how often the config file, the users file and the TLS certificate are
 	// checked for changes.
 	ReloadInterval time.Duration
+	// UsageScanInterval is how often the homes of users with a quota are walked again, to see
+	// changes made to the volume by something else than this daemon (quota.go).
+	UsageScanInterval time.Duration
 
 	// source is set by LoadConfigFile: where the config came from, to re-read it on change.
 	source *fileSource
@@ -187,6 +193,8 @@ type User struct {
 	// Home is the user's directory: empty means Config.Root/Name, a relative path is relative to
 	// Config.Root, an absolute path is used as is.
 	Home string
+	// Quota limits what the user may store (quota.go).
+	Quota Quota
 }
 
 // PortRange is an inclusive range of TCP ports, the same type as in the config file. The zero
@@ -274,11 +282,12 @@ func (c *Config) Validate() error {
 	if err := c.TLS.validate(); err != nil {
 		return err
 	}
-	if c.DrainTimeout < 0 || c.IdleTimeout < 0 || c.ReloadInterval < 0 {
-		return errors.New("drain, idle and reload durations must not be negative")
+	if c.DrainTimeout < 0 || c.IdleTimeout < 0 || c.ReloadInterval < 0 || c.UsageScanInterval < 0 {
+		return errors.New("drain, idle, reload and usage scan durations must not be negative")
 	}
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.ReloadInterval, DefaultReloadInterval)
+	setDefault(&c.UsageScanInterval, DefaultUsageScanInterval)
 	if c.Banner == "" {
 		c.Banner = DefaultBanner
 	}
@@ -306,6 +315,9 @@ func (c *Config) validateUsers() error {
 		}
 		if seen[u.Name] {
 			return fmt.Errorf("user %q is configured twice", u.Name)
+		}
+		if u.Quota.MaxBytes < 0 || u.Quota.MaxFiles < 0 || u.Quota.MaxFileSize < 0 {
+			return fmt.Errorf("user %q has a negative quota", u.Name)
 		}
 		seen[u.Name] = true
 	}

@@ -116,6 +116,11 @@ type controlConn struct {
 
 	// handshakeFailed: the implicit TLS handshake failed and was counted (metrics.go).
 	handshakeFailed atomic.Bool
+	// fullVolumeReply: the current transfer failed on a full volume. ftpserverlib answers
+	// every storage error with 552 (exceeded storage allocation); that reply is turned into 452
+	// (insufficient storage space), which tells the client that the server, not its quota, is
+	// short of space and that trying later may work.
+	fullVolumeReply atomic.Bool
 
 	wmu sync.Mutex
 
@@ -497,6 +502,9 @@ func (c *controlConn) Write(p []byte) (int, error) {
 			return 0, err
 		}
 		return len(p), nil // ftpserverlib counts what it asked to write
+	}
+	if bytes.HasPrefix(p, []byte("552")) && c.fullVolumeReply.CompareAndSwap(true, false) {
+		p = append([]byte("452"), p[3:]...)
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()

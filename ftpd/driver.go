@@ -136,7 +136,12 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	s.setUser(name, s.log().With(slog.String("user", name)))
 	srv.metrics.logins.WithLabelValues("ok").Inc()
 	s.log().Info("login ok", slog.Bool("read_only", acct.ReadOnly), slog.Bool("anonymous", acct.anonymous))
-	return &clientDriver{confinedFs: fsys, fs: fsys, srv: srv, sess: s}, nil
+	fsys.usage = srv.usage
+	drv := &clientDriver{confinedFs: fsys, fs: fsys, srv: srv, sess: s, quota: acct.Quota}
+	if acct.Quota.Tracked() {
+		drv.usage = srv.usage.tracker(home)
+	}
+	return drv, nil
 }
 
 // loginFailed logs and counts a failure and bans the IP when it reached the limit. The caller
@@ -176,6 +181,10 @@ type clientDriver struct {
 	fs   *confinedFs
 	srv  *Server
 	sess *session
+	// quota is the account's as it logged in; usage is its home's tracker, nil without a
+	// bytes or files limit.
+	quota Quota
+	usage *usageTracker
 }
 
 var (

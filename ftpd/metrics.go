@@ -215,6 +215,49 @@ func (m *metrics) transferDone(user, direction, result string, bytes int64) {
 	}
 }
 
+// quotaCollector exports the usage of the homes of users with a bytes or files quota, read at
+// scrape time from the users in force: its label set is the declared users that have a quota.
+// A user's series appear once the first walk of its home is done.
+type quotaCollector struct{ s *Server }
+
+var (
+	quotaUsedBytes = prometheus.NewDesc(metricsNamespace+"_user_quota_used_bytes",
+		"Size of the files in the home of a user with a quota (quota.go: the home's tree, whoever wrote it).", []string{"user"}, nil)
+	quotaUsedFiles = prometheus.NewDesc(metricsNamespace+"_user_quota_used_files",
+		"Number of files in the home of a user with a quota.", []string{"user"}, nil)
+	quotaLimitBytes = prometheus.NewDesc(metricsNamespace+"_user_quota_limit_bytes",
+		"The user's quota.maxBytes (only users that have one).", []string{"user"}, nil)
+	quotaLimitFiles = prometheus.NewDesc(metricsNamespace+"_user_quota_limit_files",
+		"The user's quota.maxFiles (only users that have one).", []string{"user"}, nil)
+)
+
+func (quotaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- quotaUsedBytes
+	ch <- quotaUsedFiles
+	ch <- quotaLimitBytes
+	ch <- quotaLimitFiles
+}
+
+func (c quotaCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, a := range c.s.dyn.Load().users.byName {
+		if a.usage == nil {
+			continue
+		}
+		bytes, files, known := a.usage.usage()
+		if !known {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(quotaUsedBytes, prometheus.GaugeValue, float64(bytes), a.Name)
+		ch <- prometheus.MustNewConstMetric(quotaUsedFiles, prometheus.GaugeValue, float64(files), a.Name)
+		if a.Quota.MaxBytes > 0 {
+			ch <- prometheus.MustNewConstMetric(quotaLimitBytes, prometheus.GaugeValue, float64(a.Quota.MaxBytes), a.Name)
+		}
+		if a.Quota.MaxFiles > 0 {
+			ch <- prometheus.MustNewConstMetric(quotaLimitFiles, prometheus.GaugeValue, float64(a.Quota.MaxFiles), a.Name)
+		}
+	}
+}
+
 // dataTLSHandshake counts a data connection's TLS handshake that got as far as its verification.
 func (m *metrics) dataTLSHandshake(resumed bool) {
 	m.dataTLS.WithLabelValues(strconv.FormatBool(resumed)).Inc()

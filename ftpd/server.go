@@ -40,6 +40,7 @@ type Server struct {
 	limiter      *sessionLimiter
 	bans         *banList
 	logins       *loginGate
+	usage        *usageRegistry
 	metrics      *metrics
 	passive      *passiveHub
 	certs        *certHolder // nil without TLS
@@ -88,6 +89,7 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 		limiter:  newSessionLimiter(),
 		bans:     newBanList(),
 		logins:   newLoginGate(),
+		usage:    newUsageRegistry(cfg.UsageScanInterval),
 		lookup:   net.DefaultResolver.LookupNetIP,
 		source:   cfg.source,
 		sessions: map[uint32]ftpserver.ClientContext{},
@@ -115,6 +117,7 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 	}
 	s.metrics = newMetrics(s.bans.count, s.certs.notAfter, cfg.PassivePorts.Count())
 	s.metrics.setUsers(declaredUsers(&cfg))
+	s.metrics.reg.MustRegister(quotaCollector{s})
 	s.passive = newPassiveHub(s)
 	return s, nil
 }
