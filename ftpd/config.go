@@ -7,9 +7,11 @@
 // Files are split by responsibility: config.go (the runtime configuration), configfile.go (the
 // config file and users file mapped to it), reload.go (what a reload replaces, and the file
 // watcher), auth.go (users and passwords), fs.go (the confined filesystem), transfer.go (file
-// handles used for RETR/STOR), passive.go (passive ports and the per-client PASV address),
-// control.go (the control-connection layer: TLS, command filter, login timeout), limits.go
-// (session limits and bans), tls.go (certificates), metrics.go, driver.go (the ftpserverlib
+// handles used for RETR/STOR), quota.go (a full volume, per-user quotas and the usage they are
+// checked against), passive.go (passive ports and the per-client PASV address), dataconn.go
+// (the daemon's own passive listeners), control.go (the control-connection layer: TLS, command
+// filter, login timeout), limits.go (session limits and bans), tls.go (certificates and TLS
+// session reuse between control and data connections), metrics.go, driver.go (the ftpserverlib
 // drivers), server.go (lifecycle and drain), health.go and log.go.
 package ftpd
 
