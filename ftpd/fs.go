@@ -288,7 +288,9 @@ func (c *confinedFs) RemoveAll(name string) error {
 	if len(c.usage.containing(real)) > 0 {
 		bytes, files = treeUsage(real)
 	}
-	if err := os.RemoveAll(real); err != nil {
+	err = os.RemoveAll(real)
+	c.usage.rescanInside(real) // homes inside it went with it
+	if err != nil {
 		c.usage.rescanSoon(real) // removed in part
 		return virtualErr("removeall", name, err)
 	}

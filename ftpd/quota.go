@@ -236,12 +236,34 @@ func (r *usageRegistry) rescanSoon(real string) {
 	}
 }
 
+// rescanInside makes the trees that lie inside the directory real walk again soon: it was
+// removed or moved with them.
+func (r *usageRegistry) rescanInside(real string) {
+	if r == nil {
+		return
+	}
+	r.mu.Lock()
+	var inside []*usageTracker
+	for _, tr := range r.trackers {
+		if strings.HasPrefix(tr.dir, real+string(filepath.Separator)) {
+			inside = append(inside, tr)
+		}
+	}
+	r.mu.Unlock()
+	for _, tr := range inside {
+		tr.rescanSoon()
+	}
+}
+
 // renamed accounts for RNFR/RNTO of a regular file (fi) over target (nil if there was none):
 // trees that hold only one of the two names gain or lose the file. A directory moved from or
 // into a tree makes that tree walk again.
 func (r *usageRegistry) renamed(oldReal, newReal string, fi, target fs.FileInfo) {
 	if target != nil && target.Mode().IsRegular() {
 		r.changed(newReal, -target.Size(), -1)
+	}
+	if fi.IsDir() {
+		r.rescanInside(oldReal)
 	}
 	for _, tr := range r.containing(oldReal) {
 		if tr.contains(newReal) {

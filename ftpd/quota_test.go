@@ -396,6 +396,25 @@ func TestQuotaNestedHomes(t *testing.T) {
 	if code, text := carol.storRaw("STOR", "mine.bin", randomBytes(t, 20_000)); code != 226 {
 		t.Fatalf("carol within her quota: %q", text)
 	}
+
+	// A directory moved into carol's home is walked again; one removed with SITE RMDIR is
+	// subtracted.
+	alice.mustCmd(257, "MKD batch")
+	for _, name := range []string{"batch/1.bin", "batch/2.bin"} {
+		if code, text := alice.storRaw("STOR", name, randomBytes(t, 10_000)); code != 226 {
+			t.Fatalf("STOR %s: %q", name, text)
+		}
+	}
+	alice.mustCmd(350, "RNFR batch")
+	alice.mustCmd(250, "RNTO carol/batch")
+	waitFor(t, "carol's usage to count the directory moved in", func() bool {
+		b, f := usageMetric(t, ts, "carol")
+		return b == 40_000 && f == 3
+	})
+	alice.mustCmd(250, "SITE RMDIR carol/batch")
+	if b, f := usageMetric(t, ts, "carol"); b != 20_000 || f != 1 {
+		t.Fatalf("carol's usage after SITE RMDIR: %v bytes, %v files; want 20000, 1", b, f)
+	}
 }
 
 // TestQuotaFromUsersFile: quotas of the users file reach the daemon, and a reload applies a new
