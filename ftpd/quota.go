@@ -55,9 +55,9 @@ func noSpace(op, vpath string, err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, syscall.ENOSPC):
-		err = &storageError{msg: "no space left on the server's volume; the upload was discarded", fullVolume: true}
+		err = &storageError{msg: "no space left on the server's volume", fullVolume: true}
 	case errors.Is(err, syscall.EDQUOT):
-		err = &storageError{msg: "the server's storage quota on the volume is exhausted; the upload was discarded", fullVolume: true}
+		err = &storageError{msg: "the storage quota of the server's volume is exhausted", fullVolume: true}
 	}
 	return virtualErr(op, vpath, err)
 }
