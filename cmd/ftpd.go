@@ -93,6 +93,7 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	fs.StringVar((*string)(&o.cfg.TLS.Mode), "tls-mode", string(ftpd.TLSDisabled), "FTPS `mode`: disabled, explicit (AUTH TLS offered), required (AUTH TLS and PROT P required) or implicit")
 	fs.StringVar(&o.cfg.TLS.CertFile, "tls-cert", "", "PEM certificate `file` for FTPS (re-read when it changes)")
 	fs.StringVar(&o.cfg.TLS.KeyFile, "tls-key", "", "PEM private key `file` for FTPS (re-read when it changes)")
+	fs.BoolVar(&o.cfg.TLS.RequireSessionReuse, "tls-require-session-reuse", false, "refuse protected data connections that do not resume their control connection's TLS session (some clients never do: see docs/ftpd.md)")
 	fs.BoolVar(&o.cfg.ActiveMode, "active-mode", false, "allow PORT/EPRT (only to the client's own address, ports >= 1024)")
 	fs.IntVar(&o.cfg.Limits.MaxSessions, "max-sessions", 0, "maximum concurrent sessions (default 200)")
 	fs.IntVar(&o.cfg.Limits.MaxSessionsPerIP, "max-sessions-per-ip", 0, "maximum concurrent sessions per client IP (default 20)")

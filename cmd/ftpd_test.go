@@ -58,9 +58,9 @@ func TestParseFTPDFlags(t *testing.T) {
 			}
 		}},
 		{name: "FTPS and limits", args: []string{"--root", root, "--user", "a:b", "--tls-mode", "implicit", "--tls-cert", "/c.pem", "--tls-key", "/k.pem",
-			"--active-mode", "--max-sessions", "10", "--max-sessions-per-ip", "2"}, check: func(t *testing.T, o ftpdOptions) {
+			"--tls-require-session-reuse", "--active-mode", "--max-sessions", "10", "--max-sessions-per-ip", "2"}, check: func(t *testing.T, o ftpdOptions) {
 			c := o.cfg
-			if c.TLS.Mode != ftpd.TLSImplicit || c.TLS.CertFile != "/c.pem" || c.TLS.KeyFile != "/k.pem" || !c.ActiveMode ||
+			if c.TLS.Mode != ftpd.TLSImplicit || c.TLS.CertFile != "/c.pem" || c.TLS.KeyFile != "/k.pem" || !c.TLS.RequireSessionReuse || !c.ActiveMode ||
 				c.Limits.MaxSessions != 10 || c.Limits.MaxSessionsPerIP != 2 {
 				t.Errorf("config = %+v", c)
 			}

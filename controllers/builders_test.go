@@ -92,7 +92,8 @@ func fullServer() *ftpv1alpha1.FTPServer {
 		{Name: "archive", ClaimName: "archive-pvc"},
 	}
 	sp.Users = []ftpv1alpha1.FTPUser{
-		{Name: "bank", PasswordSecretRef: ftpv1alpha1.SecretKeyRef{Name: "ftp-users", Key: "bank"}, Home: ftpv1alpha1.UserHome{Volume: "inbound", SubPath: "banks/acme"}},
+		{Name: "bank", PasswordSecretRef: ftpv1alpha1.SecretKeyRef{Name: "ftp-users", Key: "bank"}, Home: ftpv1alpha1.UserHome{Volume: "inbound", SubPath: "banks/acme"},
+			Quota: &ftpv1alpha1.UserQuota{MaxBytes: "20Gi", MaxFiles: ptr.To(int64(100_000)), MaxFileSize: "1.5Gi"}},
 		{Name: "auditor", PasswordSecretRef: ftpv1alpha1.SecretKeyRef{Name: "ftp-users", Key: "auditor"}, Home: ftpv1alpha1.UserHome{Volume: "archive"}, ReadOnly: true},
 	}
 	sp.Anonymous = &ftpv1alpha1.AnonymousAccess{Enabled: true, Volume: "archive"}
@@ -114,7 +115,7 @@ func fullServer() *ftpv1alpha1.FTPServer {
 		AllowedSources: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "198.51.100.0/24"}}},
 		MetricsSources: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}},
 	}
-	sp.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSRequired, SecretName: "partners-tls", MinVersion: "1.3"}
+	sp.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSRequired, SecretName: "partners-tls", MinVersion: "1.3", RequireSessionReuse: true}
 	sp.ActiveMode.Enabled = true
 	sp.Limits.MaxSessions, sp.Limits.MaxSessionsPerIP = 500, 10
 	sp.Image = "registry.example.com/ftp-operator:custom"

@@ -125,6 +125,8 @@ func tlsConfigFor(t ftpv1alpha1.TLSSpec) fileconfig.TLS {
 		CertFile:   path.Join(tlsMountPath, corev1.TLSCertKey),
 		KeyFile:    path.Join(tlsMountPath, corev1.TLSPrivateKeyKey),
 		MinVersion: t.MinVersion,
+
+		RequireSessionReuse: t.RequireSessionReuse,
 	}
 }
 

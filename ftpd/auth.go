@@ -29,6 +29,9 @@ type account struct {
 	// out of the volume.
 	confined  bool
 	anonymous bool
+	// usage is the home's usage tracker when the account has a bytes or files quota and its
+	// home existed when the account was prepared (metrics); logins look it up again.
+	usage *usageTracker
 	// Exactly one of hash (bcrypt) and plainSum (SHA-256 of the plain password) is set.
 	hash     []byte
 	plainSum [sha256.Size]byte

@@ -7,9 +7,11 @@
 // Files are split by responsibility: config.go (the runtime configuration), configfile.go (the
 // config file and users file mapped to it), reload.go (what a reload replaces, and the file
 // watcher), auth.go (users and passwords), fs.go (the confined filesystem), transfer.go (file
-// handles used for RETR/STOR), passive.go (passive ports and the per-client PASV address),
-// control.go (the control-connection layer: TLS, command filter, login timeout), limits.go
-// (session limits and bans), tls.go (certificates), metrics.go, driver.go (the ftpserverlib
+// handles used for RETR/STOR), quota.go (a full volume, per-user quotas and the usage they are
+// checked against), passive.go (passive ports and the per-client PASV address), dataconn.go
+// (the daemon's own passive listeners), control.go (the control-connection layer: TLS, command
+// filter, login timeout), limits.go (session limits and bans), tls.go (certificates and TLS
+// session reuse between control and data connections), metrics.go, driver.go (the ftpserverlib
 // drivers), server.go (lifecycle and drain), health.go and log.go.
 package ftpd
 
@@ -34,6 +36,9 @@ const (
 	DefaultIdleTimeout    = fileconfig.DefaultIdleTimeout
 	DefaultBanner         = "ftp-operator ftpd ready"
 	DefaultReloadInterval = 2 * time.Second
+	// DefaultUsageScanInterval: walking a large home costs I/O, and changes made over FTP are
+	// accounted at once; the walk only catches up with changes made by others on the volume.
+	DefaultUsageScanInterval = 5 * time.Minute
 )
 
 // Config is everything the daemon needs to run. In standalone mode it is filled from flags; in
@@ -91,6 +96,9 @@ type Config struct {
 	// ReloadInterval is how often the config file, the users file and the TLS certificate are
 	// checked for changes.
 	ReloadInterval time.Duration
+	// UsageScanInterval is how often the homes of users with a quota are walked again, to see
+	// changes made to the volume by something else than this daemon (quota.go).
+	UsageScanInterval time.Duration
 
 	// source is set by LoadConfigFile: where the config came from, to re-read it on change.
 	source *fileSource
@@ -136,6 +144,9 @@ type TLSConfig struct {
 	KeyFile  string
 	// MinVersion is tls.VersionTLS12 (the default when zero) or tls.VersionTLS13.
 	MinVersion uint16
+	// RequireSessionReuse refuses a protected data connection whose TLS handshake does not
+	// resume the session of its own control connection (vsftpd's require_ssl_reuse).
+	RequireSessionReuse bool
 }
 
 func (t TLSConfig) enabled() bool { return t.Mode != "" && t.Mode != TLSDisabled }
@@ -184,6 +195,8 @@ type User struct {
 	// Home is the user's directory: empty means Config.Root/Name, a relative path is relative to
 	// Config.Root, an absolute path is used as is.
 	Home string
+	// Quota limits what the user may store (quota.go).
+	Quota Quota
 }
 
 // PortRange is an inclusive range of TCP ports, the same type as in the config file. The zero
@@ -271,11 +284,12 @@ func (c *Config) Validate() error {
 	if err := c.TLS.validate(); err != nil {
 		return err
 	}
-	if c.DrainTimeout < 0 || c.IdleTimeout < 0 || c.ReloadInterval < 0 {
-		return errors.New("drain, idle and reload durations must not be negative")
+	if c.DrainTimeout < 0 || c.IdleTimeout < 0 || c.ReloadInterval < 0 || c.UsageScanInterval < 0 {
+		return errors.New("drain, idle, reload and usage scan durations must not be negative")
 	}
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
 	setDefault(&c.ReloadInterval, DefaultReloadInterval)
+	setDefault(&c.UsageScanInterval, DefaultUsageScanInterval)
 	if c.Banner == "" {
 		c.Banner = DefaultBanner
 	}
@@ -303,6 +317,9 @@ func (c *Config) validateUsers() error {
 		}
 		if seen[u.Name] {
 			return fmt.Errorf("user %q is configured twice", u.Name)
+		}
+		if u.Quota.MaxBytes < 0 || u.Quota.MaxFiles < 0 || u.Quota.MaxFileSize < 0 {
+			return fmt.Errorf("user %q has a negative quota", u.Name)
 		}
 		seen[u.Name] = true
 	}

@@ -110,6 +110,8 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 			Mode:     TLSMode(fc.TLS.Mode),
 			CertFile: fc.TLS.CertFile,
 			KeyFile:  fc.TLS.KeyFile,
+
+			RequireSessionReuse: fc.TLS.RequireSessionReuse,
 		},
 		Limits: Limits{
 			MaxSessions:      fc.Limits.MaxSessions,
@@ -150,7 +152,11 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 func usersFromFile(uf *fileconfig.UsersFile) ([]User, *Anonymous) {
 	var users []User
 	for _, u := range uf.Users {
-		users = append(users, User{Name: u.Name, Password: u.PasswordHash, ReadOnly: u.ReadOnly, Home: u.Home})
+		user := User{Name: u.Name, Password: u.PasswordHash, ReadOnly: u.ReadOnly, Home: u.Home}
+		if u.Quota != nil {
+			user.Quota = *u.Quota
+		}
+		users = append(users, user)
 	}
 	if a := uf.Anonymous; a != nil && a.Enabled {
 		return users, &Anonymous{Home: a.Home}

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -101,8 +102,13 @@ type controlConn struct {
 	group netip.Addr // ip's key for session limits, bans and the login gate (Limits.clientGroup)
 	key   string
 
-	tlsConn  atomic.Pointer[tls.Conn]
-	loggedIn atomic.Bool
+	tlsConn atomic.Pointer[tls.Conn]
+	// tlsSession is set when TLS starts on the control connection: its data connections must
+	// resume it (tls.go).
+	tlsSession atomic.Pointer[sessionTLS]
+	// activeTarget is the last checked PORT/EPRT target (guarded by s.mu; Server.activeTargets).
+	activeTarget netip.AddrPort
+	loggedIn     atomic.Bool
 	// pasvPending is set when a PASV/EPSV went to ftpserverlib and its 227/229 reply, which
 	// binds the passive slot (dataconn.go), has not been written yet.
 	pasvPending   atomic.Bool
@@ -110,6 +116,11 @@ type controlConn struct {
 
 	// handshakeFailed: the implicit TLS handshake failed and was counted (metrics.go).
 	handshakeFailed atomic.Bool
+	// fullVolumeReply: the current transfer failed on a full volume. ftpserverlib answers
+	// every storage error with 552 (exceeded storage allocation); that reply is turned into 452
+	// (insufficient storage space), which tells the client that the server, not its quota, is
+	// short of space and that trying later may work.
+	fullVolumeReply atomic.Bool
 
 	wmu sync.Mutex
 
@@ -141,12 +152,20 @@ func (s *Server) newControlConn(raw net.Conn, ip, group netip.Addr) *controlConn
 	// including the implicit TLS handshake made when the banner is written.
 	_ = raw.SetDeadline(c.loginDeadline)
 	if s.cfg.TLS.Mode == TLSImplicit {
-		c.tlsConn.Store(tls.Server(raw, s.tlsConf))
+		c.tlsConn.Store(c.startTLS(raw))
 	}
 	s.mu.Lock()
 	s.conns[c.key] = c
 	s.mu.Unlock()
 	return c
+}
+
+// startTLS prepares the session's TLS configs and returns the server side of TLS over under;
+// the caller stores it in tlsConn once it is to be used.
+func (c *controlConn) startTLS(under net.Conn) *tls.Conn {
+	st := c.s.sessionTLSFor(c)
+	c.tlsSession.Store(st)
+	return tls.Server(under, st.control)
 }
 
 func connKey(local, remote net.Addr) string { return local.String() + "|" + remote.String() }
@@ -333,7 +352,33 @@ func (c *controlConn) checkActiveTarget(cmd, param string) string {
 		return "Active mode to a privileged port (below 1024) is refused."
 	}
 	c.line = append(c.line[:0], canonicalActive(cmd, target)+"\r\n"...)
+	c.s.setActiveTarget(c, target)
 	return ""
+}
+
+// setActiveTarget records the session's PORT/EPRT target, so that the TLS handshake of the data
+// connection ftpserverlib opens to it finds its session (controlOfData). A target claimed by two
+// sessions (only possible from the same client IP) belongs to neither: their handshakes cannot
+// be told apart, and with session reuse required they are refused rather than guessed.
+func (s *Server) setActiveTarget(c *controlConn, target netip.AddrPort) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.dropActiveTargetLocked(c)
+	c.activeTarget = target
+	s.activeTargets[target] = append(s.activeTargets[target], c)
+}
+
+func (s *Server) dropActiveTargetLocked(c *controlConn) {
+	if !c.activeTarget.IsValid() {
+		return
+	}
+	claims := slices.DeleteFunc(s.activeTargets[c.activeTarget], func(o *controlConn) bool { return o == c })
+	if len(claims) == 0 {
+		delete(s.activeTargets, c.activeTarget)
+	} else {
+		s.activeTargets[c.activeTarget] = claims
+	}
+	c.activeTarget = netip.AddrPort{}
 }
 
 // canonicalActive writes target as a PORT or EPRT parameter line.
@@ -428,7 +473,7 @@ func (c *controlConn) handleAUTH(param string) (bool, error) {
 		under = &prefixConn{Conn: c.raw, prefix: append([]byte(nil), c.rbuf[c.rpos:c.rend]...)}
 		c.rpos = c.rend
 	}
-	tc := tls.Server(under, c.s.tlsConf)
+	tc := c.startTLS(under)
 	_ = c.raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
 	if err := tc.Handshake(); err != nil {
 		c.s.logger.Warn("TLS handshake failed", slog.String("client_ip", c.ip.String()), slog.Any("error", err))
@@ -458,6 +503,9 @@ func (c *controlConn) Write(p []byte) (int, error) {
 		}
 		return len(p), nil // ftpserverlib counts what it asked to write
 	}
+	if bytes.HasPrefix(p, []byte("552")) && c.fullVolumeReply.CompareAndSwap(true, false) {
+		p = append([]byte("452"), p[3:]...)
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	n, err := c.transport().Write(p)
@@ -477,6 +525,7 @@ func (c *controlConn) Close() error {
 		}
 		c.s.mu.Lock()
 		delete(c.s.conns, c.key)
+		c.s.dropActiveTargetLocked(c)
 		c.s.mu.Unlock()
 		c.s.limiter.release(c.group)
 	})

@@ -85,6 +85,7 @@ type passiveSlot struct {
 	abandon *time.Timer
 
 	mu     sync.Mutex
+	ctrl   *controlConn  // the session's control connection, once bound
 	client netip.Addr    // the control connection's client
 	ln     *dataListener // nil until bound, and again once the connection was handed out
 	bound  bool
@@ -217,7 +218,7 @@ func (sl *passiveSlot) bind(c *controlConn) (int, error) {
 	if sl.closed {
 		return 0, net.ErrClosed
 	}
-	sl.client = c.ip
+	sl.client, sl.ctrl = c.ip, c
 	ln, port, err := sl.hub.reserve(sl, c.ip, passiveBindIP(c))
 	if err != nil {
 		return 0, err
@@ -409,7 +410,10 @@ func (sl *passiveSlot) Accept() (net.Conn, error) {
 	defer timer.Stop()
 	select {
 	case conn := <-sl.conns:
-		return conn, nil
+		sl.mu.Lock()
+		ctrl := sl.ctrl
+		sl.mu.Unlock()
+		return &dataConn{Conn: conn, ctrl: ctrl}, nil
 	case <-sl.done:
 		return nil, net.ErrClosed
 	case <-timer.C:
@@ -454,6 +458,13 @@ func (sl *passiveSlot) close() {
 	if err := sl.lib.Close(); err != nil && !errors.Is(err, net.ErrClosed) {
 		sl.closeErr = fmt.Errorf("close passive listener: %w", err)
 	}
+}
+
+// dataConn is a passive data connection as handed to ftpserverlib: it carries its session, so
+// that the TLS handshake ftpserverlib does over it resumes that session only (tls.go).
+type dataConn struct {
+	net.Conn
+	ctrl *controlConn
 }
 
 // Addr is ftpserverlib's throwaway port: it writes it in the reply, which is how the reply is

@@ -136,7 +136,12 @@ func (d *mainDriver) AuthUser(cc ftpserver.ClientContext, user, pass string) (ft
 	s.setUser(name, s.log().With(slog.String("user", name)))
 	srv.metrics.logins.WithLabelValues("ok").Inc()
 	s.log().Info("login ok", slog.Bool("read_only", acct.ReadOnly), slog.Bool("anonymous", acct.anonymous))
-	return &clientDriver{confinedFs: fsys, fs: fsys, srv: srv, sess: s}, nil
+	fsys.usage = srv.usage
+	drv := &clientDriver{confinedFs: fsys, fs: fsys, srv: srv, sess: s, quota: acct.Quota}
+	if acct.Quota.Tracked() {
+		drv.usage = srv.usage.tracker(home)
+	}
+	return drv, nil
 }
 
 // loginFailed logs and counts a failure and bans the IP when it reached the limit. The caller
@@ -159,13 +164,14 @@ func (d *mainDriver) PostAuthMessage(_ ftpserver.ClientContext, _ string, authEr
 	return "Login successful."
 }
 
-// GetTLSConfig implements MainDriver. ftpserverlib uses it for data connections (PROT P and
-// implicit TLS); the control connection's TLS is done by controlConn with the same config.
+// GetTLSConfig implements MainDriver. ftpserverlib uses it for data connections only (PROT P
+// and implicit TLS); it picks each session's config, which shares the control connection's
+// ticket key (tls.go). The control connection's TLS is done by controlConn.
 func (d *mainDriver) GetTLSConfig() (*tls.Config, error) {
-	if d.srv.tlsConf == nil {
+	if d.srv.dataTLS == nil {
 		return nil, errors.New("TLS is not configured on this server")
 	}
-	return d.srv.tlsConf, nil
+	return d.srv.dataTLS, nil
 }
 
 // clientDriver is the ClientDriver of one logged-in session: the confined filesystem plus the
@@ -175,6 +181,10 @@ type clientDriver struct {
 	fs   *confinedFs
 	srv  *Server
 	sess *session
+	// quota is the account's as it logged in; usage is its home's tracker, nil without a
+	// bytes or files limit.
+	quota Quota
+	usage *usageTracker
 }
 
 var (

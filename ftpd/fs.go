@@ -46,6 +46,8 @@ func reservedPath(clean string) bool {
 type confinedFs struct {
 	root     string // absolute, symlinks resolved
 	readOnly bool
+	// usage is told about the files this session removes and renames; nil: nobody is.
+	usage *usageRegistry
 }
 
 var _ afero.Fs = (*confinedFs)(nil)
@@ -238,7 +240,13 @@ func (c *confinedFs) Remove(name string) error {
 	if fi.IsDir() {
 		return &fs.PathError{Op: "remove", Path: cleanVirtual(name), Err: errors.New("is a directory")}
 	}
-	return virtualErr("remove", name, os.Remove(real))
+	if err := os.Remove(real); err != nil {
+		return virtualErr("remove", name, err)
+	}
+	if fi.Mode().IsRegular() {
+		c.usage.changed(real, -fi.Size(), -1)
+	}
+	return nil
 }
 
 // RemoveDir removes an empty directory (RMD); it implements ftpserverlib's
@@ -276,7 +284,18 @@ func (c *confinedFs) RemoveAll(name string) error {
 	if real == c.root {
 		return &fs.PathError{Op: "removeall", Path: "/", Err: fs.ErrPermission}
 	}
-	return virtualErr("removeall", name, os.RemoveAll(real))
+	bytes, files := int64(0), int64(0)
+	if len(c.usage.containing(real)) > 0 {
+		bytes, files = treeUsage(real)
+	}
+	err = os.RemoveAll(real)
+	c.usage.rescanInside(real) // homes inside it went with it
+	if err != nil {
+		c.usage.rescanSoon(real) // removed in part
+		return virtualErr("removeall", name, err)
+	}
+	c.usage.changed(real, -bytes, -files)
+	return nil
 }
 
 // Rename implements afero.Fs. Both names are directory entries: symlinks are moved, not followed.
@@ -295,7 +314,16 @@ func (c *confinedFs) Rename(oldname, newname string) error {
 	if oldReal == c.root || newReal == c.root {
 		return &fs.PathError{Op: "rename", Path: "/", Err: fs.ErrPermission}
 	}
-	return virtualErr("rename", oldname, os.Rename(oldReal, newReal))
+	fi, err := os.Lstat(oldReal)
+	if err != nil {
+		return virtualErr("rename", oldname, err)
+	}
+	target, _ := os.Lstat(newReal) // nil when there is none
+	if err := os.Rename(oldReal, newReal); err != nil {
+		return virtualErr("rename", oldname, err)
+	}
+	c.usage.renamed(oldReal, newReal, fi, target)
+	return nil
 }
 
 // Stat implements afero.Fs (follows a final symlink if it stays inside the home).

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -29,6 +30,7 @@ type metrics struct {
 	bans             prometheus.Counter
 	reloads          *prometheus.CounterVec // result
 	tlsHandshakes    *prometheus.CounterVec // mode, reason
+	dataTLS          *prometheus.CounterVec // resumed
 
 	// Per-user series carry only declared user names (and "anonymous"): the set is bounded by
 	// the users file, whereas a name typed by a client is not, so a name that is not declared
@@ -84,6 +86,9 @@ func newMetrics(bannedIPs func() float64, certNotAfter func() float64, passivePo
 	m.tlsHandshakes = prometheus.NewCounterVec(prometheus.CounterOpts(opts("tls_handshake_failures_total",
 		"Failed TLS handshakes of control connections, by mode (explicit: AUTH TLS; implicit) and reason (closed, timeout, protocol).")),
 		[]string{"mode", "reason"})
+	m.dataTLS = prometheus.NewCounterVec(prometheus.CounterOpts(opts("tls_data_handshakes_total",
+		"TLS handshakes of data connections, by whether they resumed the control connection's session; with tls.requireSessionReuse, resumed=\"false\" are refused.")),
+		[]string{"resumed"})
 	m.userTransfers = prometheus.NewCounterVec(prometheus.CounterOpts(opts("user_transfers_total",
 		"File transfers by declared user, direction and result.")), []string{"user", "direction", "result"})
 	m.userTransferBytes = prometheus.NewCounterVec(prometheus.CounterOpts(opts("user_transfer_bytes_total",
@@ -99,7 +104,7 @@ func newMetrics(bannedIPs func() float64, certNotAfter func() float64, passivePo
 		"Expiry (Unix time) of the TLS certificate in use; 0 without TLS.")), certNotAfter)
 
 	m.reg.MustRegister(m.sessions, m.sessionsRejected, m.logins, m.transfers, m.transferBytes,
-		m.passivePorts, m.bans, m.reloads, m.tlsHandshakes, m.userTransfers, m.userTransferBytes,
+		m.passivePorts, m.bans, m.reloads, m.tlsHandshakes, m.dataTLS, m.userTransfers, m.userTransferBytes,
 		m.userLoginFailures, passiveConfigured, banned, notAfter,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range loginResults {
@@ -116,6 +121,9 @@ func newMetrics(bannedIPs func() float64, certNotAfter func() float64, passivePo
 	}
 	for _, r := range reloadResults {
 		m.reloads.WithLabelValues(r)
+	}
+	for _, resumed := range []bool{true, false} {
+		m.dataTLS.WithLabelValues(strconv.FormatBool(resumed))
 	}
 	for _, mode := range tlsHandshakeModes {
 		for _, r := range tlsHandshakeReasons {
@@ -205,6 +213,54 @@ func (m *metrics) transferDone(user, direction, result string, bytes int64) {
 		m.userTransfers.WithLabelValues(label, direction, result).Inc()
 		m.userTransferBytes.WithLabelValues(label, direction).Add(float64(bytes))
 	}
+}
+
+// quotaCollector exports the usage of the homes of users with a bytes or files quota, read at
+// scrape time from the users in force: its label set is the declared users that have a quota.
+// A user's series appear once the first walk of its home is done.
+type quotaCollector struct{ s *Server }
+
+var (
+	quotaUsedBytes = prometheus.NewDesc(metricsNamespace+"_user_quota_used_bytes",
+		"Size of the files in the home of a user with a quota (quota.go: the home's tree, whoever wrote it).", []string{"user"}, nil)
+	quotaUsedFiles = prometheus.NewDesc(metricsNamespace+"_user_quota_used_files",
+		"Number of files in the home of a user with a quota.", []string{"user"}, nil)
+	quotaLimitBytes = prometheus.NewDesc(metricsNamespace+"_user_quota_limit_bytes",
+		"The user's quota.maxBytes (only users that have one).", []string{"user"}, nil)
+	quotaLimitFiles = prometheus.NewDesc(metricsNamespace+"_user_quota_limit_files",
+		"The user's quota.maxFiles (only users that have one).", []string{"user"}, nil)
+)
+
+func (quotaCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- quotaUsedBytes
+	ch <- quotaUsedFiles
+	ch <- quotaLimitBytes
+	ch <- quotaLimitFiles
+}
+
+func (c quotaCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, a := range c.s.dyn.Load().users.byName {
+		if a.usage == nil {
+			continue
+		}
+		bytes, files, known := a.usage.usage()
+		if !known {
+			continue
+		}
+		ch <- prometheus.MustNewConstMetric(quotaUsedBytes, prometheus.GaugeValue, float64(bytes), a.Name)
+		ch <- prometheus.MustNewConstMetric(quotaUsedFiles, prometheus.GaugeValue, float64(files), a.Name)
+		if a.Quota.MaxBytes > 0 {
+			ch <- prometheus.MustNewConstMetric(quotaLimitBytes, prometheus.GaugeValue, float64(a.Quota.MaxBytes), a.Name)
+		}
+		if a.Quota.MaxFiles > 0 {
+			ch <- prometheus.MustNewConstMetric(quotaLimitFiles, prometheus.GaugeValue, float64(a.Quota.MaxFiles), a.Name)
+		}
+	}
+}
+
+// dataTLSHandshake counts a data connection's TLS handshake that got as far as its verification.
+func (m *metrics) dataTLSHandshake(resumed bool) {
+	m.dataTLS.WithLabelValues(strconv.FormatBool(resumed)).Inc()
 }
 
 // tlsHandshakeFailed counts a failed handshake of a control connection.

@@ -20,6 +20,7 @@ type dynamic struct {
 	passive       *passiveAddr
 	limits        Limits
 	atomicUploads bool
+	quotaDirs     map[string]bool // the homes whose usage is tracked (usageRegistry.retain)
 }
 
 // buildDynamic prepares users (homes, hashes) and the passive-address policy of cfg. With
@@ -27,10 +28,17 @@ type dynamic struct {
 // only that user's logins fail until the directory appears.
 func (s *Server) buildDynamic(cfg *Config, strict bool) (*dynamic, error) {
 	accounts := make([]*account, 0, len(cfg.Users))
+	quotaDirs := map[string]bool{}
 	for _, u := range cfg.Users {
 		a, err := s.prepareAccount(u, u.Name, strict)
 		if err != nil {
 			return nil, err
+		}
+		if u.Quota.Tracked() {
+			if home, err := a.realHome(s.root); err == nil {
+				a.usage = s.usage.tracker(home)
+				quotaDirs[home] = true
+			}
 		}
 		accounts = append(accounts, a)
 	}
@@ -51,6 +59,7 @@ func (s *Server) buildDynamic(cfg *Config, strict bool) (*dynamic, error) {
 		passive:       newPassiveAddr(cfg, s.lookup),
 		limits:        cfg.Limits,
 		atomicUploads: !cfg.DisableAtomicUploads,
+		quotaDirs:     quotaDirs,
 	}, nil
 }
 
@@ -101,6 +110,7 @@ func (s *Server) watch(ctx context.Context) {
 			s.reloadCert()
 		}
 		s.bans.prune(time.Now(), s.dyn.Load().limits.BanDuration)
+		s.usage.rescanDue(time.Now())
 	}
 }
 
@@ -143,6 +153,7 @@ func (s *Server) apply(lf *loadedFiles) error {
 		s.logger.Warn("config changes that need a restart are not applied", slog.Any("fields", changed))
 	}
 	s.dyn.Store(dyn)
+	s.usage.retain(dyn.quotaDirs)
 	s.metrics.setUsers(declaredUsers(&cfg))
 	s.source = lf.source
 	s.servedConfig.Store(lf.source)

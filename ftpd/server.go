@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -39,10 +40,12 @@ type Server struct {
 	limiter      *sessionLimiter
 	bans         *banList
 	logins       *loginGate
+	usage        *usageRegistry
 	metrics      *metrics
 	passive      *passiveHub
 	certs        *certHolder // nil without TLS
-	tlsConf      *tls.Config // nil without TLS
+	tlsConf      *tls.Config // template of the TLS configs (tls.go); nil without TLS
+	dataTLS      *tls.Config // for ftpserverlib's data connections (dataTLSConfig); nil without TLS
 	lookup       lookupFunc
 	source       *fileSource // nil in standalone mode; only the watcher goroutine uses it after start
 
@@ -57,9 +60,12 @@ type Server struct {
 	mu       sync.Mutex
 	sessions map[uint32]ftpserver.ClientContext
 	conns    map[string]*controlConn // open control connections by connKey
-	active   int                     // in-flight file transfers
-	draining bool                    // no new transfers
-	idle     chan struct{}           // closed when active drops to 0 while draining
+	// activeTargets are the checked PORT/EPRT targets of the sessions (at most one each), to
+	// find the session of an active data connection (controlOfData).
+	activeTargets map[netip.AddrPort][]*controlConn
+	active        int           // in-flight file transfers
+	draining      bool          // no new transfers
+	idle          chan struct{} // closed when active drops to 0 while draining
 }
 
 // NewServer validates cfg, creates missing home directories, prepares the users and loads the
@@ -83,10 +89,13 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 		limiter:  newSessionLimiter(),
 		bans:     newBanList(),
 		logins:   newLoginGate(),
+		usage:    newUsageRegistry(cfg.UsageScanInterval),
 		lookup:   net.DefaultResolver.LookupNetIP,
 		source:   cfg.source,
 		sessions: map[uint32]ftpserver.ClientContext{},
 		conns:    map[string]*controlConn{},
+
+		activeTargets: map[netip.AddrPort][]*controlConn{},
 	}
 	// Standalone homes must be usable at start; homes named by a config file are created when
 	// possible, and a missing one only fails that user's logins (a reload must not be refused
@@ -104,9 +113,11 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 			return nil, err
 		}
 		s.tlsConf = newTLSConfig(cfg.TLS, s.certs)
+		s.dataTLS = s.dataTLSConfig()
 	}
 	s.metrics = newMetrics(s.bans.count, s.certs.notAfter, cfg.PassivePorts.Count())
 	s.metrics.setUsers(declaredUsers(&cfg))
+	s.metrics.reg.MustRegister(quotaCollector{s})
 	s.passive = newPassiveHub(s)
 	return s, nil
 }

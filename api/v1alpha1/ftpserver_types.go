@@ -216,7 +216,39 @@ type FTPUser struct {
 	// ReadOnly users may list and download but not upload, delete, rename or create directories.
 	// +optional
 	ReadOnly bool `json:"readOnly,omitempty"`
+
+	// Quota limits what the user may store. Usage is that of the home's directory tree, whoever
+	// wrote it (users sharing a home share its usage); uploads beyond a limit get 552.
+	// +optional
+	Quota *UserQuota `json:"quota,omitempty"`
 }
+
+// UserQuota limits a user's storage. Each limit is optional.
+type UserQuota struct {
+	// MaxBytes is the total size of the files in the user's home, e.g. 10Gi. Uploads in
+	// flight count as they are written; a file being replaced counts until the upload
+	// completes.
+	// +optional
+	MaxBytes ByteSize `json:"maxBytes,omitempty"`
+
+	// MaxFiles is the number of files in the user's home.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000000000
+	// +optional
+	MaxFiles *int64 `json:"maxFiles,omitempty"`
+
+	// MaxFileSize is the largest file an upload (STOR, APPE, a resumed STOR) may leave, e.g. 2Gi.
+	// +optional
+	MaxFileSize ByteSize `json:"maxFileSize,omitempty"`
+}
+
+// ByteSize is a number of bytes written as a quantity string: "500Mi", "10Gi", "1000". It is a
+// string rather than a resource.Quantity so that its length is bounded, which keeps the CEL
+// range check within the API server's cost budget.
+// +kubebuilder:validation:MaxLength=32
+// +kubebuilder:validation:Pattern=`^[0-9]+(\.[0-9]+)?([KMGTPE]i|[kMGTPE])?$`
+// +kubebuilder:validation:XValidation:rule="quantity(self).compareTo(quantity('1')) >= 0 && quantity(self).compareTo(quantity('1Ei')) <= 0",message="must be a size between 1 byte and 1Ei, such as 500Mi or 10Gi"
+type ByteSize string
 
 // SecretKeyRef selects a key of a Secret in the FTPServer's namespace.
 type SecretKeyRef struct {
@@ -467,6 +499,16 @@ type TLSSpec struct {
 	// +kubebuilder:validation:Enum="1.2";"1.3"
 	// +optional
 	MinVersion string `json:"minVersion,omitempty"`
+
+	// RequireSessionReuse refuses a protected data connection whose TLS handshake does not
+	// resume the session of its own control connection (vsftpd's require_ssl_reuse), which
+	// proves that the data connection comes from the client that logged in, not merely from its
+	// IP address. Off by default: Python's ftplib, curl over TLS 1.2 and Go clients without a
+	// session cache never resume and would be refused; curl over TLS 1.3 and lftp do. The
+	// daemon's metric ftpd_tls_data_handshakes_total{resumed="false"} shows whether the
+	// server's clients would be refused, before turning it on.
+	// +optional
+	RequireSessionReuse bool `json:"requireSessionReuse,omitempty"`
 }
 
 // ActiveModeSpec configures active mode (PORT/EPRT).

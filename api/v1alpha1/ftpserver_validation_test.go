@@ -192,6 +192,14 @@ func TestInvalidFTPServersAreRejected(t *testing.T) {
 			want: "limits.idleTimeout must be at least 1s"},
 		{name: "drain timeout too long", override: `drainTimeout: 48h`,
 			want: "drainTimeout must be between 0s and 24h"},
+		{name: "zero byte quota", override: `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: "0"}}]`,
+			want: `spec.users[0].quota.maxBytes: Invalid value: "0": must be a size between 1 byte and 1Ei`},
+		{name: "fractional byte quota", override: `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: "0.5"}}]`,
+			want: `spec.users[0].quota.maxBytes: Invalid value: "0.5": must be a size between 1 byte and 1Ei`},
+		{name: "byte quota beyond 1Ei", override: `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: 2Ei}}]`,
+			want: `spec.users[0].quota.maxBytes: Invalid value: "2Ei": must be a size between 1 byte and 1Ei`},
+		{name: "zero maximum file size", override: `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxFileSize: "0Gi"}}]`,
+			want: `spec.users[0].quota.maxFileSize: Invalid value: "0Gi": must be a size between 1 byte and 1Ei`},
 
 		// OpenAPI bounds and enums
 		{name: "no volumes", override: `volumes: []`, want: "spec.volumes: Invalid value: 0"},
@@ -219,6 +227,16 @@ func TestInvalidFTPServersAreRejected(t *testing.T) {
 			want: `Unsupported value: "Recycle"`},
 		{name: "TLS 1.1", override: `tls: {mode: Explicit, secretName: s, minVersion: "1.1"}`,
 			want: `spec.tls.minVersion: Unsupported value: "1.1"`},
+		{name: "zero file quota", override: `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxFiles: 0}}]`,
+			want: "spec.users[0].quota.maxFiles in body should be greater than or equal to 1"},
+		{name: "quota as a word", override: `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: lots}}]`,
+			want: "spec.users[0].quota.maxBytes in body should match"},
+		{name: "negative byte quota", override: `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: "-1Gi"}}]`,
+			want: "spec.users[0].quota.maxBytes in body should match"},
+		{name: "byte quota in millibytes", override: `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: 500m}}]`,
+			want: "spec.users[0].quota.maxBytes in body should match"},
+		{name: "unquoted byte count", override: `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: 1000}}]`,
+			want: "spec.users[0].quota.maxBytes in body must be of type string"},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -238,6 +256,29 @@ func TestInvalidFTPServersAreRejected(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("rejected with the wrong message:\n got: %v\nwant: ...%s...", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestValidEdgeCasesAreAccepted: values at the edges of the rules above are accepted, in the
+// forms a user may write them.
+func TestValidEdgeCasesAreAccepted(t *testing.T) {
+	e := requireEnv(t)
+	cases := []struct{ name, override string }{
+		{"quota with suffixes", `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: 10Gi, maxFiles: 100000, maxFileSize: 1Gi}}]`},
+		{"quota in plain bytes", `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: "1", maxFiles: 1, maxFileSize: "1000000"}}]`},
+		{"fractional quota of whole bytes", `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: 1.5Gi}}]`},
+		{"quota of 1Ei", `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: 1Ei, maxFileSize: 1Ei}}]`},
+		{"session reuse required", `tls: {mode: Required, secretName: s, requireSessionReuse: true}`},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			obj := ftpServerFromSpec(t, "edge-"+strconv.Itoa(i), withSpec(t, tc.override))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			if err := dryRunCreate(ctx, e.Client, obj); err != nil {
+				t.Fatalf("rejected: %v", err)
 			}
 		})
 	}
@@ -272,6 +313,7 @@ func TestDefaults(t *testing.T) {
 		{"networkPolicy.enabled", deref(s.NetworkPolicy.Enabled), true},
 		{"tls.mode", string(s.TLS.Mode), "Disabled"},
 		{"tls.minVersion", s.TLS.MinVersion, "1.2"},
+		{"tls.requireSessionReuse", s.TLS.RequireSessionReuse, false},
 		{"activeMode.enabled", s.ActiveMode.Enabled, false},
 		// The daemon's settings default as ftpd/fileconfig (the daemon's one home of defaults)
 		// says, so an FTPServer and a config file without them behave alike.

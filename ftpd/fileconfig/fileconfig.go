@@ -105,6 +105,10 @@ type TLS struct {
 	CertFile   string  `json:"certFile,omitempty"`
 	KeyFile    string  `json:"keyFile,omitempty"`
 	MinVersion string  `json:"minVersion,omitempty"` // "1.2" (default) or "1.3"
+	// RequireSessionReuse refuses a protected data connection whose TLS session does not resume
+	// its control connection's (vsftpd's require_ssl_reuse). Off by default: several common
+	// clients never resume (docs/ftpd.md has the table).
+	RequireSessionReuse bool `json:"requireSessionReuse,omitempty"`
 }
 
 // Limits protect the daemon.
@@ -153,7 +157,23 @@ type User struct {
 	// Home is relative to the config's DataRoot.
 	Home     string `json:"home"`
 	ReadOnly bool   `json:"readOnly,omitempty"`
+	// Quota limits what the user may store; absent: no limit.
+	Quota *Quota `json:"quota,omitempty"`
 }
+
+// Quota limits a user's storage. Each limit is optional (0 or absent: none). Usage is that of
+// the user's home tree, whoever wrote it (docs/ftpd.md, Quotas).
+type Quota struct {
+	// MaxBytes is the total size of the files in the home.
+	MaxBytes int64 `json:"maxBytes,omitempty"`
+	// MaxFiles is the number of files in the home.
+	MaxFiles int64 `json:"maxFiles,omitempty"`
+	// MaxFileSize is the largest file an upload (STOR, APPE, resumed STOR) may leave.
+	MaxFileSize int64 `json:"maxFileSize,omitempty"`
+}
+
+// Tracked reports whether the quota needs the home's usage (a bytes or files limit).
+func (q Quota) Tracked() bool { return q.MaxBytes > 0 || q.MaxFiles > 0 }
 
 // Anonymous is read-only anonymous access.
 type Anonymous struct {
@@ -360,6 +380,16 @@ func (u *UsersFile) Validate() error {
 		}
 		if err := checkRelative(user.Home); err != nil {
 			errs = append(errs, fmt.Errorf("%s.home: %w", field, err))
+		}
+		if q := user.Quota; q != nil {
+			for _, l := range []struct {
+				name  string
+				value int64
+			}{{"maxBytes", q.MaxBytes}, {"maxFiles", q.MaxFiles}, {"maxFileSize", q.MaxFileSize}} {
+				if l.value < 0 {
+					errs = append(errs, fmt.Errorf("%s.quota.%s: must not be negative, got %d", field, l.name, l.value))
+				}
+			}
 		}
 	}
 	if u.Anonymous != nil && u.Anonymous.Enabled {

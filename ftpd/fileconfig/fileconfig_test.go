@@ -38,6 +38,7 @@ func TestParseFillsDefaults(t *testing.T) {
 		{"hostname TTL", c.Passive.Address.HostnameTTL.Duration, DefaultHostnameTTL},
 		{"atomic uploads", *c.Uploads.Atomic, true},
 		{"TLS 1.2", c.TLS.MinVersion, "1.2"},
+		{"TLS session reuse not required", c.TLS.RequireSessionReuse, false},
 		{"idle timeout", c.Limits.IdleTimeout.Duration, DefaultIdleTimeout},
 		{"ban after", c.Limits.BanAfterFailures, DefaultBanAfterFailures},
 		{"IPv6 prefix length", c.Limits.IPv6PrefixLength, DefaultIPv6PrefixLength},
@@ -132,9 +133,13 @@ func replaceTopLevel(doc, edit string) string {
 
 func TestParseUsers(t *testing.T) {
 	hash := "$2a$10$" + strings.Repeat("a", 53)
-	good := "users:\n- {name: alice, passwordHash: '" + hash + "', home: data/alice}\nanonymous: {enabled: true, home: data/pub}\n"
-	if _, err := ParseUsers([]byte(good)); err != nil {
+	good := "users:\n- {name: alice, passwordHash: '" + hash + "', home: data/alice, quota: {maxBytes: 1000, maxFiles: 10, maxFileSize: 100}}\nanonymous: {enabled: true, home: data/pub}\n"
+	uf, err := ParseUsers([]byte(good))
+	if err != nil {
 		t.Fatalf("valid users file rejected: %v", err)
+	}
+	if q := uf.Users[0].Quota; q == nil || *q != (Quota{MaxBytes: 1000, MaxFiles: 10, MaxFileSize: 100}) {
+		t.Fatalf("quota = %+v", q)
 	}
 	cases := []struct{ name, doc, want string }{
 		{"plain password", "users:\n- {name: a, passwordHash: secret, home: a}\n", "must be a bcrypt hash"},
@@ -142,6 +147,8 @@ func TestParseUsers(t *testing.T) {
 		{"escaping home", "users:\n- {name: a, passwordHash: '" + hash + "', home: ../etc}\n", "must not contain '..'"},
 		{"absolute home", "users:\n- {name: a, passwordHash: '" + hash + "', home: /etc}\n", "must be relative to dataRoot"},
 		{"unknown field", "users:\n- {name: a, password: x, passwordHash: '" + hash + "', home: a}\n", `unknown field "password"`},
+		{"negative quota", "users:\n- {name: a, passwordHash: '" + hash + "', home: a, quota: {maxFiles: -1}}\n", "users[0].quota.maxFiles: must not be negative"},
+		{"quota with a unit", "users:\n- {name: a, passwordHash: '" + hash + "', home: a, quota: {maxBytes: 10Gi}}\n", "maxBytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
