@@ -140,7 +140,7 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 // Listen opens the control listener and, when configured, the health listener.
 func (s *Server) Listen() error {
-	lc := net.ListenConfig{}
+	lc := listenConfig // keepalive is set per connection (tcp.go)
 	ln, err := lc.Listen(s.ctx, "tcp", s.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.ListenAddr, err)
