@@ -3,6 +3,8 @@ package ftpd
 import (
 	"fmt"
 	"net"
+
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // The TCP side of a session (docs/ftpd.md, "The TCP life cycle of a session"):
@@ -20,12 +22,19 @@ import (
 //     kernel's tcp_retries2 (about 15 minutes) instead. Data connections do not get it: a
 //     client that stops reading a download for a while (zero window) is the data timeout's
 //     business, and a dead control connection ends its transfer anyway.
+//   - Data connections get one probe more than control connections. The control connection
+//     is the session's heartbeat: when a client vanishes during an upload, its control
+//     connection must be given up first, which ends the session and the transfer at once. Were
+//     the (equally quiet) data connection given up first, the transfer's failure reply would
+//     be written into the dead control connection, which would then wait out its user timeout
+//     once more before the session ended.
 
 // listenConfig is used for every listener of the daemon.
 var listenConfig = net.ListenConfig{KeepAlive: -1}
 
 // setKeepAlive configures the keepalive of conn (a *net.TCPConn; others are left alone, e.g.
-// the pipes of some tests); control connections also get the user timeout.
+// the pipes of some tests): control connections as configured plus the user timeout, data
+// connections with one probe more.
 func setKeepAlive(conn net.Conn, ka TCPKeepAlive, control bool) error {
 	tcp, ok := conn.(*net.TCPConn)
 	if !ok {
@@ -37,7 +46,11 @@ func setKeepAlive(conn net.Conn, ka TCPKeepAlive, control bool) error {
 		}
 		return nil
 	}
-	if err := tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka.Idle, Interval: ka.Interval, Count: ka.Count}); err != nil {
+	count := ka.Count
+	if !control {
+		count = min(count+1, fileconfig.MaxTCPKeepAliveCount)
+	}
+	if err := tcp.SetKeepAliveConfig(net.KeepAliveConfig{Enable: true, Idle: ka.Idle, Interval: ka.Interval, Count: count}); err != nil {
 		return fmt.Errorf("set TCP keepalive: %w", err)
 	}
 	if control {
