@@ -402,3 +402,55 @@ try:
 except Exception as e:
     done(1, error='%s: %r' % (type(e).__name__, e))
 `
+
+// TestListenBacklogIsSomaxconn: the daemon's listeners (control and passive) ask the kernel
+// for a backlog of net.core.somaxconn as set in the pod's network namespace: a platform that
+// wants a longer accept queue sets that sysctl on the pod (spec.pod.sysctls; an unsafe sysctl
+// for the kubelet). The value is above the kernel's default of 4096, so that a daemon asking
+// for any fixed backlog would show it.
+func TestListenBacklogIsSomaxconn(t *testing.T) {
+	natPreconditions(t)
+	bin := natDaemonBinary(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	removeStaleNATNamespaces(t)
+	n := setupNAT(ctx, t)
+	const somaxconn = 10007
+	natRun(ctx, t, "", "ip", "netns", "exec", n.pod, "sysctl", "-q", "-w", "net.core.somaxconn="+strconv.Itoa(somaxconn))
+	root := t.TempDir()
+	d := startNATDaemon(ctx, t, n, bin, root, "--public-host", natPublicIP)
+	defer d.stop(t)
+	script := writeTCPClientScript(t)
+	startHeldClient(ctx, t, n, script, "hold-pasv", "") // a passive port listening
+
+	// For a listening socket ss shows the backlog as Send-Q.
+	out := func() string {
+		cctx, cancel := context.WithTimeout(ctx, natCmdTimeout)
+		defer cancel()
+		b, err := exec.CommandContext(cctx, "ip", "netns", "exec", n.pod, "ss", "-ltnH").Output()
+		if err != nil {
+			t.Fatalf("ss in the pod namespace: %v", err)
+		}
+		return string(b)
+	}()
+	backlogs := map[string]int{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 4 {
+			continue
+		}
+		backlog, _ := strconv.Atoi(f[2])
+		local := f[3]
+		switch {
+		case strings.HasSuffix(local, ":"+natPodPort):
+			backlogs["control"] = backlog
+		case regexp.MustCompile(`:3000\d$`).MatchString(local):
+			backlogs["passive"] = backlog
+		}
+	}
+	for _, l := range []string{"control", "passive"} {
+		if backlogs[l] != somaxconn {
+			t.Errorf("%s listener backlog %d, want the namespace's somaxconn %d\nss -ltn:\n%s", l, backlogs[l], somaxconn, out)
+		}
+	}
+}
