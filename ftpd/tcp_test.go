@@ -57,6 +57,23 @@ func (ts *testServer) serverControlConn(t *testing.T) *net.TCPConn {
 	return conn
 }
 
+// serverSideOf returns the server's side of the control connection whose client side is c.
+func (ts *testServer) serverSideOf(t *testing.T, c net.Conn) *net.TCPConn {
+	t.Helper()
+	var conn *net.TCPConn
+	waitFor(t, "the control connection to be registered", func() bool {
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		for _, cc := range ts.conns {
+			if cc.raw.RemoteAddr().String() == c.LocalAddr().String() {
+				conn, _ = cc.raw.(*net.TCPConn)
+			}
+		}
+		return conn != nil
+	})
+	return conn
+}
+
 // ssOutput runs ss(8) with args, skipping the test when ss is missing and CI is unset.
 func ssOutput(t testing.TB, args ...string) string {
 	t.Helper()
@@ -154,4 +171,39 @@ func TestKeepAliveOnEveryConnection(t *testing.T) {
 			t.Errorf("data connection has a keepalive timer (%d s) with keepalive off", left)
 		}
 	})
+}
+
+// TestKeepAliveFromConfigFile: limits.tcpKeepAlive of ftpd.yaml reaches the sockets, and a
+// reload applies to the connections accepted after it (the open ones keep theirs).
+func TestKeepAliveFromConfigFile(t *testing.T) {
+	f := newFileSetup(t)
+	withKeepAlive := func(ka string) string {
+		return strings.Replace(f.configYAML(""), "limits:\n", "limits:\n  tcpKeepAlive: "+ka+"\n", 1)
+	}
+	f.usersDir.publish(map[string]string{"users.yaml": usersYAML(t, "alice-pw", false)})
+	f.configDir.publish(map[string]string{"ftpd.yaml": withKeepAlive("{idle: 33s, interval: 3s, count: 2}")})
+	ts := f.start(t)
+	idle := func(rc *rawConn) int {
+		return sockopt(t, ts.serverSideOf(t, rc.conn), unix.IPPROTO_TCP, unix.TCP_KEEPIDLE)
+	}
+	first := dialRaw(t, ts.Addr())
+	if got := idle(first); got != 33 {
+		t.Fatalf("TCP_KEEPIDLE %d, want 33 from ftpd.yaml", got)
+	}
+	if got := sockopt(t, ts.serverSideOf(t, first.conn), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT); got != 39000 {
+		t.Fatalf("TCP_USER_TIMEOUT %d ms, want 39000 (33s + 3s x 2)", got)
+	}
+
+	f.configDir.publish(map[string]string{"ftpd.yaml": withKeepAlive("{idle: 44s}")})
+	waitFor(t, "the reloaded keepalive on a new connection", func() bool {
+		rc := dialRaw(t, ts.Addr())
+		defer rc.conn.Close()
+		return idle(rc) == 44
+	})
+	if got := idle(first); got != 33 {
+		t.Fatalf("the open connection's TCP_KEEPIDLE changed to %d by the reload", got)
+	}
+	if strings.Contains(ts.logs.String(), "need a restart") {
+		t.Errorf("a keepalive change was reported as needing a restart:\n%s", ts.logs.String())
+	}
 }
