@@ -147,7 +147,9 @@ func (s *Server) Listen() error {
 	}
 	s.ln = &controlListener{Listener: ln, s: s, rejecting: make(chan struct{}, maxConcurrentRejects)}
 	if s.cfg.HealthAddr != "" {
-		hl, err := lc.Listen(s.ctx, "tcp", s.cfg.HealthAddr)
+		// The ops endpoints keep Go's own keepalive (15 s): scrapers' idle HTTP connections are
+		// not the sessions the FTP keepalive settings are about.
+		hl, err := (&net.ListenConfig{}).Listen(s.ctx, "tcp", s.cfg.HealthAddr)
 		if err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("listen on %s (health): %w", s.cfg.HealthAddr, err)

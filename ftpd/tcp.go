@@ -29,7 +29,8 @@ import (
 //     be written into the dead control connection, which would then wait out its user timeout
 //     once more before the session ended.
 
-// listenConfig is used for every listener of the daemon.
+// listenConfig is used for the control and passive listeners (the ops listener keeps Go's
+// defaults).
 var listenConfig = net.ListenConfig{KeepAlive: -1}
 
 // setKeepAlive configures the keepalive of conn (a *net.TCPConn; others are left alone, e.g.
