@@ -8,8 +8,10 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/kubeftp/ftp-operator/ftpd"
 )
@@ -53,6 +55,40 @@ func (p portRangeFlag) Set(v string) error {
 		return err
 	}
 	*p.r = r
+	return nil
+}
+
+// keepAliveFlag reads --tcp-keepalive: "off", or IDLE/INTERVAL/COUNT such as 60s/15s/4.
+type keepAliveFlag struct{ k *ftpd.TCPKeepAlive }
+
+func (f keepAliveFlag) String() string {
+	switch {
+	case f.k == nil:
+		return ""
+	case f.k.Off:
+		return "off"
+	case f.k.Idle == 0:
+		return ""
+	}
+	return fmt.Sprintf("%s/%s/%d", f.k.Idle, f.k.Interval, f.k.Count)
+}
+
+func (f keepAliveFlag) Set(v string) error {
+	if v == "off" {
+		*f.k = ftpd.TCPKeepAlive{Off: true}
+		return nil
+	}
+	parts := strings.Split(v, "/")
+	if len(parts) != 3 {
+		return fmt.Errorf("want off or IDLE/INTERVAL/COUNT such as 60s/15s/4, got %q", v)
+	}
+	idle, err1 := time.ParseDuration(parts[0])
+	interval, err2 := time.ParseDuration(parts[1])
+	count, err3 := strconv.Atoi(parts[2])
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return fmt.Errorf("want off or IDLE/INTERVAL/COUNT such as 60s/15s/4, got %q: %w", v, err)
+	}
+	*f.k = ftpd.TCPKeepAlive{Idle: idle, Interval: interval, Count: count}
 	return nil
 }
 
@@ -101,6 +137,7 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	fs.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", ftpd.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight transfers may continue")
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", ftpd.DefaultIdleTimeout, "disconnect sessions idle for this long")
 	fs.DurationVar(&o.cfg.Limits.DataTimeout, "data-timeout", 0, "end a transfer whose data connection moves no byte for this `duration` (default 5m)")
+	fs.Var(keepAliveFlag{&o.cfg.Limits.TCPKeepAlive}, "tcp-keepalive", "TCP keepalive of control and passive data connections as `IDLE/INTERVAL/COUNT`: the first probe after IDLE without traffic, then one every INTERVAL, COUNT unanswered probes end the connection; or off (default 60s/15s/4)")
 	fs.StringVar(&o.logFormat, "log-format", "json", "log `format`: json or text")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log `level`: debug, info, warn or error")
 

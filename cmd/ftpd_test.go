@@ -74,6 +74,24 @@ func TestParseFTPDFlags(t *testing.T) {
 			}
 		}},
 		{name: "IPv6 prefix length too coarse", args: []string{"--root", root, "--user", "a:b", "--ipv6-prefix-length", "8"}, wantErr: "IPv6 prefix length 8"},
+		{name: "keepalive", args: []string{"--root", root, "--user", "a:b", "--tcp-keepalive", "30s/5s/3"}, check: func(t *testing.T, o ftpdOptions) {
+			if k := o.cfg.Limits.TCPKeepAlive; k != (ftpd.TCPKeepAlive{Idle: 30 * time.Second, Interval: 5 * time.Second, Count: 3}) {
+				t.Fatalf("keepalive %+v", k)
+			}
+		}},
+		{name: "keepalive default", args: []string{"--root", root, "--user", "a:b"}, check: func(t *testing.T, o ftpdOptions) {
+			if k := o.cfg.Limits.TCPKeepAlive; k != (ftpd.TCPKeepAlive{Idle: time.Minute, Interval: 15 * time.Second, Count: 4}) {
+				t.Fatalf("keepalive %+v", k)
+			}
+		}},
+		{name: "keepalive off", args: []string{"--root", root, "--user", "a:b", "--tcp-keepalive", "off"}, check: func(t *testing.T, o ftpdOptions) {
+			if k := o.cfg.Limits.TCPKeepAlive; !k.Off {
+				t.Fatalf("keepalive %+v", k)
+			}
+		}},
+		{name: "keepalive without a count", args: []string{"--root", root, "--user", "a:b", "--tcp-keepalive", "30s/5s"}, wantErr: "IDLE/INTERVAL/COUNT"},
+		{name: "keepalive count above the kernel's limit", args: []string{"--root", root, "--user", "a:b", "--tcp-keepalive", "30s/5s/200"}, wantErr: "count: must be between 1 and 127"},
+		{name: "keepalive idle below a second", args: []string{"--root", root, "--user", "a:b", "--tcp-keepalive", "100ms/5s/3"}, wantErr: "idle: must be between 1s"},
 		{name: "help", args: []string{"--help"}, wantErr: "help"},
 		{name: "no user", args: []string{"--root", root}, wantErr: "no users"},
 		{name: "no root", args: []string{"--user", "a:b"}, wantErr: "root"},

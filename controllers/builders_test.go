@@ -62,6 +62,9 @@ func withDefaults(s *ftpv1alpha1.FTPServer) *ftpv1alpha1.FTPServer {
 	if l.BanDuration == nil {
 		l.BanDuration = &metav1.Duration{Duration: 15 * time.Minute}
 	}
+	if ka := &l.TCPKeepAlive; ka.Idle == nil {
+		ka.Idle, ka.Interval, ka.Count = &metav1.Duration{Duration: time.Minute}, &metav1.Duration{Duration: 15 * time.Second}, 4
+	}
 	if sp.DrainTimeout == nil {
 		sp.DrainTimeout = &metav1.Duration{Duration: 2 * time.Minute}
 	}
@@ -118,6 +121,7 @@ func fullServer() *ftpv1alpha1.FTPServer {
 	sp.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSRequired, SecretName: "partners-tls", MinVersion: "1.3", RequireSessionReuse: true}
 	sp.ActiveMode.Enabled = true
 	sp.Limits.MaxSessions, sp.Limits.MaxSessionsPerIP = 500, 10
+	sp.Limits.TCPKeepAlive = ftpv1alpha1.TCPKeepAliveSpec{Idle: &metav1.Duration{Duration: 30 * time.Second}, Interval: &metav1.Duration{Duration: 10 * time.Second}, Count: 3}
 	sp.Image = "registry.example.com/ftp-operator:custom"
 	sp.Pod = ftpv1alpha1.PodSpec{
 		Resources:    corev1.ResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("100m")}},
@@ -128,6 +132,7 @@ func fullServer() *ftpv1alpha1.FTPServer {
 		SecurityContext:    &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true), SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
 		ImagePullSecrets:   []corev1.LocalObjectReference{{Name: "registry-credentials"}},
 		ServiceAccountName: "ftp-daemon",
+		Sysctls:            []ftpv1alpha1.PodSysctl{{Name: "net.ipv4.tcp_syncookies", Value: "1"}, {Name: "net.core.somaxconn", Value: "8192"}},
 	}
 	sp.DrainTimeout = &metav1.Duration{Duration: 10 * time.Minute}
 	return s

@@ -85,6 +85,11 @@ func ftpdConfigFor(s *ftpv1alpha1.FTPServer, obs observed, addr advertisedAddres
 			BanDuration:      duration(spec.Limits.BanDuration),
 			DataTimeout:      duration(spec.Limits.DataTimeout),
 			IPv6PrefixLength: int(spec.Limits.IPv6PrefixLength),
+			TCPKeepAlive: fileconfig.TCPKeepAlive{
+				Idle:     duration(spec.Limits.TCPKeepAlive.Idle),
+				Interval: duration(spec.Limits.TCPKeepAlive.Interval),
+				Count:    int(spec.Limits.TCPKeepAlive.Count),
+			},
 		},
 		DrainTimeout: optionalDuration(spec.DrainTimeout),
 	}

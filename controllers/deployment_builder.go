@@ -83,18 +83,23 @@ func terminationGraceFor(s *ftpv1alpha1.FTPServer) int64 {
 }
 
 // podSecurityContext is restricted-PSS compliant by default; spec.pod.securityContext replaces it
-// for platforms that assign user IDs themselves.
+// for platforms that assign user IDs themselves. spec.pod.sysctls are added to either (the API
+// refuses sysctls in both places).
 func podSecurityContext(s *ftpv1alpha1.FTPServer) *corev1.PodSecurityContext {
-	if s.Spec.Pod.SecurityContext != nil {
-		return s.Spec.Pod.SecurityContext.DeepCopy()
-	}
-	return &corev1.PodSecurityContext{
+	sc := &corev1.PodSecurityContext{
 		RunAsNonRoot:   ptr.To(true),
 		RunAsUser:      ptr.To(int64(daemonUID)),
 		RunAsGroup:     ptr.To(int64(daemonUID)),
 		FSGroup:        ptr.To(int64(daemonUID)),
 		SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault},
 	}
+	if s.Spec.Pod.SecurityContext != nil {
+		sc = s.Spec.Pod.SecurityContext.DeepCopy()
+	}
+	for _, sysctl := range s.Spec.Pod.Sysctls {
+		sc.Sysctls = append(sc.Sysctls, corev1.Sysctl{Name: sysctl.Name, Value: sysctl.Value})
+	}
+	return sc
 }
 
 // strategyFor picks Recreate when a volume can be mounted by one node only: a surge pod on

@@ -155,7 +155,8 @@ func recheckAfter(c conclusion) time.Duration {
 	case ftpv1alpha1.ReasonWaitingForConfig, ftpv1alpha1.ReasonWaitingForEndpoints:
 		return servedConfigRecheck
 	case ftpv1alpha1.ReasonWaitingForPods, ftpv1alpha1.ReasonClaimPending, ftpv1alpha1.ReasonUnschedulable,
-		ftpv1alpha1.ReasonImagePullFailed, ftpv1alpha1.ReasonDaemonCrashLooping, ftpv1alpha1.ReasonContainerCannotStart:
+		ftpv1alpha1.ReasonImagePullFailed, ftpv1alpha1.ReasonDaemonCrashLooping, ftpv1alpha1.ReasonContainerCannotStart,
+		ftpv1alpha1.ReasonSysctlForbidden:
 		return podsRecheck
 	}
 	return 0

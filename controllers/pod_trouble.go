@@ -19,6 +19,10 @@ type podTrouble struct {
 	stalled bool
 }
 
+// sysctlForbidden is the reason a kubelet gives a pod it refuses for its sysctls
+// (k8s.io/kubernetes/pkg/kubelet/sysctl.ForbiddenReason).
+const sysctlForbidden = "SysctlForbidden"
+
 // pendingClaim is a claim of the server that is not bound yet.
 type pendingClaim struct {
 	name         string
@@ -34,6 +38,13 @@ func diagnosePods(s *ftpv1alpha1.FTPServer, pods []corev1.Pod, pending []pending
 		p := &pods[i]
 		if p.DeletionTimestamp != nil {
 			continue
+		}
+		// The kubelet refuses, at admission, a pod with a sysctl it does not allow; the pod
+		// fails at once and the ReplicaSet makes another, which fares no better.
+		if p.Status.Phase == corev1.PodFailed && p.Status.Reason == sysctlForbidden {
+			return &podTrouble{reason: ftpv1alpha1.ReasonSysctlForbidden, stalled: true, message: fmt.Sprintf(
+				"the node refuses pod %s: %s; spec.pod.sysctls may only hold sysctls the nodes allow: Kubernetes' safe ones anywhere, others (net.core.somaxconn, ...) only where the kubelet runs with --allowed-unsafe-sysctls",
+				p.Name, strings.TrimSpace(p.Status.Message))}
 		}
 		for _, cs := range p.Status.ContainerStatuses {
 			if t := containerTrouble(s, p, cs); t != nil {

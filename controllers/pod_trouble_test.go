@@ -42,6 +42,9 @@ func TestDiagnosePodsPrecedence(t *testing.T) {
 		{"a pending claim alone is a provisioner at work", []corev1.Pod{{}}, pending, "", false},
 		{"a terminating pod's crash is history", []corev1.Pod{deleting}, nil, "", false},
 		{"container cannot start", []corev1.Pod{waiting("CreateContainerConfigError")}, nil, ftpv1alpha1.ReasonContainerCannotStart, true},
+		{"a sysctl the kubelet does not allow", []corev1.Pod{{ObjectMeta: metav1.ObjectMeta{Name: "p-sysctl"}, Status: corev1.PodStatus{
+			Phase: corev1.PodFailed, Reason: "SysctlForbidden", Message: `Pod was rejected: forbidden sysctl: "net.core.somaxconn" not allowlisted`,
+		}}}, nil, ftpv1alpha1.ReasonSysctlForbidden, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

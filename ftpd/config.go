@@ -170,6 +170,30 @@ type Limits struct {
 	IPv6PrefixLength int
 	// DataTimeout ends a transfer whose data connection moves no byte for this long.
 	DataTimeout time.Duration
+	// TCPKeepAlive probes quiet control and passive data connections (tcp.go).
+	TCPKeepAlive TCPKeepAlive
+}
+
+// TCPKeepAlive is the kernel keepalive of control and passive data connections: a connection
+// quiet for Idle gets a probe, then one every Interval, and Count unanswered probes end it.
+// Zero fields take the config-file defaults (ftpd/fileconfig); the kernel counts whole seconds
+// (Go rounds up).
+type TCPKeepAlive struct {
+	// Off sends no probes at all (Go's own 15 s default is turned off too). Behind NAT a
+	// control connection that waits through a long transfer may then be forgotten.
+	Off      bool
+	Idle     time.Duration
+	Interval time.Duration
+	Count    int
+}
+
+// deadAfter is how long after its last packet a vanished peer's connection is given up:
+// Idle + Interval x Count (0 when Off: never, by keepalive).
+func (k TCPKeepAlive) deadAfter() time.Duration {
+	if k.Off {
+		return 0
+	}
+	return k.Idle + time.Duration(k.Count)*k.Interval
 }
 
 // clientGroup is the key under which ip is counted: the address itself for IPv4, its prefix
@@ -398,6 +422,14 @@ func (l *Limits) validate() error {
 	setDefault(&l.BanDuration, fileconfig.DefaultBanDuration)
 	setDefault(&l.IPv6PrefixLength, fileconfig.DefaultIPv6PrefixLength)
 	setDefault(&l.DataTimeout, fileconfig.DefaultDataTimeout)
+	if ka := &l.TCPKeepAlive; !ka.Off {
+		setDefault(&ka.Idle, fileconfig.DefaultTCPKeepAliveIdle)
+		setDefault(&ka.Interval, fileconfig.DefaultTCPKeepAliveInterval)
+		setDefault(&ka.Count, fileconfig.DefaultTCPKeepAliveCount)
+		if problems := fileconfig.TCPKeepAliveProblems(ka.Idle, ka.Interval, ka.Count); len(problems) > 0 {
+			return fmt.Errorf("TCP keepalive %s", strings.Join(problems, "; "))
+		}
+	}
 	if l.IPv6PrefixLength < fileconfig.MinIPv6PrefixLength || l.IPv6PrefixLength > 128 {
 		return fmt.Errorf("IPv6 prefix length %d is not between %d and 128", l.IPv6PrefixLength, fileconfig.MinIPv6PrefixLength)
 	}

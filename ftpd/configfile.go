@@ -123,6 +123,11 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 			MaxCommandLength: fc.Limits.MaxCommandLength,
 			IPv6PrefixLength: fc.Limits.IPv6PrefixLength,
 			DataTimeout:      fc.Limits.DataTimeout.Duration,
+			TCPKeepAlive: TCPKeepAlive{
+				Idle:     fc.Limits.TCPKeepAlive.Idle.Duration,
+				Interval: fc.Limits.TCPKeepAlive.Interval.Duration,
+				Count:    fc.Limits.TCPKeepAlive.Count,
+			},
 		},
 		DisableAtomicUploads: fc.Uploads.Atomic != nil && !*fc.Uploads.Atomic,
 		IdleTimeout:          fc.Limits.IdleTimeout.Duration,

@@ -60,6 +60,9 @@ func (l *controlListener) Accept() (net.Conn, error) {
 			l.reject(raw, rej.text)
 			continue
 		}
+		if err := setKeepAlive(raw, l.s.dyn.Load().limits.TCPKeepAlive, true); err != nil {
+			l.s.logger.Warn("control connection keepalive", slog.String("client_ip", ip.String()), slog.Any("error", err))
+		}
 		return l.s.newControlConn(raw, ip, group), nil
 	}
 }

@@ -291,10 +291,11 @@ func (h *passiveHub) openLocked(addr netip.AddrPort) (*dataListener, error) {
 	if addr.Addr().IsValid() {
 		bind.IP, bind.Zone = addr.Addr().AsSlice(), addr.Addr().Zone()
 	}
-	tl, err := net.ListenTCP("tcp", bind)
+	l, err := listenConfig.Listen(h.s.ctx, "tcp", bind.String())
 	if err != nil {
 		return nil, fmt.Errorf("listen on %v: %w", bind, err)
 	}
+	tl := l.(*net.TCPListener)
 	bound := tl.Addr().(*net.TCPAddr).AddrPort()
 	ln := &dataListener{hub: h, ln: tl, addr: netip.AddrPortFrom(addr.Addr(), bound.Port()), reservations: map[netip.Addr]*passiveSlot{}}
 	h.listeners[ln.addr] = ln
@@ -352,6 +353,9 @@ func (l *dataListener) serve() {
 				continue
 			}
 			return // closed
+		}
+		if err := setKeepAlive(conn, l.hub.s.dyn.Load().limits.TCPKeepAlive, false); err != nil {
+			l.hub.s.logger.Warn("data connection keepalive", slog.String("remote_addr", conn.RemoteAddr().String()), slog.Any("error", err))
 		}
 		l.dispatch(conn)
 	}

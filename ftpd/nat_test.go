@@ -203,6 +203,8 @@ func natDaemonBinary(t *testing.T) string {
 // natNet is the set of namespaces of one test run.
 type natNet struct {
 	client, lb, pod string
+	// clientIf is the client's end of its link to the lb (cut it to make the client vanish).
+	clientIf string
 }
 
 // setupNAT creates the three namespaces, their links and the lb's rules. They are removed by a
@@ -220,6 +222,7 @@ func setupNAT(ctx context.Context, t *testing.T) *natNet {
 	// Interface names are created directly inside the namespaces; still make them unique.
 	suffix := natRandHex(3)
 	cVeth, lbcVeth := "nc"+suffix, "nlc"+suffix // client <-> lb
+	n.clientIf = cVeth
 	pVeth, lbpVeth := "np"+suffix, "nlp"+suffix // pod <-> lb
 
 	run := func(args ...string) {

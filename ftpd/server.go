@@ -151,14 +151,16 @@ func Run(ctx context.Context, cfg Config, logger *slog.Logger) error {
 
 // Listen opens the control listener and, when configured, the health listener.
 func (s *Server) Listen() error {
-	lc := net.ListenConfig{}
+	lc := listenConfig // keepalive is set per connection (tcp.go)
 	ln, err := lc.Listen(s.ctx, "tcp", s.cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.ListenAddr, err)
 	}
 	s.ln = &controlListener{Listener: ln, s: s, rejecting: make(chan struct{}, maxConcurrentRejects)}
 	if s.cfg.HealthAddr != "" {
-		hl, err := lc.Listen(s.ctx, "tcp", s.cfg.HealthAddr)
+		// The ops endpoints keep Go's own keepalive (15 s): scrapers' idle HTTP connections are
+		// not the sessions the FTP keepalive settings are about.
+		hl, err := (&net.ListenConfig{}).Listen(s.ctx, "tcp", s.cfg.HealthAddr)
 		if err != nil {
 			_ = ln.Close()
 			return fmt.Errorf("listen on %s (health): %w", s.cfg.HealthAddr, err)

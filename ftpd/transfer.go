@@ -6,7 +6,6 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -160,9 +159,11 @@ type (
 	writeDeadliner interface{ SetWriteDeadline(time.Time) error }
 )
 
+// isTimeout tells a deadline that expired (the data timeout's) from other errors. Not
+// net.Error's Timeout(): it is also true for ETIMEDOUT, a connection the kernel gave up on
+// (its keepalive probes or retransmissions went unanswered), which is no stall.
 func isTimeout(err error) bool {
-	var ne net.Error
-	return errors.As(err, &ne) && ne.Timeout()
+	return errors.Is(err, os.ErrDeadlineExceeded)
 }
 
 // stalled is the error of a transfer ended by the data timeout; it reaches the client (in

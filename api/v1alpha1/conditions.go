@@ -34,6 +34,9 @@ const (
 	ReasonDaemonCrashLooping = "DaemonCrashLooping"
 	// ReasonContainerCannotStart: the runtime cannot create or start the daemon's container.
 	ReasonContainerCannotStart = "ContainerCannotStart"
+	// ReasonSysctlForbidden: a node's kubelet refuses the daemon pod for a sysctl of
+	// spec.pod.sysctls it does not allow (an unsafe one without --allowed-unsafe-sysctls).
+	ReasonSysctlForbidden = "SysctlForbidden"
 	// ReasonStopping: spec.replicas is 0 and daemon pods are still terminating.
 	ReasonStopping = "Stopping"
 	// ReasonStopped: spec.replicas is 0 and no daemon pod runs: the state asked for, reached.

@@ -577,9 +577,46 @@ type LimitsSpec struct {
 	// +kubebuilder:validation:Maximum=128
 	// +optional
 	IPv6PrefixLength int32 `json:"ipv6PrefixLength,omitempty"`
+
+	// TCPKeepAlive probes quiet control and data connections. A load balancer or NAT gateway
+	// forgets a connection that stays quiet past its idle timeout (AWS NLB 350 s, Azure 4 min),
+	// and a control connection is quiet for as long as a transfer runs: without probes the
+	// transfer would finish and its client never get the reply. The probes also end the
+	// sessions of clients that vanished without closing their connections, idle + interval x
+	// count (2 minutes by default) after their last packet.
+	// +kubebuilder:default={}
+	// +optional
+	TCPKeepAlive TCPKeepAliveSpec `json:"tcpKeepAlive,omitzero"`
+}
+
+// TCPKeepAliveSpec is the TCP keepalive of the daemon's connections: a connection quiet for
+// idle gets a probe, then one every interval; count unanswered probes in a row end it. The
+// kernel counts whole seconds.
+type TCPKeepAliveSpec struct {
+	// Idle is how long a connection may be quiet before the first probe; keep it well below the
+	// idle timeout of what is in front of the pods.
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('32767s')",message="limits.tcpKeepAlive.idle must be between 1s and 32767s (the kernel's limit)"
+	// +optional
+	Idle *metav1.Duration `json:"idle,omitempty"`
+
+	// Interval between probes once one went unanswered.
+	// +kubebuilder:default="15s"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('32767s')",message="limits.tcpKeepAlive.interval must be between 1s and 32767s (the kernel's limit)"
+	// +optional
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// Count of unanswered probes in a row after which the connection is given up.
+	// +kubebuilder:default=4
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=127
+	// +optional
+	Count int32 `json:"count,omitempty"`
 }
 
 // PodSpec holds the knobs of the daemon pods.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.sysctls) || !has(self.securityContext) || !has(self.securityContext.sysctls)",message="set sysctls in pod.sysctls or in pod.securityContext.sysctls, not in both",reason=FieldValueInvalid,fieldPath=".sysctls"
 type PodSpec struct {
 	// Resources of the daemon container.
 	// +optional
@@ -630,6 +667,37 @@ type PodSpec struct {
 	// escalation, no capabilities, read-only root filesystem) always stay.
 	// +optional
 	SecurityContext *corev1.PodSecurityContext `json:"securityContext,omitempty"`
+
+	// Sysctls of the daemon pods' network namespace, added to the pod security context (the
+	// operator's or securityContext). The ones a platform may want for an FTP server:
+	// net.ipv4.tcp_syncookies (SYN flood protection; the kernel's default 1 sends cookies
+	// when the SYN queue overflows), net.core.somaxconn (the daemon's listen backlog: it asks
+	// for somaxconn), net.ipv4.ip_unprivileged_port_start. Kubernetes' safe sysctls
+	// (tcp_syncookies, ip_unprivileged_port_start, ip_local_port_range, tcp_fin_timeout,
+	// tcp_keepalive_*, ...) work on every node; any other (net.core.somaxconn,
+	// net.ipv4.tcp_max_syn_backlog) only on nodes whose kubelet allows it with
+	// --allowed-unsafe-sysctls, and namespaces enforcing the baseline or restricted Pod
+	// Security Standard admit safe ones only.
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:XValidation:rule="self.all(s, self.exists_one(o, o.name == s.name))",message="a sysctl appears more than once in pod.sysctls"
+	// +listType=atomic
+	// +optional
+	Sysctls []PodSysctl `json:"sysctls,omitempty"`
+}
+
+// PodSysctl is one sysctl of the daemon pods.
+type PodSysctl struct {
+	// Name of a network sysctl, e.g. net.ipv4.tcp_syncookies.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^([a-z0-9]([-_a-z0-9]*[a-z0-9])?[./])*[a-z0-9]([-_a-z0-9]*[a-z0-9])?$`
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('net.')",message="pod.sysctls takes network sysctls (net.*) only: they are the ones a pod's own network namespace isolates"
+	Name string `json:"name"`
+
+	// Value to set, as it would be written to /proc/sys.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Value string `json:"value"`
 }
 
 // FTPServerStatus is the observed state of an FTPServer.

@@ -129,6 +129,25 @@ type Limits struct {
 	// data_connection_timeout). The idle timeout does not apply while a transfer runs, so
 	// without it a stalled data connection would hold its session, and delay a drain, forever.
 	DataTimeout Duration `json:"dataTimeout,omitzero"`
+	// TCPKeepAlive probes quiet control and passive data connections, so that a NAT gateway
+	// or load balancer in front of the pod does not forget a control connection that waits
+	// through a long transfer, and a client that vanished without a FIN is noticed.
+	TCPKeepAlive TCPKeepAlive `json:"tcpKeepAlive,omitzero"`
+}
+
+// TCPKeepAlive is the kernel's keepalive of one connection (SO_KEEPALIVE with TCP_KEEPIDLE,
+// TCP_KEEPINTVL and TCP_KEEPCNT). A connection quiet for Idle gets a probe, then one every
+// Interval; Count unanswered probes in a row end it. The kernel counts whole seconds.
+type TCPKeepAlive struct {
+	Idle     Duration `json:"idle,omitzero"`
+	Interval Duration `json:"interval,omitzero"`
+	Count    int      `json:"count,omitempty"`
+}
+
+// DeadAfter is how long after the last sign of life a vanished peer's connection ends:
+// Idle + Interval x Count.
+func (k TCPKeepAlive) DeadAfter() time.Duration {
+	return k.Idle.Duration + time.Duration(k.Count)*k.Interval.Duration
 }
 
 // Uploads configures how uploads are written.
@@ -204,6 +223,21 @@ const (
 	// or network that pauses (a slow disk on the client, TCP retransmission backoff), short
 	// enough that a stalled transfer frees its session within minutes.
 	DefaultDataTimeout = 5 * time.Minute
+	// DefaultTCPKeepAliveIdle: the first probe of a quiet connection comes after a minute, well
+	// before the idle timeouts of the NAT gateways and load balancers in front of pods (AWS NLB
+	// and NAT gateway 350 s, Azure load balancer and NAT gateway 4 min, GCP Cloud NAT 20 min):
+	// each probe and its answer count as traffic and restart their timers. Go's own default
+	// (15 s) would do too, at four times the probes.
+	DefaultTCPKeepAliveIdle = time.Minute
+	// DefaultTCPKeepAliveInterval and DefaultTCPKeepAliveCount: a peer that stopped answering
+	// is given up after 4 probes 15 s apart, so a vanished client's connection ends 2 minutes
+	// after its last packet (idle + interval x count).
+	DefaultTCPKeepAliveInterval = 15 * time.Second
+	DefaultTCPKeepAliveCount    = 4
+	// MaxTCPKeepAliveSeconds and MaxTCPKeepAliveCount are the kernel's limits
+	// (MAX_TCP_KEEPIDLE, MAX_TCP_KEEPINTVL, MAX_TCP_KEEPCNT).
+	MaxTCPKeepAliveSeconds = 32767
+	MaxTCPKeepAliveCount   = 127
 )
 
 // Parse reads ftpd.yaml strictly (unknown fields are errors), fills defaults and validates.
@@ -251,6 +285,9 @@ func (c *Config) SetDefaults() {
 	setDuration(&l.FailedLoginDelay, DefaultFailedLoginDelay)
 	setDuration(&l.BanDuration, DefaultBanDuration)
 	setDuration(&l.DataTimeout, DefaultDataTimeout)
+	setDuration(&l.TCPKeepAlive.Idle, DefaultTCPKeepAliveIdle)
+	setDuration(&l.TCPKeepAlive.Interval, DefaultTCPKeepAliveInterval)
+	setInt(&l.TCPKeepAlive.Count, DefaultTCPKeepAliveCount)
 	if c.Uploads.Atomic == nil {
 		c.Uploads.Atomic = ptr(true)
 	}
@@ -339,6 +376,11 @@ func (c *Config) Validate() error {
 	if l.BanAfterFailures < 1 {
 		bad("limits.banAfterFailures", "must be at least 1, got %d", l.BanAfterFailures)
 	}
+	ka := l.TCPKeepAlive
+	for _, p := range TCPKeepAliveProblems(ka.Idle.Duration, ka.Interval.Duration, ka.Count) {
+		name, msg, _ := strings.Cut(p, ": ")
+		bad("limits.tcpKeepAlive."+name, "%s", msg)
+	}
 	if c.Log.Format != "json" && c.Log.Format != "text" {
 		bad("log.format", "want json or text, got %q", c.Log.Format)
 	}
@@ -348,6 +390,24 @@ func (c *Config) Validate() error {
 		bad("log.level", "want debug, info, warn or error, got %q", c.Log.Level)
 	}
 	return errors.Join(errs...)
+}
+
+// TCPKeepAliveProblems checks keepalive settings against the kernel's limits; each problem
+// starts with the name of its setting ("idle: ..."). The daemon's flags use it too.
+func TCPKeepAliveProblems(idle, interval time.Duration, count int) []string {
+	var out []string
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"idle", idle}, {"interval", interval}} {
+		if d.v < time.Second || d.v > MaxTCPKeepAliveSeconds*time.Second {
+			out = append(out, fmt.Sprintf("%s: must be between 1s and %ds, got %s", d.name, MaxTCPKeepAliveSeconds, d.v))
+		}
+	}
+	if count < 1 || count > MaxTCPKeepAliveCount {
+		out = append(out, fmt.Sprintf("count: must be between 1 and %d, got %d", MaxTCPKeepAliveCount, count))
+	}
+	return out
 }
 
 // ParseUsers reads users.yaml strictly and validates it.

@@ -43,6 +43,10 @@ func TestParseFillsDefaults(t *testing.T) {
 		{"ban after", c.Limits.BanAfterFailures, DefaultBanAfterFailures},
 		{"IPv6 prefix length", c.Limits.IPv6PrefixLength, DefaultIPv6PrefixLength},
 		{"data timeout", c.Limits.DataTimeout.Duration, DefaultDataTimeout},
+		{"keepalive idle", c.Limits.TCPKeepAlive.Idle.Duration, DefaultTCPKeepAliveIdle},
+		{"keepalive interval", c.Limits.TCPKeepAlive.Interval.Duration, DefaultTCPKeepAliveInterval},
+		{"keepalive count", c.Limits.TCPKeepAlive.Count, DefaultTCPKeepAliveCount},
+		{"keepalive gives up after", c.Limits.TCPKeepAlive.DeadAfter(), 2 * time.Minute},
 		{"drain", c.DrainTimeout.Duration, DefaultDrainTimeout},
 		{"log format", c.Log.Format, "json"},
 	}
@@ -96,6 +100,11 @@ func TestParseRejectsBadConfigs(t *testing.T) {
 		{"IPv6 prefix too coarse", "limits: {ipv6PrefixLength: 16}", "limits.ipv6PrefixLength: must be between 32 and 128, got 16"},
 		{"IPv6 prefix too long", "limits: {ipv6PrefixLength: 129}", "limits.ipv6PrefixLength: must be between 32 and 128, got 129"},
 		{"bad listen", "listen: 2121", `listen: want host:port, got "2121"`},
+		{"keepalive idle below a second", "limits: {tcpKeepAlive: {idle: 500ms}}", "limits.tcpKeepAlive.idle: must be between 1s and 32767s, got 500ms"},
+		{"keepalive interval above the kernel's limit", "limits: {tcpKeepAlive: {interval: 10h}}", "limits.tcpKeepAlive.interval: must be between 1s and 32767s, got 10h0m0s"},
+		{"keepalive count above the kernel's limit", "limits: {tcpKeepAlive: {count: 128}}", "limits.tcpKeepAlive.count: must be between 1 and 127, got 128"},
+		{"negative keepalive count", "limits: {tcpKeepAlive: {count: -1}}", "limits.tcpKeepAlive.count: must be between 1 and 127, got -1"},
+		{"unknown keepalive field", "limits: {tcpKeepAlive: {probes: 3}}", `unknown field "probes"`},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -45,6 +45,7 @@ var settingReload = map[string]Reload{
 	"limits.maxCommandLength":      HotReload,
 	"limits.ipv6PrefixLength":      HotReload,
 	"limits.dataTimeout":           HotReload,
+	"limits.tcpKeepAlive":          HotReload, // set on each connection when it is accepted
 	"uploads.atomic":               HotReload,
 	"drainTimeout":                 NeedsRestart,
 	"log":                          NeedsRestart,

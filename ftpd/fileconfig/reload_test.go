@@ -66,6 +66,9 @@ func TestRestartChangesAndDigest(t *testing.T) {
 		}, nil},
 		{"session limits", func(c *Config) { c.Limits.MaxSessions, c.Limits.MaxSessionsPerIP = 7, 2 }, nil},
 		{"data timeout", func(c *Config) { c.Limits.DataTimeout = Duration{time.Minute} }, nil},
+		{"keepalive", func(c *Config) {
+			c.Limits.TCPKeepAlive.Idle, c.Limits.TCPKeepAlive.Count = Duration{30 * time.Second}, 3
+		}, nil},
 		{"idle timeout", func(c *Config) { c.Limits.IdleTimeout = Duration{time.Minute} }, []string{"limits.idleTimeout"}},
 		{"passive ports", func(c *Config) { c.Passive.ListenedPorts.End = 30019 }, []string{"passive.listenedPorts"}},
 		{"TLS mode", func(c *Config) { c.TLS.Mode = TLSExplicit }, []string{"tls.mode"}},

@@ -1,0 +1,25 @@
+package ftpd
+
+import (
+	"net"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// setUserTimeout sets TCP_USER_TIMEOUT: how long sent data may stay unacknowledged before the
+// kernel gives the connection up. With keepalive on, the kernel also uses it instead of the
+// probe count to end a connection whose probes go unanswered.
+func setUserTimeout(conn *net.TCPConn, d time.Duration) error {
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_TCP, unix.TCP_USER_TIMEOUT, int(d.Milliseconds()))
+	}); err != nil {
+		return err
+	}
+	return serr
+}

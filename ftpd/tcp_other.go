@@ -1,0 +1,11 @@
+//go:build !linux
+
+package ftpd
+
+import (
+	"net"
+	"time"
+)
+
+// setUserTimeout is Linux only (TCP_USER_TIMEOUT); elsewhere keepalive alone bounds dead peers.
+func setUserTimeout(*net.TCPConn, time.Duration) error { return nil }
