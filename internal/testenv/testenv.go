@@ -60,6 +60,9 @@ func Start() (*Env, string, error) {
 		}
 		return nil, reason, nil
 	}
+	if err := SweepOrphans(assets, func(format string, args ...any) { fmt.Fprintf(os.Stderr, format+"\n", args...) }); err != nil {
+		return nil, "", err
+	}
 	scheme := k8sruntime.NewScheme()
 	if err := clientgoscheme.AddToScheme(scheme); err != nil {
 		return nil, "", err
