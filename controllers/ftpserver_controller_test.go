@@ -21,8 +21,6 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/crypto/bcrypt"
@@ -47,43 +45,32 @@ func TestMain(m *testing.M) {
 
 const testImage = "example.invalid/ftp-operator:test"
 
-// startManager runs the reconciler in a manager against the test API server until the test ends;
-// options adjust the reconciler first.
-func startManager(t *testing.T, options ...func(*FTPServerReconciler)) {
+// startManager runs the operator's manager (NewManager, as `ftp-operator manager` wires it)
+// against the test API server until the test ends; adjust changes its options first.
+func startManager(t *testing.T, adjust ...func(*ManagerOptions)) {
 	t.Helper()
 	if env == nil {
 		t.Skip(skipReason)
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// Each test starts its own manager with the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatalf("create manager: %v", err)
-	}
 	daemons = &testenv.InstantDaemons{Client: env.Client}
-	r := &FTPServerReconciler{
-		Client: mgr.GetClient(), DaemonImage: testImage, BcryptCost: bcrypt.MinCost, Recorder: mgr.GetEventRecorder("ftp-operator"),
-		ConfigProber: daemons,
+	o := ManagerOptions{
+		Scheme: env.Scheme, DaemonImage: testImage, BcryptCost: bcrypt.MinCost, ConfigProber: daemons,
+		// Each test starts its own manager with the same controller name.
+		SkipNameValidation: true,
 	}
-	for _, o := range options {
-		o(r)
+	for _, a := range adjust {
+		a(&o)
 	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatalf("register reconciler: %v", err)
+	mgr, err := NewManager(env.Config, o)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	stop := testenv.RunManager(mgr, nil)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("manager stopped with error: %v", err)
 		}
-		deleteTestServices()
+		deleteTestServices(t)
 	})
 }
 
@@ -91,14 +78,18 @@ func startManager(t *testing.T, options ...func(*FTPServerReconciler)) {
 // re-create them. envtest runs neither the namespace controller nor the garbage collector, and
 // left-over Services keep their randomly allocated node ports, which can take the fixed ports a
 // later test asks for.
-func deleteTestServices() {
+func deleteTestServices(t *testing.T) {
+	t.Helper()
 	var svcs corev1.ServiceList
 	if err := env.Client.List(context.Background(), &svcs); err != nil {
+		t.Errorf("list Services to clean up: %v", err)
 		return
 	}
 	for i := range svcs.Items {
 		if svcs.Items[i].Namespace != "default" {
-			_ = env.Client.Delete(context.Background(), &svcs.Items[i])
+			if err := env.Client.Delete(context.Background(), &svcs.Items[i]); client.IgnoreNotFound(err) != nil {
+				t.Errorf("delete Service %s/%s: %v", svcs.Items[i].Namespace, svcs.Items[i].Name, err)
+			}
 		}
 	}
 }
@@ -694,7 +685,7 @@ func TestReplicasZeroStopsTheServer(t *testing.T) {
 // TestEventsNormalForWaitsWarningWhenLong: waiting for the load balancer is a Normal event; the
 // same wait past WaitWarningAfter gets one Warning.
 func TestEventsNormalForWaitsWarningWhenLong(t *testing.T) {
-	startManager(t, func(r *FTPServerReconciler) { r.WaitWarningAfter = 2 * time.Second })
+	startManager(t, func(o *ManagerOptions) { o.WaitWarningAfter = 2 * time.Second })
 	ctx := context.Background()
 	ns := newNamespace(t)
 	createSecret(t, ns, "alice-ftp", map[string]string{"password": "wonderland"})

@@ -30,8 +30,6 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
@@ -105,21 +103,17 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 	cfg.QPS, cfg.Burst = 200, 400 // a production manager would raise client-go's defaults likewise
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter }
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
+		Scheme: env.Scheme, DaemonImage: "example.invalid/ftp:bench",
+		ConfigProber: &testenv.InstantDaemons{Client: env.Client},
 		// Each round starts a fresh manager with the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		SkipNameValidation: true,
 	})
 	if err != nil {
 		return "", err
 	}
-	if err := (&controllers.FTPServerReconciler{
-		Client: mgr.GetClient(), DaemonImage: "example.invalid/ftp:bench",
-		ConfigProber: &testenv.InstantDaemons{Client: env.Client},
-	}).SetupWithManager(mgr); err != nil {
-		return "", err
-	}
-	go func() { _ = mgr.Start(ctx) }()
+	stop := testenv.RunManager(mgr, nil)
+	defer func() { _ = stop() }()
 	peakHeap := samplePeakHeap(ctx)
 
 	c := env.Client
