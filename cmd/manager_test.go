@@ -54,9 +54,9 @@ func TestManagerFlags(t *testing.T) {
 			switch {
 			case tc.wantErr == nil && err != nil:
 				t.Fatalf("unexpected error: %v", err)
-			case tc.wantErr == flag.ErrHelp && !errors.Is(err, flag.ErrHelp):
+			case errors.Is(tc.wantErr, flag.ErrHelp) && !errors.Is(err, flag.ErrHelp):
 				t.Fatalf("want flag.ErrHelp, got %v", err)
-			case tc.wantErr != nil && tc.wantErr != flag.ErrHelp && !errors.As(err, new(usageError)):
+			case tc.wantErr != nil && !errors.Is(tc.wantErr, flag.ErrHelp) && !errors.As(err, new(usageError)):
 				t.Fatalf("want a usage error, got %v", err)
 			}
 			if tc.check != nil && err == nil {

@@ -65,7 +65,11 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return c.next.RoundTrip(req)
 }
 
-func main() {
+func main() { os.Exit(bench()) }
+
+// bench runs the rounds and returns the exit code, so that the control plane is stopped on
+// every way out.
+func bench() int {
 	var ns sizes
 	flag.Var(&ns, "n", "number of FTPServers (repeatable; default 100 and 500)")
 	quiet := flag.Duration("quiet", 10*time.Second, "steady-state period in which writes are counted")
@@ -78,9 +82,13 @@ func main() {
 	env, reason, err := testenv.Start()
 	if err != nil || env == nil {
 		fmt.Fprintln(os.Stderr, "bench-controller: no control plane:", err, reason)
-		os.Exit(1)
+		return 1
 	}
-	defer env.Stop()
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-controller: stop the control plane:", err)
+		}
+	}()
 
 	fmt.Printf("| FTPServers | all objects exist | all Ready | writes/server (converge) | writes/server (%s quiet) | peak heap | peak RSS |\n", *quiet)
 	fmt.Println("|---|---|---|---|---|---|---|")
@@ -88,11 +96,11 @@ func main() {
 		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench-controller:", err)
-			_ = env.Stop() // os.Exit skips deferred calls; don't leave the API server running
-			os.Exit(1)
+			return 1
 		}
 		fmt.Println(row)
 	}
+	return 0
 }
 
 func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, error) {

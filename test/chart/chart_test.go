@@ -113,7 +113,7 @@ func checkSecureManager(t *testing.T, dep *unstructured.Unstructured) {
 		t.Error("manager container has no resource requests")
 	}
 	args, _, _ := unstructured.NestedStringSlice(c, "args")
-	if len(args) == 0 || args[0] != "manager" || !(slices.Contains(args, "--leader-elect=true") || slices.Contains(args, "--leader-elect")) {
+	if len(args) == 0 || args[0] != "manager" || (!slices.Contains(args, "--leader-elect=true") && !slices.Contains(args, "--leader-elect")) {
 		t.Errorf("manager args %v: want the manager subcommand with leader election", args)
 	}
 	image, _, _ := unstructured.NestedString(c, "image")
