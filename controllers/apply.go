@@ -58,11 +58,11 @@ func (a applier) ours(existing client.Object) bool {
 	return isClaim && existing.GetLabels()[labelServer] == a.server.Name
 }
 
-// apply makes the fields we own on the live object equal to desired. existing is the live object
-// (from the cache) or nil when it does not exist. When it had to send an apply, it returns the
-// object as the server answered (nil when it sent nothing). The cache may lag behind the server:
-// an apply sent because of a stale copy is a no-op there, which the returned object's
-// resourceVersion shows (see changedOnServer).
+// apply makes the fields we own on the existing object equal to desired. existing is the object
+// as the cache has it, or nil when it does not exist. When it had to send an apply, it returns
+// the object as the server answered (nil when it sent nothing): applyDesired reads the
+// Deployment's new generation from it. The cache may lag behind the server; an apply sent
+// because of a stale copy is a no-op there.
 func (a applier) apply(ctx context.Context, desired, existing client.Object) (*unstructured.Unstructured, error) {
 	want, err := applyDocument(desired)
 	if err != nil {
@@ -85,11 +85,6 @@ func (a applier) apply(ctx context.Context, desired, existing client.Object) (*u
 		return nil, fmt.Errorf("apply %s %s/%s: %w", u.GetKind(), u.GetNamespace(), u.GetName(), err)
 	}
 	return u, nil
-}
-
-// changedOnServer tells whether an apply's answer is a new version of the object.
-func changedOnServer(applied *unstructured.Unstructured, existing client.Object) bool {
-	return applied != nil && (existing == nil || applied.GetResourceVersion() != existing.GetResourceVersion())
 }
 
 // applyDocument turns a typed desired object into the JSON document we apply: no status, no

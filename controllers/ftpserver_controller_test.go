@@ -14,9 +14,12 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -151,12 +154,24 @@ func get[T client.Object](t *testing.T, ns, name string, obj T) T {
 	return obj
 }
 
+// exists reads an object into obj: false only when the API server answers NotFound; any other
+// failure is returned as an error, never taken for an absent object.
 func exists(ns, name string, obj client.Object) (bool, error) {
 	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)
-	if err != nil {
-		return false, err
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("get %T %s/%s: %w", obj, ns, name, err)
 	}
 	return true, nil
+}
+
+// gone is true only when the API server answers NotFound, so a deletion test cannot pass on a
+// failed read.
+func gone(ns, name string, obj client.Object) (bool, error) {
+	ok, err := exists(ns, name, obj)
+	return !ok && err == nil, err
 }
 
 func readyCondition(t *testing.T, ns, name string) *metav1.Condition {
@@ -229,6 +244,24 @@ func usersFile(t *testing.T, ns, name string) *fileconfig.UsersFile {
 		t.Fatalf("the rendered users file does not parse: %v", err)
 	}
 	return f
+}
+
+// TestGoneOnlyOnNotFound: the deletion tests wait for gone, which must not take a failed read
+// for an absent object (a helper that did passed them without any deletion).
+func TestGoneOnlyOnNotFound(t *testing.T) {
+	if env == nil {
+		t.Skip(skipReason)
+	}
+	ns := newNamespace(t)
+	if absent, err := gone(ns, "nothing", &corev1.ConfigMap{}); !absent || err != nil {
+		t.Fatalf("a ConfigMap that does not exist: gone=%v err=%v, want true and no error", absent, err)
+	}
+	// A kind no API server serves: the read fails, and that says nothing about the object.
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(schema.GroupVersionKind{Group: "example.invalid", Version: "v1", Kind: "Nothing"})
+	if absent, err := gone(ns, "nothing", u); absent || err == nil {
+		t.Fatalf("a failed read: gone=%v err=%v, want false and the error", absent, err)
+	}
 }
 
 func TestCreateBuildsOwnedObjectsAndBecomesReady(t *testing.T) {
@@ -452,10 +485,7 @@ func TestDeletionKeepsRetainedClaims(t *testing.T) {
 	if err := env.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "FTPServer gone", func() (bool, error) {
-		ok, _ := exists(ns, "files", &ftpv1alpha1.FTPServer{})
-		return !ok, nil
-	})
+	eventually(t, 10*time.Second, "FTPServer gone", func() (bool, error) { return gone(ns, "files", &ftpv1alpha1.FTPServer{}) })
 	// envtest runs no garbage collector, so ownership is what decides: the retained claim has no
 	// owner reference and stays; the one with reclaimPolicy Delete is owned and would be collected.
 	claim := get(t, ns, "files-data", &corev1.PersistentVolumeClaim{})
@@ -473,10 +503,7 @@ func TestNetworkPolicyCanBeDisabled(t *testing.T) {
 	ns := newNamespace(t)
 	readyServer(t, ns, "files")
 	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.NetworkPolicy.Enabled = ptr.To(false) })
-	eventually(t, 20*time.Second, "NetworkPolicy removed", func() (bool, error) {
-		ok, _ := exists(ns, "files", &networkingv1.NetworkPolicy{})
-		return !ok, nil
-	})
+	eventually(t, 20*time.Second, "NetworkPolicy removed", func() (bool, error) { return gone(ns, "files", &networkingv1.NetworkPolicy{}) })
 }
 
 func TestNodePortClashIsReportedAsPortConflict(t *testing.T) {
@@ -545,8 +572,8 @@ func TestForeignObjectsAreNeverTakenOver(t *testing.T) {
 		if len(secret.OwnerReferences) != 0 || len(secret.Data) != 1 {
 			t.Fatalf("the user's Secret was taken over: owners %v, keys %d", secret.OwnerReferences, len(secret.Data))
 		}
-		if ok, _ := exists(ns, "b", &appsv1.Deployment{}); ok {
-			t.Fatal("a Deployment was created although its users Secret is not ours")
+		if absent, err := gone(ns, "b", &appsv1.Deployment{}); !absent {
+			t.Fatalf("a Deployment was created although its users Secret is not ours (or could not be read: %v)", err)
 		}
 	})
 
