@@ -25,7 +25,8 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files in testd
 // fixtureHash is a syntactically valid bcrypt hash for fixtures.
 var fixtureHash = "$2a$10$" + strings.Repeat("N", 53)
 
-// withDefaults fills what the API server's defaulting would, so fixtures look like real objects.
+// withDefaults fills what the API server's defaulting would, so fixtures look like real objects
+// (TestFixturesAreDefaultedAsTheAPIServerDoes holds it to the CRD's defaults).
 func withDefaults(s *ftpv1alpha1.FTPServer) *ftpv1alpha1.FTPServer {
 	sp := &s.Spec
 	if sp.Replicas == nil {
@@ -62,14 +63,24 @@ func withDefaults(s *ftpv1alpha1.FTPServer) *ftpv1alpha1.FTPServer {
 	if l.BanDuration == nil {
 		l.BanDuration = &metav1.Duration{Duration: 15 * time.Minute}
 	}
+	if l.DataTimeout == nil {
+		l.DataTimeout = &metav1.Duration{Duration: 5 * time.Minute}
+	}
+	if l.IPv6PrefixLength == 0 {
+		l.IPv6PrefixLength = 64
+	}
+	if sp.NetworkPolicy.Enabled == nil {
+		sp.NetworkPolicy.Enabled = ptr.To(true)
+	}
 	if sp.DrainTimeout == nil {
 		sp.DrainTimeout = &metav1.Duration{Duration: 2 * time.Minute}
 	}
 	return s
 }
 
-func minimalServer() *ftpv1alpha1.FTPServer {
-	return withDefaults(&ftpv1alpha1.FTPServer{
+// undefaultedMinimalServer is the minimal fixture as a user writes it: only what has no default.
+func undefaultedMinimalServer() *ftpv1alpha1.FTPServer {
+	return &ftpv1alpha1.FTPServer{
 		ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: "ftp", UID: types.UID("11111111-2222-3333-4444-555555555555")},
 		Spec: ftpv1alpha1.FTPServerSpec{
 			Volumes: []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{
@@ -77,8 +88,10 @@ func minimalServer() *ftpv1alpha1.FTPServer {
 			}}},
 			Users: []ftpv1alpha1.FTPUser{{Name: "partner", PasswordSecretRef: ftpv1alpha1.SecretKeyRef{Name: "partner-ftp", Key: "password"}}},
 		},
-	})
+	}
 }
+
+func minimalServer() *ftpv1alpha1.FTPServer { return withDefaults(undefaultedMinimalServer()) }
 
 func fullServer() *ftpv1alpha1.FTPServer {
 	s := minimalServer()
@@ -110,10 +123,8 @@ func fullServer() *ftpv1alpha1.FTPServer {
 		ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
 		Annotations:           map[string]string{"example.com/team": "payments"},
 	}
-	sp.NetworkPolicy = ftpv1alpha1.NetworkPolicySpec{
-		AllowedSources: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "198.51.100.0/24"}}},
-		MetricsSources: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}},
-	}
+	sp.NetworkPolicy.AllowedSources = []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "198.51.100.0/24"}}}
+	sp.NetworkPolicy.MetricsSources = []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}}
 	sp.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSRequired, SecretName: "partners-tls", MinVersion: "1.3"}
 	sp.ActiveMode.Enabled = true
 	sp.Limits.MaxSessions, sp.Limits.MaxSessionsPerIP = 500, 10
