@@ -19,12 +19,15 @@ import (
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 )
 
+// fieldOwner is our server-side-apply field manager.
+const fieldOwner = "ftp-operator"
+
 // applier writes desired objects with server-side apply under our field manager.
 //
 // Server-side apply gives us field ownership: labels, annotations and fields that others (users,
 // other controllers, admission webhooks) set on our objects are theirs and survive, and we
 // never fight over them. To write nothing in steady state, apply is skipped when the fields we
-// own (extracted from the live object's managedFields) already equal the desired ones. If
+// own (extracted from the existing object's managedFields) already equal the desired ones. If
 // someone else changes a field we own, ownership moves to them, the comparison fails, and the
 // next reconcile forces it back.
 type applier struct {
@@ -98,8 +101,8 @@ func applyDocument(obj client.Object) (map[string]any, error) {
 	return m, nil
 }
 
-// ownedFields extracts from a live object the fields our field manager owns, as a JSON document
-// comparable with applyDocument's.
+// ownedFields extracts from an existing object the fields our field manager owns, as a JSON
+// document comparable with applyDocument's.
 func ownedFields(obj client.Object) (map[string]any, error) {
 	var (
 		extracted any

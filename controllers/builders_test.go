@@ -150,9 +150,9 @@ func clusterIPServer() *ftpv1alpha1.FTPServer {
 	return s
 }
 
-// observedFor gives every fixture the same looked-up facts.
-func observedFor(s *ftpv1alpha1.FTPServer) observed {
-	obs := observed{
+// factsFor gives every fixture the same looked-up facts.
+func factsFor(s *ftpv1alpha1.FTPServer) clusterFacts {
+	facts := clusterFacts{
 		daemonImage:         "ghcr.io/kubeftp/ftp-operator:v0.1.0",
 		loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}},
 		clusterIP:           "10.96.0.42",
@@ -160,22 +160,22 @@ func observedFor(s *ftpv1alpha1.FTPServer) observed {
 	}
 	for _, v := range s.Spec.Volumes {
 		if v.ClaimTemplate != nil {
-			obs.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
+			facts.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
 		} else {
-			obs.claimAccessModes[v.Name] = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
+			facts.claimAccessModes[v.Name] = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
 		}
 	}
 	for _, u := range s.Spec.Users {
-		obs.users = append(obs.users, resolvedUser{name: u.Name, passwordHash: fixtureHash, home: userHome(s, u), readOnly: u.ReadOnly})
+		facts.users = append(facts.users, resolvedUser{name: u.Name, passwordHash: fixtureHash, home: userHome(s, u), readOnly: u.ReadOnly})
 	}
-	return obs
+	return facts
 }
 
 // desiredObjects renders everything the builders make for s (desiredSetFor, as the reconciler
 // does), in a stable order.
 func desiredObjects(t *testing.T, s *ftpv1alpha1.FTPServer) []any {
 	t.Helper()
-	d, err := desiredSetFor(s, observedFor(s))
+	d, err := desiredSetFor(s, factsFor(s))
 	if err != nil {
 		t.Fatal(err)
 	}
