@@ -30,6 +30,7 @@ import (
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -130,22 +131,6 @@ func newFTPServer(ns, name string) *ftpv1alpha1.FTPServer {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func get[T client.Object](t *testing.T, ns, name string, obj T) T {
 	t.Helper()
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
@@ -186,7 +171,7 @@ func readyCondition(t *testing.T, ns, name string) *metav1.Condition {
 func waitForReason(t *testing.T, ns, name, reason string) *metav1.Condition {
 	t.Helper()
 	var c *metav1.Condition
-	eventually(t, 20*time.Second, "Ready reason "+reason, func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "Ready reason "+reason, func() (bool, error) {
 		c = readyCondition(t, ns, name)
 		return c != nil && c.Reason == reason, fmt.Errorf("ready condition: %+v", c)
 	})
@@ -278,14 +263,14 @@ func TestCreateBuildsOwnedObjectsAndBecomesReady(t *testing.T) {
 	owned := []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.Secret{}, &networkingv1.NetworkPolicy{}, &corev1.PersistentVolumeClaim{}}
 	names := []string{"files", "files", "files-config", "files-users", "files", "files-scratch"}
 	for i, obj := range owned {
-		eventually(t, 20*time.Second, fmt.Sprintf("%T %s", obj, names[i]), func() (bool, error) { return exists(ns, names[i], obj) })
+		poll.Eventually(t, 20*time.Second, fmt.Sprintf("%T %s", obj, names[i]), func() (bool, error) { return exists(ns, names[i], obj) })
 		refs := obj.GetOwnerReferences()
 		if len(refs) != 1 || refs[0].Name != "files" || refs[0].Kind != "FTPServer" || !ptr.Deref(refs[0].Controller, false) {
 			t.Errorf("%T %s: owner references %+v, want the FTPServer as controller", obj, names[i], refs)
 		}
 	}
 	retained := &corev1.PersistentVolumeClaim{}
-	eventually(t, 10*time.Second, "retained claim", func() (bool, error) { return exists(ns, "files-data", retained) })
+	poll.Eventually(t, 10*time.Second, "retained claim", func() (bool, error) { return exists(ns, "files-data", retained) })
 	if len(retained.OwnerReferences) != 0 {
 		t.Errorf("claim with reclaimPolicy Retain has owner references %+v; garbage collection would delete the data", retained.OwnerReferences)
 	}
@@ -306,7 +291,7 @@ func TestCreateBuildsOwnedObjectsAndBecomesReady(t *testing.T) {
 	template := get(t, ns, "files", &appsv1.Deployment{}).Spec.Template
 
 	setLoadBalancerIP(t, ns, "files", "203.0.113.7")
-	eventually(t, 20*time.Second, "the PASV address in the ConfigMap", func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "the PASV address in the ConfigMap", func() (bool, error) {
 		return configData(t, ns, "files").Passive.Address.Static == "203.0.113.7", nil
 	})
 	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForPods)
@@ -335,7 +320,7 @@ func readyServer(t *testing.T, ns, name string) {
 	if err := env.Client.Create(context.Background(), newFTPServer(ns, name)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "Service", func() (bool, error) { return exists(ns, name, &corev1.Service{}) })
+	poll.Eventually(t, 20*time.Second, "Service", func() (bool, error) { return exists(ns, name, &corev1.Service{}) })
 	setLoadBalancerIP(t, ns, name, "203.0.113.8")
 	waitForReason(t, ns, name, ftpv1alpha1.ReasonWaitingForPods)
 	markDeploymentAvailable(t, ns, name)
@@ -353,7 +338,7 @@ func TestPasswordChangeUpdatesUsersWithoutRollout(t *testing.T) {
 	if err := env.Client.Update(context.Background(), secret); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the new password in the users Secret", func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "the new password in the users Secret", func() (bool, error) {
 		u := usersFile(t, ns, "files").Users[0]
 		return bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("looking-glass")) == nil, nil
 	})
@@ -381,7 +366,7 @@ func TestMissingSecretIsReportedAndKeepsTheServerRunning(t *testing.T) {
 	if !meta.IsStatusConditionTrue(s.Status.Conditions, ftpv1alpha1.ConditionStalled) {
 		t.Fatalf("Stalled not True for a missing Secret: %+v", s.Status.Conditions)
 	}
-	eventually(t, 10*time.Second, "a Warning event for SecretNotFound", func() (bool, error) {
+	poll.Eventually(t, 10*time.Second, "a Warning event for SecretNotFound", func() (bool, error) {
 		var list eventsv1.EventList
 		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return false, err
@@ -425,7 +410,7 @@ func TestOthersFieldsSurviveAndSteadyStateWritesNothing(t *testing.T) {
 
 	// A spec change makes the reconciler rewrite its objects.
 	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Limits.MaxSessions = 150 })
-	eventually(t, 20*time.Second, "new limit in the config and a rollout for it", func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "new limit in the config and a rollout for it", func() (bool, error) {
 		dep := get(t, ns, "files", &appsv1.Deployment{})
 		return configData(t, ns, "files").Limits.MaxSessions == 150 && dep.Generation > 1, nil
 	})
@@ -485,7 +470,7 @@ func TestDeletionKeepsRetainedClaims(t *testing.T) {
 	if err := env.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "FTPServer gone", func() (bool, error) { return gone(ns, "files", &ftpv1alpha1.FTPServer{}) })
+	poll.Eventually(t, 10*time.Second, "FTPServer gone", func() (bool, error) { return gone(ns, "files", &ftpv1alpha1.FTPServer{}) })
 	// envtest runs no garbage collector, so ownership is what decides: the retained claim has no
 	// owner reference and stays; the one with reclaimPolicy Delete is owned and would be collected.
 	claim := get(t, ns, "files-data", &corev1.PersistentVolumeClaim{})
@@ -503,7 +488,7 @@ func TestNetworkPolicyCanBeDisabled(t *testing.T) {
 	ns := newNamespace(t)
 	readyServer(t, ns, "files")
 	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.NetworkPolicy.Enabled = ptr.To(false) })
-	eventually(t, 20*time.Second, "NetworkPolicy removed", func() (bool, error) { return gone(ns, "files", &networkingv1.NetworkPolicy{}) })
+	poll.Eventually(t, 20*time.Second, "NetworkPolicy removed", func() (bool, error) { return gone(ns, "files", &networkingv1.NetworkPolicy{}) })
 }
 
 func TestNodePortClashIsReportedAsPortConflict(t *testing.T) {
@@ -585,7 +570,7 @@ func TestForeignObjectsAreNeverTakenOver(t *testing.T) {
 		if err := env.Client.Create(ctx, first); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "claim a-b-data", func() (bool, error) { return exists(ns, "a-b-data", &corev1.PersistentVolumeClaim{}) })
+		poll.Eventually(t, 20*time.Second, "claim a-b-data", func() (bool, error) { return exists(ns, "a-b-data", &corev1.PersistentVolumeClaim{}) })
 		second := newFTPServer(ns, "a-b")
 		second.Spec.Volumes = []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("2Gi")}}}
 		if err := env.Client.Create(ctx, second); err != nil {
@@ -617,16 +602,17 @@ func TestRefusedClaimChangeDoesNotBlockTheRest(t *testing.T) {
 	if !strings.Contains(c.Message, "files-data") {
 		t.Fatalf("message does not name the claim: %s", c.Message)
 	}
-	eventually(t, 20*time.Second, "the new control port on the Service", func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "the new control port on the Service", func() (bool, error) {
 		svc := get(t, ns, "files", &corev1.Service{})
 		return svc.Spec.Ports[0].Port == 2100, fmt.Errorf("port %d", svc.Spec.Ports[0].Port)
 	})
 	// The Deployment is applied after the Service in the same pass: watch it for a while.
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	poll.Consistently(t, 2*time.Second, "the Recreate strategy of ReadWriteOnce claims", func() error {
 		if st := get(t, ns, "files", &appsv1.Deployment{}).Spec.Strategy.Type; st != appsv1.RecreateDeploymentStrategyType {
-			t.Fatalf("strategy %s after a refused change to ReadWriteMany; the claims are still ReadWriteOnce", st)
+			return fmt.Errorf("strategy %s after a refused change to ReadWriteMany; the claims are still ReadWriteOnce", st)
 		}
-	}
+		return nil
+	})
 }
 
 // TestDeletedRetainedClaimIsRecreated: a claim kept on delete has no owner reference, yet its
@@ -656,7 +642,7 @@ func TestDeletedRetainedClaimIsRecreated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the retained claim re-created", func() (bool, error) {
+	poll.Eventually(t, 10*time.Second, "the retained claim re-created", func() (bool, error) {
 		c := &corev1.PersistentVolumeClaim{}
 		if ok, err := exists(ns, "files-data", c); !ok {
 			return false, err
@@ -732,13 +718,15 @@ func TestEventsNormalForWaitsWarningWhenLong(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 10*time.Second, "a Normal event for the wait", func() (bool, error) { return events(corev1.EventTypeNormal) == 1, nil })
+	poll.Eventually(t, 10*time.Second, "a Normal event for the wait", func() (bool, error) { return events(corev1.EventTypeNormal) == 1, nil })
 	if n := events(corev1.EventTypeWarning); n != 0 {
 		t.Fatalf("%d Warning events for an expected wait of under 2 s", n)
 	}
-	eventually(t, 10*time.Second, "a Warning event once the wait is long", func() (bool, error) { return events(corev1.EventTypeWarning) == 1, nil })
-	time.Sleep(3 * time.Second)
-	if n := events(corev1.EventTypeWarning); n != 1 {
-		t.Fatalf("%d Warning events for one long wait, want 1", n)
-	}
+	poll.Eventually(t, 10*time.Second, "a Warning event once the wait is long", func() (bool, error) { return events(corev1.EventTypeWarning) == 1, nil })
+	poll.Consistently(t, 3*time.Second, "one Warning for one long wait", func() error {
+		if n := events(corev1.EventTypeWarning); n != 1 {
+			return fmt.Errorf("%d Warning events, want 1", n)
+		}
+		return nil
+	})
 }

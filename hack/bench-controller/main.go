@@ -33,6 +33,7 @@ import (
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -153,8 +154,10 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 	}
 
 	// All owned objects exist once every Deployment does (it is applied last).
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return countDeployments(ctx, c, prefix) >= n }); err != nil {
-		return "", fmt.Errorf("waiting for %d Deployments: %w", n, err)
+	if err := poll.Until(ctx, 10*time.Minute, 200*time.Millisecond, fmt.Sprintf("%d Deployments", n), func(ctx context.Context) (bool, error) {
+		return countDeployments(ctx, c, prefix) >= n, nil
+	}); err != nil {
+		return "", err
 	}
 	allExist := time.Since(start)
 
@@ -162,8 +165,10 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 	if err := forEach(namespaces, func(ns string) error { return makeReady(ctx, c, ns) }); err != nil {
 		return "", err
 	}
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return countReady(ctx, c, prefix) >= n }); err != nil {
-		return "", fmt.Errorf("waiting for %d Ready FTPServers: %w", n, err)
+	if err := poll.Until(ctx, 10*time.Minute, 200*time.Millisecond, fmt.Sprintf("%d Ready FTPServers", n), func(ctx context.Context) (bool, error) {
+		return countReady(ctx, c, prefix) >= n, nil
+	}); err != nil {
+		return "", err
 	}
 	allReady := time.Since(start)
 	converge := counter.writes.Load()
@@ -233,21 +238,6 @@ func forEach(items []string, fn func(string) error) error {
 	wg.Wait()
 	close(errs)
 	return <-errs
-}
-
-func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 // samplePeakHeap records the highest in-use heap until ctx ends.

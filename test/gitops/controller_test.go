@@ -18,6 +18,7 @@ import (
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -52,23 +53,16 @@ func TestGitOpsToolsReadTheControllersStatus(t *testing.T) {
 	expect := func(step string, reason string, ks status.Status, argo string) {
 		t.Helper()
 		var obj map[string]any
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		poll.Eventually(t, 20*time.Second, step+": Ready reason "+reason, func() (bool, error) {
 			u := &unstructured.Unstructured{}
 			u.SetGroupVersionKind(ftpv1alpha1.GroupVersion.WithKind("FTPServer"))
 			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "files"}, u); err != nil {
-				t.Fatal(err)
+				return false, poll.Stop(err)
 			}
 			obj = u.Object
-			observed, _, _ := unstructured.NestedInt64(obj, "status", "observedGeneration")
-			if observed == u.GetGeneration() && readyReason(obj) == reason {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: timed out waiting for Ready reason %s; status: %v", step, reason, obj["status"])
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			generation, _, _ := unstructured.NestedInt64(obj, "status", "observedGeneration")
+			return generation == u.GetGeneration() && readyReason(obj) == reason, fmt.Errorf("status: %v", obj["status"])
+		})
 		if got := kstatusOf(t, obj); got.Status != ks {
 			t.Errorf("%s: kstatus %s (%s), want %s", step, got.Status, got.Message, ks)
 		}

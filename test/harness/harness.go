@@ -275,9 +275,10 @@ func (h *Harness) WaitReason(ctx context.Context, namespace, name, reason string
 	return testenv.WaitFTPServer(ctx, h.Client, namespace, name, timeout, "Ready reason "+reason, testenv.HasReason(reason))
 }
 
-// poll runs sync now and then every interval until ctx ends, logging its errors under what.
-// The stand-ins reconcile by polling: simple, and fast enough at test scale.
-func (h *Harness) poll(ctx context.Context, interval time.Duration, what string, sync func(context.Context) error) {
+// syncEvery runs sync now and then every interval until ctx ends, logging its errors under
+// what. The stand-ins reconcile by polling: simple, and fast enough at test scale. (A wait for
+// a condition is internal/poll's; this never ends by itself.)
+func (h *Harness) syncEvery(ctx context.Context, interval time.Duration, what string, sync func(context.Context) error) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {
