@@ -57,17 +57,14 @@ func TestFixturesAreDefaultedAsTheAPIServerDoes(t *testing.T) {
 	}
 }
 
+// specDiff shows both specs, for a reader to compare.
 func specDiff(t *testing.T, fixture, server ftpv1alpha1.FTPServerSpec) string {
 	t.Helper()
-	f, err := yaml.Marshal(fixture)
+	out, err := yaml.Marshal(map[string]ftpv1alpha1.FTPServerSpec{"fixture (withDefaults)": fixture, "API server": server})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := yaml.Marshal(server)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fmt.Sprintf("--- fixture (withDefaults):\n%s--- API server:\n%s", f, s)
+	return string(out)
 }
 
 // TestPassiveRangeRuleSparesThePodPorts ties the CEL rule on ports.passive (api/v1alpha1) to the
