@@ -328,6 +328,16 @@ func (rc *rawConn) epsvPort() int {
 	return port
 }
 
+// passivePort sends cmd (EPSV or PASV) and returns the advertised port.
+func (rc *rawConn) passivePort(cmd string) int {
+	rc.t.Helper()
+	if cmd == "EPSV" {
+		return rc.epsvPort()
+	}
+	_, port := rc.pasv()
+	return port
+}
+
 // pasv sends PASV and returns the advertised address and port.
 func (rc *rawConn) pasv() (string, int) {
 	rc.t.Helper()

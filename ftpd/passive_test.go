@@ -136,12 +136,7 @@ func TestPassivePortMapping(t *testing.T) {
 	rc := dialRaw(t, ts.Addr())
 	rc.login("alice", alicePass)
 	for _, cmd := range []string{"EPSV", "PASV"} {
-		var port int
-		if cmd == "EPSV" {
-			port = rc.epsvPort()
-		} else {
-			_, port = rc.pasv()
-		}
+		port := rc.passivePort(cmd)
 		if port < exposed.Start || port > exposed.End {
 			t.Fatalf("%s advertised port %d, want one of %v", cmd, port, exposed)
 		}
@@ -333,12 +328,7 @@ func TestPassiveListenersBoundToControlAddress(t *testing.T) {
 			rc.login("alice", alicePass)
 			before := wildcardListeners(t)
 			for _, cmd := range []string{"EPSV", "PASV"} {
-				var port int
-				if cmd == "EPSV" {
-					port = rc.epsvPort()
-				} else {
-					_, port = rc.pasv()
-				}
+				port := rc.passivePort(cmd)
 				for _, other := range []string{"127.0.0.2", "::1"} {
 					if c, err := net.DialTimeout("tcp", net.JoinHostPort(other, strconv.Itoa(port)), time.Second); err == nil {
 						_ = c.Close()
