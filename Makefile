@@ -25,6 +25,10 @@ HELM := $(TOOLS)/helm-$(HELM_VERSION)
 PROMETHEUS_VERSION ?= v0.316.0
 PROMETHEUS_RELEASE = $(shell echo $(PROMETHEUS_VERSION) | sed -E 's/^v0\.3([0-9]{2})\./3.\1./')
 PROMTOOL := $(TOOLS)/promtool-$(PROMETHEUS_VERSION)
+# golangci-lint (v2 configuration format, .golangci.yml), built from its module with the local Go
+# toolchain: a linter built by an older Go cannot load code that needs a newer one.
+GOLANGCI_LINT_VERSION ?= v2.15.0
+GOLANGCI_LINT := $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 IMG ?= ghcr.io/kubeftp/ftp-operator:dev
 # How the binary is built, here and in the Dockerfile (test/chart checks they agree): static
@@ -80,6 +84,10 @@ fmt: ## gofmt the tree.
 vet: ## go vet.
 	go vet ./...
 
+.PHONY: lint
+lint: $(GOLANGCI_LINT) ## golangci-lint with .golangci.yml (part of make test).
+	$(GOLANGCI_LINT) run ./...
+
 .PHONY: control-plane
 control-plane: ## Build (first time, ~10 min) or reuse kube-apiserver and etcd for envtest.
 	@hack/control-plane.sh >/dev/null
@@ -92,7 +100,7 @@ node-runtime: ## As root: build (first time, a few minutes) or reuse containerd 
 NODE_RUNTIME_ASSETS_CMD = if [ "$$(id -u)" = 0 ]; then hack/node-runtime.sh 2>/dev/null; fi
 
 .PHONY: test
-test: verify vet control-plane node-runtime $(HELM) $(KUSTOMIZE) $(PROMTOOL) ## Run all tests against a real kube-apiserver and etcd (and, as root, a real node).
+test: verify vet lint control-plane node-runtime $(HELM) $(KUSTOMIZE) $(PROMTOOL) ## Run all tests against a real kube-apiserver and etcd (and, as root, a real node).
 	@mkdir -p bin && rm -f $(E2E_REPORT)
 	KUBEBUILDER_ASSETS="$$(hack/control-plane.sh)" NODE_RUNTIME_ASSETS="$$($(NODE_RUNTIME_ASSETS_CMD))" \
 		HELM="$(HELM)" KUSTOMIZE="$(KUSTOMIZE)" PROMTOOL="$(PROMTOOL)" E2E_REPORT="$(E2E_REPORT)" go test $(GO_TEST_FLAGS) ./...
@@ -193,6 +201,12 @@ $(KUSTOMIZE):
 	@echo "installing kustomize $(KUSTOMIZE_VERSION) into $(TOOLS)"
 	GOBIN=$(TOOLS) go install sigs.k8s.io/kustomize/kustomize/v5@$(KUSTOMIZE_VERSION)
 	mv $(TOOLS)/kustomize $(KUSTOMIZE)
+
+$(GOLANGCI_LINT):
+	@mkdir -p $(TOOLS)
+	@echo "building golangci-lint $(GOLANGCI_LINT_VERSION) into $(TOOLS) (a few minutes the first time)"
+	GOBIN=$(TOOLS) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+	mv $(TOOLS)/golangci-lint $(GOLANGCI_LINT)
 
 $(HELM):
 	@mkdir -p $(TOOLS)

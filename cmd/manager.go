@@ -3,24 +3,19 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
-	"github.com/kubeftp/ftp-operator/internal/operatormetrics"
 )
 
 // defaultDaemonImage is stamped at build time (-ldflags -X main.defaultDaemonImage=...) so the
@@ -80,7 +75,7 @@ func parseManagerFlags(args []string) (*managerOptions, error) {
 	}
 	opts.zap.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
+		if errors.Is(err, flag.ErrHelp) {
 			return nil, err
 		}
 		return nil, usageError{err}
@@ -92,14 +87,6 @@ func parseManagerFlags(args []string) (*managerOptions, error) {
 		return nil, usageError{fmt.Errorf("--daemon-image must not be empty")}
 	}
 	return opts, nil
-}
-
-// newScheme knows the built-in kinds and ours.
-func newScheme() *runtime.Scheme {
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(ftpv1alpha1.AddToScheme(scheme))
-	return scheme
 }
 
 // metricsOptions is the metrics endpoint of the manager, as kubebuilder's go/v4 layout serves
@@ -136,36 +123,17 @@ func runManagerUntil(ctx context.Context, opts *managerOptions) error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:                  newScheme(),
-		Metrics:                 metricsOptions(opts),
+	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
+		Metrics:                 ptr.To(metricsOptions(opts)),
 		HealthProbeBindAddress:  opts.probeAddr,
 		LeaderElection:          opts.leaderElect,
-		LeaderElectionID:        "ftp-operator.kubeftp.dev",
 		LeaderElectionNamespace: opts.leaderElectNS,
-		// Release the lease on a clean stop so a new leader takes over without waiting it out.
-		LeaderElectionReleaseOnCancel: true,
-		Controller:                    config.Controller{SkipNameValidation: &opts.skipNameValidation},
+		ReadinessMetrics:        ctrlmetrics.Registry,
+		SkipNameValidation:      opts.skipNameValidation,
+		DaemonImage:             opts.daemonImage,
 	})
 	if err != nil {
-		return fmt.Errorf("create manager: %w", err)
-	}
-	if err := (&controllers.FTPServerReconciler{
-		Client:      mgr.GetClient(),
-		DaemonImage: opts.daemonImage,
-		Recorder:    mgr.GetEventRecorder("ftp-operator"),
-	}).SetupWithManager(mgr); err != nil {
-		return fmt.Errorf("register FTPServer controller: %w", err)
-	}
-	// Per-FTPServer readiness for alerting, read from the manager's cache at each scrape.
-	if err := mgr.Add(operatormetrics.NewReadiness(mgr.GetCache(), ctrlmetrics.Registry)); err != nil {
-		return fmt.Errorf("add FTPServer readiness metrics: %w", err)
-	}
-	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
-		return fmt.Errorf("add health check: %w", err)
-	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
-		return fmt.Errorf("add ready check: %w", err)
+		return err
 	}
 
 	setupLog.Info("starting manager", "daemonImage", opts.daemonImage, "leaderElection", opts.leaderElect,

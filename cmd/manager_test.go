@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -54,9 +55,9 @@ func TestManagerFlags(t *testing.T) {
 			switch {
 			case tc.wantErr == nil && err != nil:
 				t.Fatalf("unexpected error: %v", err)
-			case tc.wantErr == flag.ErrHelp && !errors.Is(err, flag.ErrHelp):
+			case errors.Is(tc.wantErr, flag.ErrHelp) && !errors.Is(err, flag.ErrHelp):
 				t.Fatalf("want flag.ErrHelp, got %v", err)
-			case tc.wantErr != nil && tc.wantErr != flag.ErrHelp && !errors.As(err, new(usageError)):
+			case tc.wantErr != nil && !errors.Is(tc.wantErr, flag.ErrHelp) && !errors.As(err, new(usageError)):
 				t.Fatalf("want a usage error, got %v", err)
 			}
 			if tc.check != nil && err == nil {
@@ -113,9 +114,8 @@ func TestManagerCommandReconcilesAndElectsALeader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- runManagerUntil(ctx, opts) }()
+	ctx := context.Background()
+	run := startManager(ctx, opts)
 
 	server := &ftpv1alpha1.FTPServer{
 		ObjectMeta: metav1.ObjectMeta{Name: "via-manager", Namespace: "default"},
@@ -126,24 +126,18 @@ func TestManagerCommandReconcilesAndElectsALeader(t *testing.T) {
 	if err := env.Client.Create(ctx, server); err != nil {
 		t.Fatalf("create FTPServer: %v", err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	err = poll.Until(ctx, 30*time.Second, 100*time.Millisecond, "the manager's status on the FTPServer", func(ctx context.Context) (bool, error) {
+		if err := run.alive(); err != nil {
+			return false, err
+		}
 		var got ftpv1alpha1.FTPServer
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(server), &got); err != nil {
-			t.Fatal(err)
+			return false, err
 		}
-		if got.Status.ObservedGeneration == got.Generation && meta.FindStatusCondition(got.Status.Conditions, ftpv1alpha1.ConditionReady) != nil {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("manager exited early: %v", err)
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the manager did not report status on the FTPServer within 30s")
-		}
-		time.Sleep(100 * time.Millisecond)
+		return got.Status.ObservedGeneration == got.Generation && meta.FindStatusCondition(got.Status.Conditions, ftpv1alpha1.ConditionReady) != nil, nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	var lease coordinationv1.Lease
@@ -154,13 +148,5 @@ func TestManagerCommandReconcilesAndElectsALeader(t *testing.T) {
 		t.Fatalf("lease has no holder: %+v", lease.Spec)
 	}
 
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("manager returned an error on shutdown: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("manager did not stop within 30s of cancellation")
-	}
+	run.stop(t)
 }

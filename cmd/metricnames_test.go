@@ -23,6 +23,7 @@ import (
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/ftpd"
 	"github.com/kubeftp/ftp-operator/internal/operatormetrics"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -96,24 +97,23 @@ func managerMetricNames(t *testing.T, ctx context.Context) map[string]bool {
 			Volumes: []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("1Gi")}}},
 		},
 	})
-	for {
+	var names map[string]bool
+	err = poll.Until(ctx, time.Minute, 100*time.Millisecond, operatormetrics.ReadyMetric+" and the reconcile metrics in the manager's registry", func(context.Context) (bool, error) {
+		if err := run.alive(); err != nil {
+			return false, err
+		}
 		families, err := ctrlmetrics.Registry.Gather()
 		if err != nil {
-			t.Fatal(err)
+			return false, poll.Stop(err)
 		}
-		names := familyNames(families)
+		names = familyNames(families)
 		// Series appear as the controller starts and its queue takes the FTPServer.
-		if names[operatormetrics.ReadyMetric] && names["controller_runtime_reconcile_total"] && names["workqueue_depth"] {
-			return names
-		}
-		select {
-		case <-run.exited:
-			t.Fatalf("manager exited: %v", run.err)
-		case <-ctx.Done():
-			t.Fatalf("the manager's registry never had %s and the reconcile metrics: %v", operatormetrics.ReadyMetric, names)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return names[operatormetrics.ReadyMetric] && names["controller_runtime_reconcile_total"] && names["workqueue_depth"], fmt.Errorf("families %v", names)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return names
 }
 
 func familyNames(families []*dto.MetricFamily) map[string]bool {
@@ -162,9 +162,7 @@ func daemonMetricNames(t *testing.T, ctx context.Context) map[string]bool {
 			t.Errorf("ftpd: %v", err)
 		}
 	}()
-	for !srv.Ready() {
-		time.Sleep(10 * time.Millisecond)
-	}
+	poll.Eventually(t, 30*time.Second, "ftpd ready", func() (bool, error) { return srv.Ready(), nil })
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+srv.HealthAddr()+"/metrics", nil)
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -27,6 +26,7 @@ import (
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/internal/operatormetrics"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -193,6 +193,16 @@ func startManager(ctx context.Context, opts *managerOptions) *managerRun {
 	return r
 }
 
+// alive is nil while the manager runs, and a final error (poll.Stop) once it has exited.
+func (r *managerRun) alive() error {
+	select {
+	case <-r.exited:
+		return poll.Stop(fmt.Errorf("the manager exited: %v", r.err))
+	default:
+		return nil
+	}
+}
+
 func (r *managerRun) stop(t *testing.T) {
 	t.Helper()
 	r.cancel()
@@ -254,21 +264,23 @@ func freeLoopbackAddr(t *testing.T) string {
 func scrapeUntil(t *testing.T, ctx context.Context, run *managerRun, url, token string, done func(int, string) bool) (int, string) {
 	t.Helper()
 	hc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	var last error
-	for {
-		status, body, err := get(ctx, hc, url, token)
-		if err == nil && done(status, body) {
-			return status, body
+	var status int
+	var body string
+	err := poll.Until(ctx, time.Minute, 200*time.Millisecond, "an answer from "+url, func(ctx context.Context) (bool, error) {
+		if err := run.alive(); err != nil {
+			return false, err
 		}
-		last = err
-		select {
-		case <-run.exited:
-			t.Fatalf("manager exited: %v", run.err)
-		case <-ctx.Done():
-			t.Fatalf("no answer from %s: %v (last status %d)", url, errors.Join(ctx.Err(), last), status)
-		case <-time.After(200 * time.Millisecond):
+		var err error
+		status, body, err = get(ctx, hc, url, token)
+		if err != nil {
+			return false, err
 		}
+		return done(status, body), fmt.Errorf("status %d", status)
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
+	return status, body
 }
 
 func get(ctx context.Context, hc *http.Client, url, token string) (int, string, error) {

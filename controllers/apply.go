@@ -19,12 +19,15 @@ import (
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 )
 
+// fieldOwner is our server-side-apply field manager.
+const fieldOwner = "ftp-operator"
+
 // applier writes desired objects with server-side apply under our field manager.
 //
 // Server-side apply gives us field ownership: labels, annotations and fields that others (users,
 // other controllers, admission webhooks) set on our objects are theirs and survive, and we
 // never fight over them. To write nothing in steady state, apply is skipped when the fields we
-// own (extracted from the live object's managedFields) already equal the desired ones. If
+// own (extracted from the existing object's managedFields) already equal the desired ones. If
 // someone else changes a field we own, ownership moves to them, the comparison fails, and the
 // next reconcile forces it back.
 type applier struct {
@@ -58,11 +61,11 @@ func (a applier) ours(existing client.Object) bool {
 	return isClaim && existing.GetLabels()[labelServer] == a.server.Name
 }
 
-// apply makes the fields we own on the live object equal to desired. existing is the live object
-// (from the cache) or nil when it does not exist. When it had to send an apply, it returns the
-// object as the server answered (nil when it sent nothing). The cache may lag behind the server:
-// an apply sent because of a stale copy is a no-op there, which the returned object's
-// resourceVersion shows (see changedOnServer).
+// apply makes the fields we own on the existing object equal to desired. existing is the object
+// as the cache has it, or nil when it does not exist. When it had to send an apply, it returns
+// the object as the server answered (nil when it sent nothing): applyDesired reads the
+// Deployment's new generation from it. The cache may lag behind the server; an apply sent
+// because of a stale copy is a no-op there.
 func (a applier) apply(ctx context.Context, desired, existing client.Object) (*unstructured.Unstructured, error) {
 	want, err := applyDocument(desired)
 	if err != nil {
@@ -87,11 +90,6 @@ func (a applier) apply(ctx context.Context, desired, existing client.Object) (*u
 	return u, nil
 }
 
-// changedOnServer tells whether an apply's answer is a new version of the object.
-func changedOnServer(applied *unstructured.Unstructured, existing client.Object) bool {
-	return applied != nil && (existing == nil || applied.GetResourceVersion() != existing.GetResourceVersion())
-}
-
 // applyDocument turns a typed desired object into the JSON document we apply: no status, no
 // null fields (Go's zero values such as creationTimestamp: null).
 func applyDocument(obj client.Object) (map[string]any, error) {
@@ -103,8 +101,8 @@ func applyDocument(obj client.Object) (map[string]any, error) {
 	return m, nil
 }
 
-// ownedFields extracts from a live object the fields our field manager owns, as a JSON document
-// comparable with applyDocument's.
+// ownedFields extracts from an existing object the fields our field manager owns, as a JSON
+// document comparable with applyDocument's.
 func ownedFields(obj client.Object) (map[string]any, error) {
 	var (
 		extracted any

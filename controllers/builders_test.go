@@ -25,7 +25,8 @@ var updateGolden = flag.Bool("update", false, "rewrite the golden files in testd
 // fixtureHash is a syntactically valid bcrypt hash for fixtures.
 var fixtureHash = "$2a$10$" + strings.Repeat("N", 53)
 
-// withDefaults fills what the API server's defaulting would, so fixtures look like real objects.
+// withDefaults fills what the API server's defaulting would, so fixtures look like real objects
+// (TestFixturesAreDefaultedAsTheAPIServerDoes holds it to the CRD's defaults).
 func withDefaults(s *ftpv1alpha1.FTPServer) *ftpv1alpha1.FTPServer {
 	sp := &s.Spec
 	if sp.Replicas == nil {
@@ -65,14 +66,24 @@ func withDefaults(s *ftpv1alpha1.FTPServer) *ftpv1alpha1.FTPServer {
 	if ka := &l.TCPKeepAlive; ka.Idle == nil {
 		ka.Idle, ka.Interval, ka.Count = &metav1.Duration{Duration: time.Minute}, &metav1.Duration{Duration: 15 * time.Second}, 4
 	}
+	if l.DataTimeout == nil {
+		l.DataTimeout = &metav1.Duration{Duration: 5 * time.Minute}
+	}
+	if l.IPv6PrefixLength == 0 {
+		l.IPv6PrefixLength = 64
+	}
+	if sp.NetworkPolicy.Enabled == nil {
+		sp.NetworkPolicy.Enabled = ptr.To(true)
+	}
 	if sp.DrainTimeout == nil {
 		sp.DrainTimeout = &metav1.Duration{Duration: 2 * time.Minute}
 	}
 	return s
 }
 
-func minimalServer() *ftpv1alpha1.FTPServer {
-	return withDefaults(&ftpv1alpha1.FTPServer{
+// undefaultedMinimalServer is the minimal fixture as a user writes it: only what has no default.
+func undefaultedMinimalServer() *ftpv1alpha1.FTPServer {
+	return &ftpv1alpha1.FTPServer{
 		ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: "ftp", UID: types.UID("11111111-2222-3333-4444-555555555555")},
 		Spec: ftpv1alpha1.FTPServerSpec{
 			Volumes: []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{
@@ -80,8 +91,10 @@ func minimalServer() *ftpv1alpha1.FTPServer {
 			}}},
 			Users: []ftpv1alpha1.FTPUser{{Name: "partner", PasswordSecretRef: ftpv1alpha1.SecretKeyRef{Name: "partner-ftp", Key: "password"}}},
 		},
-	})
+	}
 }
+
+func minimalServer() *ftpv1alpha1.FTPServer { return withDefaults(undefaultedMinimalServer()) }
 
 func fullServer() *ftpv1alpha1.FTPServer {
 	s := minimalServer()
@@ -114,10 +127,8 @@ func fullServer() *ftpv1alpha1.FTPServer {
 		ExternalTrafficPolicy: corev1.ServiceExternalTrafficPolicyLocal,
 		Annotations:           map[string]string{"example.com/team": "payments"},
 	}
-	sp.NetworkPolicy = ftpv1alpha1.NetworkPolicySpec{
-		AllowedSources: []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "198.51.100.0/24"}}},
-		MetricsSources: []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}},
-	}
+	sp.NetworkPolicy.AllowedSources = []networkingv1.NetworkPolicyPeer{{IPBlock: &networkingv1.IPBlock{CIDR: "198.51.100.0/24"}}}
+	sp.NetworkPolicy.MetricsSources = []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"kubernetes.io/metadata.name": "monitoring"}}}}
 	sp.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSRequired, SecretName: "partners-tls", MinVersion: "1.3", RequireSessionReuse: true}
 	sp.ActiveMode.Enabled = true
 	sp.Limits.MaxSessions, sp.Limits.MaxSessionsPerIP = 500, 10
@@ -145,9 +156,9 @@ func clusterIPServer() *ftpv1alpha1.FTPServer {
 	return s
 }
 
-// observedFor gives every fixture the same looked-up facts.
-func observedFor(s *ftpv1alpha1.FTPServer) observed {
-	obs := observed{
+// factsFor gives every fixture the same looked-up facts.
+func factsFor(s *ftpv1alpha1.FTPServer) clusterFacts {
+	facts := clusterFacts{
 		daemonImage:         "ghcr.io/kubeftp/ftp-operator:v0.1.0",
 		loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}},
 		clusterIP:           "10.96.0.42",
@@ -155,22 +166,22 @@ func observedFor(s *ftpv1alpha1.FTPServer) observed {
 	}
 	for _, v := range s.Spec.Volumes {
 		if v.ClaimTemplate != nil {
-			obs.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
+			facts.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
 		} else {
-			obs.claimAccessModes[v.Name] = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
+			facts.claimAccessModes[v.Name] = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
 		}
 	}
 	for _, u := range s.Spec.Users {
-		obs.users = append(obs.users, resolvedUser{name: u.Name, passwordHash: fixtureHash, home: userHome(s, u), readOnly: u.ReadOnly})
+		facts.users = append(facts.users, resolvedUser{name: u.Name, passwordHash: fixtureHash, home: userHome(s, u), readOnly: u.ReadOnly})
 	}
-	return obs
+	return facts
 }
 
 // desiredObjects renders everything the builders make for s (desiredSetFor, as the reconciler
 // does), in a stable order.
 func desiredObjects(t *testing.T, s *ftpv1alpha1.FTPServer) []any {
 	t.Helper()
-	d, err := desiredSetFor(s, observedFor(s))
+	d, err := desiredSetFor(s, factsFor(s))
 	if err != nil {
 		t.Fatal(err)
 	}

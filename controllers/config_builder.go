@@ -31,17 +31,17 @@ func (a advertisedAddress) String() string {
 
 // advertisedAddressFor decides the PASV address: the spec's address when set, else what the
 // Service offers: the load balancer's address, or the cluster IP for type ClusterIP.
-func advertisedAddressFor(s *ftpv1alpha1.FTPServer, obs observed) advertisedAddress {
+func advertisedAddressFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) advertisedAddress {
 	if a := s.Spec.PassiveAddress.Address; a != "" {
 		return addressFromString(a)
 	}
 	switch s.Spec.Service.Type {
 	case corev1.ServiceTypeClusterIP:
-		if ip, err := netip.ParseAddr(obs.clusterIP); err == nil && ip.Is4() {
-			return advertisedAddress{static: obs.clusterIP}
+		if ip, err := netip.ParseAddr(facts.clusterIP); err == nil && ip.Is4() {
+			return advertisedAddress{static: facts.clusterIP}
 		}
 	case corev1.ServiceTypeLoadBalancer, "":
-		ip, hostname := obs.loadBalancerAddress()
+		ip, hostname := facts.loadBalancerAddress()
 		return advertisedAddress{static: ip, hostname: hostname}
 	}
 	return advertisedAddress{}
@@ -55,7 +55,7 @@ func addressFromString(a string) advertisedAddress {
 }
 
 // ftpdConfigFor renders the daemon's ftpd.yaml, advertising addr (advertisedAddressFor).
-func ftpdConfigFor(s *ftpv1alpha1.FTPServer, obs observed, addr advertisedAddress) *fileconfig.Config {
+func ftpdConfigFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, addr advertisedAddress) *fileconfig.Config {
 	spec := s.Spec
 	passive := fileconfig.PortRange{Start: int(spec.Ports.Passive.Start), End: int(spec.Ports.Passive.End)}
 	cfg := &fileconfig.Config{
@@ -71,7 +71,7 @@ func ftpdConfigFor(s *ftpv1alpha1.FTPServer, obs observed, addr advertisedAddres
 			Address: fileconfig.PassiveAddress{
 				Static:    addr.static,
 				Hostname:  addr.hostname,
-				Overrides: overridesFor(s, obs),
+				Overrides: overridesFor(s, facts),
 			},
 		},
 		Active: fileconfig.Active{Enabled: spec.ActiveMode.Enabled},
@@ -96,7 +96,7 @@ func ftpdConfigFor(s *ftpv1alpha1.FTPServer, obs observed, addr advertisedAddres
 	return cfg
 }
 
-func overridesFor(s *ftpv1alpha1.FTPServer, obs observed) []fileconfig.Override {
+func overridesFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) []fileconfig.Override {
 	var out []fileconfig.Override
 	for _, o := range s.Spec.PassiveAddress.Overrides {
 		fo := fileconfig.Override{CIDRs: append([]string(nil), o.CIDRs...)}
@@ -104,10 +104,10 @@ func overridesFor(s *ftpv1alpha1.FTPServer, obs observed) []fileconfig.Override 
 		case ftpv1alpha1.PassiveAddressPodIP:
 			fo.UsePodIP = true
 		case ftpv1alpha1.PassiveAddressServiceClusterIP:
-			if obs.clusterIP == "" || obs.clusterIP == corev1.ClusterIPNone {
+			if facts.clusterIP == "" || facts.clusterIP == corev1.ClusterIPNone {
 				continue // not allocated yet; the next reconcile adds it
 			}
-			fo.Address = obs.clusterIP
+			fo.Address = facts.clusterIP
 		default:
 			fo.Address = o.Address
 		}

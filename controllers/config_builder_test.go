@@ -46,7 +46,7 @@ func TestPassiveAddressFor(t *testing.T) {
 			s := minimalServer()
 			s.Spec.Service.Type = tc.serviceType
 			s.Spec.PassiveAddress.Address = tc.specAddress
-			got := advertisedAddressFor(s, observed{loadBalancerIngress: tc.ingress, clusterIP: tc.clusterIP})
+			got := advertisedAddressFor(s, clusterFacts{loadBalancerIngress: tc.ingress, clusterIP: tc.clusterIP})
 			if got != tc.want {
 				t.Fatalf("got %+v, want %+v", got, tc.want)
 			}
@@ -57,10 +57,10 @@ func TestPassiveAddressFor(t *testing.T) {
 // TestRestartChecksumFollowsWhatTheDaemonReloads: the pods roll for changes the daemon cannot
 // apply live, and only for those (the classification is fileconfig's, shared with the daemon).
 func TestRestartChecksumFollowsWhatTheDaemonReloads(t *testing.T) {
-	lb := observed{loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}}
-	checksum := func(t *testing.T, s *ftpv1alpha1.FTPServer, obs observed) string {
+	lb := clusterFacts{loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}}
+	checksum := func(t *testing.T, s *ftpv1alpha1.FTPServer, facts clusterFacts) string {
 		t.Helper()
-		sum, err := restartChecksum(ftpdConfigFor(s, obs, advertisedAddressFor(s, obs)))
+		sum, err := restartChecksum(ftpdConfigFor(s, facts, advertisedAddressFor(s, facts)))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -69,32 +69,32 @@ func TestRestartChecksumFollowsWhatTheDaemonReloads(t *testing.T) {
 	base := checksum(t, minimalServer(), lb)
 	tests := []struct {
 		name   string
-		change func(*ftpv1alpha1.FTPServer, *observed)
+		change func(*ftpv1alpha1.FTPServer, *clusterFacts)
 		rolls  bool
 	}{
-		{"a new load balancer address", func(_ *ftpv1alpha1.FTPServer, o *observed) {
+		{"a new load balancer address", func(_ *ftpv1alpha1.FTPServer, o *clusterFacts) {
 			o.loadBalancerIngress = []corev1.LoadBalancerIngress{{IP: "203.0.113.99"}}
 		}, false},
-		{"session limits", func(s *ftpv1alpha1.FTPServer, _ *observed) {
+		{"session limits", func(s *ftpv1alpha1.FTPServer, _ *clusterFacts) {
 			s.Spec.Limits.MaxSessions, s.Spec.Limits.MaxSessionsPerIP = 7, 2
 		}, false},
-		{"ban settings", func(s *ftpv1alpha1.FTPServer, _ *observed) { s.Spec.Limits.MaxFailedLogins = 9 }, false},
-		{"TLS on", func(s *ftpv1alpha1.FTPServer, _ *observed) {
+		{"ban settings", func(s *ftpv1alpha1.FTPServer, _ *clusterFacts) { s.Spec.Limits.MaxFailedLogins = 9 }, false},
+		{"TLS on", func(s *ftpv1alpha1.FTPServer, _ *clusterFacts) {
 			s.Spec.TLS = ftpv1alpha1.TLSSpec{Mode: ftpv1alpha1.TLSExplicit, SecretName: "x", MinVersion: "1.2"}
 		}, true},
-		{"idle timeout", func(s *ftpv1alpha1.FTPServer, _ *observed) {
+		{"idle timeout", func(s *ftpv1alpha1.FTPServer, _ *clusterFacts) {
 			s.Spec.Limits.IdleTimeout = &metav1.Duration{Duration: time.Minute}
 		}, true},
-		{"passive range", func(s *ftpv1alpha1.FTPServer, _ *observed) { s.Spec.Ports.Passive.End++ }, true},
-		{"drain timeout", func(s *ftpv1alpha1.FTPServer, _ *observed) {
+		{"passive range", func(s *ftpv1alpha1.FTPServer, _ *clusterFacts) { s.Spec.Ports.Passive.End++ }, true},
+		{"drain timeout", func(s *ftpv1alpha1.FTPServer, _ *clusterFacts) {
 			s.Spec.DrainTimeout = &metav1.Duration{Duration: 17 * time.Second}
 		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, obs := minimalServer(), lb
-			tt.change(s, &obs)
-			if rolled := checksum(t, s, obs) != base; rolled != tt.rolls {
+			s, facts := minimalServer(), lb
+			tt.change(s, &facts)
+			if rolled := checksum(t, s, facts) != base; rolled != tt.rolls {
 				t.Fatalf("restart checksum changed = %v, want %v", rolled, tt.rolls)
 			}
 		})
@@ -117,7 +117,7 @@ func TestDrainTimeoutEdges(t *testing.T) {
 		t.Run(tt.drain.String(), func(t *testing.T) {
 			s := minimalServer()
 			s.Spec.DrainTimeout = &metav1.Duration{Duration: tt.drain}
-			cm, err := configMapFor(s, ftpdConfigFor(s, observed{}, advertisedAddress{}))
+			cm, err := configMapFor(s, ftpdConfigFor(s, clusterFacts{}, advertisedAddress{}))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -128,7 +128,7 @@ func TestDrainTimeoutEdges(t *testing.T) {
 			if got := parsed.DrainTimeout.Duration; got != tt.drain {
 				t.Fatalf("the daemon reads drainTimeout %v, want %v", got, tt.drain)
 			}
-			dep := deploymentFor(s, observed{}, "sum")
+			dep := deploymentFor(s, clusterFacts{}, "sum")
 			if got := *dep.Spec.Template.Spec.TerminationGracePeriodSeconds; got != tt.grace {
 				t.Fatalf("terminationGracePeriodSeconds = %d, want %d", got, tt.grace)
 			}

@@ -20,10 +20,18 @@ import (
 // SIGKILL never lands before the daemon's own drain deadline has passed and it has closed up.
 const drainGrace = 10
 
+// replicasOf is spec.replicas with its default (1).
+func replicasOf(s *ftpv1alpha1.FTPServer) int32 {
+	if s.Spec.Replicas == nil {
+		return 1
+	}
+	return *s.Spec.Replicas
+}
+
 // deploymentFor builds the daemon Deployment. Its pod template depends only on the spec and
 // the restart checksum: never on the PASV address or the users, which the daemon reloads, so
 // those changes do not roll the pods.
-func deploymentFor(s *ftpv1alpha1.FTPServer, obs observed, checksum string) *appsv1.Deployment {
+func deploymentFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, checksum string) *appsv1.Deployment {
 	labels := commonLabels(s)
 	podLabels := commonLabels(s)
 	for k, v := range s.Spec.Pod.Labels {
@@ -39,7 +47,7 @@ func deploymentFor(s *ftpv1alpha1.FTPServer, obs observed, checksum string) *app
 
 	image := s.Spec.Image
 	if image == "" {
-		image = obs.daemonImage
+		image = facts.daemonImage
 	}
 
 	return &appsv1.Deployment{
@@ -48,7 +56,7 @@ func deploymentFor(s *ftpv1alpha1.FTPServer, obs observed, checksum string) *app
 		Spec: appsv1.DeploymentSpec{
 			Replicas: ptr.To(replicasOf(s)),
 			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(s)},
-			Strategy: strategyFor(s, obs),
+			Strategy: strategyFor(s, facts),
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
 				Spec: corev1.PodSpec{
@@ -104,9 +112,9 @@ func podSecurityContext(s *ftpv1alpha1.FTPServer) *corev1.PodSecurityContext {
 
 // strategyFor picks Recreate when a volume can be mounted by one node only: a surge pod on
 // another node would hang waiting for the volume while the old one still holds it.
-func strategyFor(s *ftpv1alpha1.FTPServer, obs observed) appsv1.DeploymentStrategy {
+func strategyFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) appsv1.DeploymentStrategy {
 	for _, v := range s.Spec.Volumes {
-		modes := obs.claimAccessModes[v.Name]
+		modes := facts.claimAccessModes[v.Name]
 		if len(modes) == 0 || slices.Contains(modes, corev1.ReadWriteOnce) || slices.Contains(modes, corev1.ReadWriteOncePod) {
 			return appsv1.DeploymentStrategy{Type: appsv1.RecreateDeploymentStrategyType}
 		}

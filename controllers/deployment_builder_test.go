@@ -31,7 +31,7 @@ func TestPodSysctls(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			s := minimalServer()
 			s.Spec.Pod.SecurityContext, s.Spec.Pod.Sysctls = tc.context, tc.sysctls
-			got := deploymentFor(s, observedFor(s), "sum").Spec.Template.Spec.SecurityContext
+			got := deploymentFor(s, factsFor(s), "sum").Spec.Template.Spec.SecurityContext
 			if !reflect.DeepEqual(got.Sysctls, tc.want) {
 				t.Errorf("sysctls = %v, want %v", got.Sysctls, tc.want)
 			}

@@ -36,7 +36,7 @@ type desiredSet struct {
 // desiredSetFor builds the desired objects of s. With a blocker from the look-up (a missing
 // password Secret, say) the users are incomplete; the reconciler then never applies the users
 // Secret or the Deployment built from them.
-func desiredSetFor(s *ftpv1alpha1.FTPServer, facts observed) (desiredSet, error) {
+func desiredSetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (desiredSet, error) {
 	d := desiredSet{
 		claims:  claimsFor(s),
 		service: serviceFor(s),

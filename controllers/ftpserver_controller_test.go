@@ -14,21 +14,23 @@ import (
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/go-logr/logr"
 	"golang.org/x/crypto/bcrypt"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -47,43 +49,32 @@ func TestMain(m *testing.M) {
 
 const testImage = "example.invalid/ftp-operator:test"
 
-// startManager runs the reconciler in a manager against the test API server until the test ends;
-// options adjust the reconciler first.
-func startManager(t *testing.T, options ...func(*FTPServerReconciler)) {
+// startManager runs the operator's manager (NewManager, as `ftp-operator manager` wires it)
+// against the test API server until the test ends; adjust changes its options first.
+func startManager(t *testing.T, adjust ...func(*ManagerOptions)) {
 	t.Helper()
 	if env == nil {
 		t.Skip(skipReason)
 	}
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// Each test starts its own manager with the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		t.Fatalf("create manager: %v", err)
-	}
 	daemons = &testenv.InstantDaemons{Client: env.Client}
-	r := &FTPServerReconciler{
-		Client: mgr.GetClient(), DaemonImage: testImage, BcryptCost: bcrypt.MinCost, Recorder: mgr.GetEventRecorder("ftp-operator"),
-		ConfigProber: daemons,
+	o := ManagerOptions{
+		Scheme: env.Scheme, DaemonImage: testImage, BcryptCost: bcrypt.MinCost, ConfigProber: daemons,
+		// Each test starts its own manager with the same controller name.
+		SkipNameValidation: true,
 	}
-	for _, o := range options {
-		o(r)
+	for _, a := range adjust {
+		a(&o)
 	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatalf("register reconciler: %v", err)
+	mgr, err := NewManager(env.Config, o)
+	if err != nil {
+		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	stop := testenv.RunManager(mgr, nil)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("manager stopped with error: %v", err)
 		}
-		deleteTestServices()
+		deleteTestServices(t)
 	})
 }
 
@@ -91,14 +82,18 @@ func startManager(t *testing.T, options ...func(*FTPServerReconciler)) {
 // re-create them. envtest runs neither the namespace controller nor the garbage collector, and
 // left-over Services keep their randomly allocated node ports, which can take the fixed ports a
 // later test asks for.
-func deleteTestServices() {
+func deleteTestServices(t *testing.T) {
+	t.Helper()
 	var svcs corev1.ServiceList
 	if err := env.Client.List(context.Background(), &svcs); err != nil {
+		t.Errorf("list Services to clean up: %v", err)
 		return
 	}
 	for i := range svcs.Items {
 		if svcs.Items[i].Namespace != "default" {
-			_ = env.Client.Delete(context.Background(), &svcs.Items[i])
+			if err := env.Client.Delete(context.Background(), &svcs.Items[i]); client.IgnoreNotFound(err) != nil {
+				t.Errorf("delete Service %s/%s: %v", svcs.Items[i].Namespace, svcs.Items[i].Name, err)
+			}
 		}
 	}
 }
@@ -136,22 +131,6 @@ func newFTPServer(ns, name string) *ftpv1alpha1.FTPServer {
 	}
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, error)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s (last error: %v)", timeout, what, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func get[T client.Object](t *testing.T, ns, name string, obj T) T {
 	t.Helper()
 	if err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj); err != nil {
@@ -160,12 +139,24 @@ func get[T client.Object](t *testing.T, ns, name string, obj T) T {
 	return obj
 }
 
+// exists reads an object into obj: false only when the API server answers NotFound; any other
+// failure is returned as an error, never taken for an absent object.
 func exists(ns, name string, obj client.Object) (bool, error) {
 	err := env.Client.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, obj)
-	if err != nil {
-		return false, err
+	switch {
+	case apierrors.IsNotFound(err):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("get %T %s/%s: %w", obj, ns, name, err)
 	}
 	return true, nil
+}
+
+// gone is true only when the API server answers NotFound, so a deletion test cannot pass on a
+// failed read.
+func gone(ns, name string, obj client.Object) (bool, error) {
+	ok, err := exists(ns, name, obj)
+	return !ok && err == nil, err
 }
 
 func readyCondition(t *testing.T, ns, name string) *metav1.Condition {
@@ -180,7 +171,7 @@ func readyCondition(t *testing.T, ns, name string) *metav1.Condition {
 func waitForReason(t *testing.T, ns, name, reason string) *metav1.Condition {
 	t.Helper()
 	var c *metav1.Condition
-	eventually(t, 20*time.Second, "Ready reason "+reason, func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "Ready reason "+reason, func() (bool, error) {
 		c = readyCondition(t, ns, name)
 		return c != nil && c.Reason == reason, fmt.Errorf("ready condition: %+v", c)
 	})
@@ -240,6 +231,24 @@ func usersFile(t *testing.T, ns, name string) *fileconfig.UsersFile {
 	return f
 }
 
+// TestGoneOnlyOnNotFound: the deletion tests wait for gone, which must not take a failed read
+// for an absent object (a helper that did passed them without any deletion).
+func TestGoneOnlyOnNotFound(t *testing.T) {
+	if env == nil {
+		t.Skip(skipReason)
+	}
+	ns := newNamespace(t)
+	if absent, err := gone(ns, "nothing", &corev1.ConfigMap{}); !absent || err != nil {
+		t.Fatalf("a ConfigMap that does not exist: gone=%v err=%v, want true and no error", absent, err)
+	}
+	// A kind no API server serves: the read fails, and that says nothing about the object.
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(schema.GroupVersionKind{Group: "example.invalid", Version: "v1", Kind: "Nothing"})
+	if absent, err := gone(ns, "nothing", u); absent || err == nil {
+		t.Fatalf("a failed read: gone=%v err=%v, want false and the error", absent, err)
+	}
+}
+
 func TestCreateBuildsOwnedObjectsAndBecomesReady(t *testing.T) {
 	startManager(t)
 	ctx := context.Background()
@@ -254,14 +263,14 @@ func TestCreateBuildsOwnedObjectsAndBecomesReady(t *testing.T) {
 	owned := []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.Secret{}, &networkingv1.NetworkPolicy{}, &corev1.PersistentVolumeClaim{}}
 	names := []string{"files", "files", "files-config", "files-users", "files", "files-scratch"}
 	for i, obj := range owned {
-		eventually(t, 20*time.Second, fmt.Sprintf("%T %s", obj, names[i]), func() (bool, error) { return exists(ns, names[i], obj) })
+		poll.Eventually(t, 20*time.Second, fmt.Sprintf("%T %s", obj, names[i]), func() (bool, error) { return exists(ns, names[i], obj) })
 		refs := obj.GetOwnerReferences()
 		if len(refs) != 1 || refs[0].Name != "files" || refs[0].Kind != "FTPServer" || !ptr.Deref(refs[0].Controller, false) {
 			t.Errorf("%T %s: owner references %+v, want the FTPServer as controller", obj, names[i], refs)
 		}
 	}
 	retained := &corev1.PersistentVolumeClaim{}
-	eventually(t, 10*time.Second, "retained claim", func() (bool, error) { return exists(ns, "files-data", retained) })
+	poll.Eventually(t, 10*time.Second, "retained claim", func() (bool, error) { return exists(ns, "files-data", retained) })
 	if len(retained.OwnerReferences) != 0 {
 		t.Errorf("claim with reclaimPolicy Retain has owner references %+v; garbage collection would delete the data", retained.OwnerReferences)
 	}
@@ -282,7 +291,7 @@ func TestCreateBuildsOwnedObjectsAndBecomesReady(t *testing.T) {
 	template := get(t, ns, "files", &appsv1.Deployment{}).Spec.Template
 
 	setLoadBalancerIP(t, ns, "files", "203.0.113.7")
-	eventually(t, 20*time.Second, "the PASV address in the ConfigMap", func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "the PASV address in the ConfigMap", func() (bool, error) {
 		return configData(t, ns, "files").Passive.Address.Static == "203.0.113.7", nil
 	})
 	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForPods)
@@ -311,7 +320,7 @@ func readyServer(t *testing.T, ns, name string) {
 	if err := env.Client.Create(context.Background(), newFTPServer(ns, name)); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "Service", func() (bool, error) { return exists(ns, name, &corev1.Service{}) })
+	poll.Eventually(t, 20*time.Second, "Service", func() (bool, error) { return exists(ns, name, &corev1.Service{}) })
 	setLoadBalancerIP(t, ns, name, "203.0.113.8")
 	waitForReason(t, ns, name, ftpv1alpha1.ReasonWaitingForPods)
 	markDeploymentAvailable(t, ns, name)
@@ -329,7 +338,7 @@ func TestPasswordChangeUpdatesUsersWithoutRollout(t *testing.T) {
 	if err := env.Client.Update(context.Background(), secret); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 20*time.Second, "the new password in the users Secret", func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "the new password in the users Secret", func() (bool, error) {
 		u := usersFile(t, ns, "files").Users[0]
 		return bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte("looking-glass")) == nil, nil
 	})
@@ -357,7 +366,7 @@ func TestMissingSecretIsReportedAndKeepsTheServerRunning(t *testing.T) {
 	if !meta.IsStatusConditionTrue(s.Status.Conditions, ftpv1alpha1.ConditionStalled) {
 		t.Fatalf("Stalled not True for a missing Secret: %+v", s.Status.Conditions)
 	}
-	eventually(t, 10*time.Second, "a Warning event for SecretNotFound", func() (bool, error) {
+	poll.Eventually(t, 10*time.Second, "a Warning event for SecretNotFound", func() (bool, error) {
 		var list eventsv1.EventList
 		if err := env.Client.List(ctx, &list, client.InNamespace(ns)); err != nil {
 			return false, err
@@ -401,7 +410,7 @@ func TestOthersFieldsSurviveAndSteadyStateWritesNothing(t *testing.T) {
 
 	// A spec change makes the reconciler rewrite its objects.
 	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Limits.MaxSessions = 150 })
-	eventually(t, 20*time.Second, "new limit in the config and a rollout for it", func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "new limit in the config and a rollout for it", func() (bool, error) {
 		dep := get(t, ns, "files", &appsv1.Deployment{})
 		return configData(t, ns, "files").Limits.MaxSessions == 150 && dep.Generation > 1, nil
 	})
@@ -461,10 +470,7 @@ func TestDeletionKeepsRetainedClaims(t *testing.T) {
 	if err := env.Client.Delete(ctx, &ftpv1alpha1.FTPServer{ObjectMeta: metav1.ObjectMeta{Name: "files", Namespace: ns}}); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "FTPServer gone", func() (bool, error) {
-		ok, _ := exists(ns, "files", &ftpv1alpha1.FTPServer{})
-		return !ok, nil
-	})
+	poll.Eventually(t, 10*time.Second, "FTPServer gone", func() (bool, error) { return gone(ns, "files", &ftpv1alpha1.FTPServer{}) })
 	// envtest runs no garbage collector, so ownership is what decides: the retained claim has no
 	// owner reference and stays; the one with reclaimPolicy Delete is owned and would be collected.
 	claim := get(t, ns, "files-data", &corev1.PersistentVolumeClaim{})
@@ -482,10 +488,7 @@ func TestNetworkPolicyCanBeDisabled(t *testing.T) {
 	ns := newNamespace(t)
 	readyServer(t, ns, "files")
 	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.NetworkPolicy.Enabled = ptr.To(false) })
-	eventually(t, 20*time.Second, "NetworkPolicy removed", func() (bool, error) {
-		ok, _ := exists(ns, "files", &networkingv1.NetworkPolicy{})
-		return !ok, nil
-	})
+	poll.Eventually(t, 20*time.Second, "NetworkPolicy removed", func() (bool, error) { return gone(ns, "files", &networkingv1.NetworkPolicy{}) })
 }
 
 func TestNodePortClashIsReportedAsPortConflict(t *testing.T) {
@@ -554,8 +557,8 @@ func TestForeignObjectsAreNeverTakenOver(t *testing.T) {
 		if len(secret.OwnerReferences) != 0 || len(secret.Data) != 1 {
 			t.Fatalf("the user's Secret was taken over: owners %v, keys %d", secret.OwnerReferences, len(secret.Data))
 		}
-		if ok, _ := exists(ns, "b", &appsv1.Deployment{}); ok {
-			t.Fatal("a Deployment was created although its users Secret is not ours")
+		if absent, err := gone(ns, "b", &appsv1.Deployment{}); !absent {
+			t.Fatalf("a Deployment was created although its users Secret is not ours (or could not be read: %v)", err)
 		}
 	})
 
@@ -567,7 +570,7 @@ func TestForeignObjectsAreNeverTakenOver(t *testing.T) {
 		if err := env.Client.Create(ctx, first); err != nil {
 			t.Fatal(err)
 		}
-		eventually(t, 20*time.Second, "claim a-b-data", func() (bool, error) { return exists(ns, "a-b-data", &corev1.PersistentVolumeClaim{}) })
+		poll.Eventually(t, 20*time.Second, "claim a-b-data", func() (bool, error) { return exists(ns, "a-b-data", &corev1.PersistentVolumeClaim{}) })
 		second := newFTPServer(ns, "a-b")
 		second.Spec.Volumes = []ftpv1alpha1.FTPVolume{{Name: "data", ClaimTemplate: &ftpv1alpha1.ClaimTemplate{Size: resource.MustParse("2Gi")}}}
 		if err := env.Client.Create(ctx, second); err != nil {
@@ -599,16 +602,17 @@ func TestRefusedClaimChangeDoesNotBlockTheRest(t *testing.T) {
 	if !strings.Contains(c.Message, "files-data") {
 		t.Fatalf("message does not name the claim: %s", c.Message)
 	}
-	eventually(t, 20*time.Second, "the new control port on the Service", func() (bool, error) {
+	poll.Eventually(t, 20*time.Second, "the new control port on the Service", func() (bool, error) {
 		svc := get(t, ns, "files", &corev1.Service{})
 		return svc.Spec.Ports[0].Port == 2100, fmt.Errorf("port %d", svc.Spec.Ports[0].Port)
 	})
 	// The Deployment is applied after the Service in the same pass: watch it for a while.
-	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+	poll.Consistently(t, 2*time.Second, "the Recreate strategy of ReadWriteOnce claims", func() error {
 		if st := get(t, ns, "files", &appsv1.Deployment{}).Spec.Strategy.Type; st != appsv1.RecreateDeploymentStrategyType {
-			t.Fatalf("strategy %s after a refused change to ReadWriteMany; the claims are still ReadWriteOnce", st)
+			return fmt.Errorf("strategy %s after a refused change to ReadWriteMany; the claims are still ReadWriteOnce", st)
 		}
-	}
+		return nil
+	})
 }
 
 // TestDeletedRetainedClaimIsRecreated: a claim kept on delete has no owner reference, yet its
@@ -638,7 +642,7 @@ func TestDeletedRetainedClaimIsRecreated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "the retained claim re-created", func() (bool, error) {
+	poll.Eventually(t, 10*time.Second, "the retained claim re-created", func() (bool, error) {
 		c := &corev1.PersistentVolumeClaim{}
 		if ok, err := exists(ns, "files-data", c); !ok {
 			return false, err
@@ -694,7 +698,7 @@ func TestReplicasZeroStopsTheServer(t *testing.T) {
 // TestEventsNormalForWaitsWarningWhenLong: waiting for the load balancer is a Normal event; the
 // same wait past WaitWarningAfter gets one Warning.
 func TestEventsNormalForWaitsWarningWhenLong(t *testing.T) {
-	startManager(t, func(r *FTPServerReconciler) { r.WaitWarningAfter = 2 * time.Second })
+	startManager(t, func(o *ManagerOptions) { o.WaitWarningAfter = 2 * time.Second })
 	ctx := context.Background()
 	ns := newNamespace(t)
 	createSecret(t, ns, "alice-ftp", map[string]string{"password": "wonderland"})
@@ -714,13 +718,15 @@ func TestEventsNormalForWaitsWarningWhenLong(t *testing.T) {
 		}
 		return n
 	}
-	eventually(t, 10*time.Second, "a Normal event for the wait", func() (bool, error) { return events(corev1.EventTypeNormal) == 1, nil })
+	poll.Eventually(t, 10*time.Second, "a Normal event for the wait", func() (bool, error) { return events(corev1.EventTypeNormal) == 1, nil })
 	if n := events(corev1.EventTypeWarning); n != 0 {
 		t.Fatalf("%d Warning events for an expected wait of under 2 s", n)
 	}
-	eventually(t, 10*time.Second, "a Warning event once the wait is long", func() (bool, error) { return events(corev1.EventTypeWarning) == 1, nil })
-	time.Sleep(3 * time.Second)
-	if n := events(corev1.EventTypeWarning); n != 1 {
-		t.Fatalf("%d Warning events for one long wait, want 1", n)
-	}
+	poll.Eventually(t, 10*time.Second, "a Warning event once the wait is long", func() (bool, error) { return events(corev1.EventTypeWarning) == 1, nil })
+	poll.Consistently(t, 3*time.Second, "one Warning for one long wait", func() error {
+		if n := events(corev1.EventTypeWarning); n != 1 {
+			return fmt.Errorf("%d Warning events, want 1", n)
+		}
+		return nil
+	})
 }

@@ -35,7 +35,7 @@ type existingObjects struct {
 // clusterState is what the look-up found: the facts the builders take, our objects as they
 // are, and the blockers among the inputs.
 type clusterState struct {
-	facts    observed
+	facts    clusterFacts
 	existing existingObjects
 	blockers []blocker
 }
@@ -45,7 +45,7 @@ type clusterState struct {
 // all blockers are reported at once.
 func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServer) (clusterState, error) {
 	st := clusterState{
-		facts:    observed{daemonImage: r.DaemonImage, claimAccessModes: map[string][]corev1.PersistentVolumeAccessMode{}},
+		facts:    clusterFacts{daemonImage: r.DaemonImage, claimAccessModes: map[string][]corev1.PersistentVolumeAccessMode{}},
 		existing: existingObjects{claims: map[string]*corev1.PersistentVolumeClaim{}},
 	}
 	var err error
@@ -91,7 +91,7 @@ func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServ
 }
 
 func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.FTPServer, st *clusterState) (*blocker, error) {
-	obs := &st.facts
+	facts := &st.facts
 	for _, v := range s.Spec.Volumes {
 		pvc, err := getOptional(ctx, r.Client, s.Namespace, claimName(s, v), &corev1.PersistentVolumeClaim{})
 		if err != nil {
@@ -101,14 +101,14 @@ func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.F
 			st.existing.claims[pvc.Name] = pvc
 		}
 		if pvc != nil && pvc.Status.Phase == corev1.ClaimPending {
-			obs.pendingClaims = append(obs.pendingClaims, pendingClaim{name: pvc.Name, storageClass: ptr.Deref(pvc.Spec.StorageClassName, "")})
+			facts.pendingClaims = append(facts.pendingClaims, pendingClaim{name: pvc.Name, storageClass: ptr.Deref(pvc.Spec.StorageClassName, "")})
 		}
 		if v.ClaimTemplate != nil {
 			// The rollout strategy follows the claim as it is: a template change the claim
 			// refuses (ClaimUpdateRejected) must not make a ReadWriteOnce claim look shareable.
-			obs.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
+			facts.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
 			if pvc != nil {
-				obs.claimAccessModes[v.Name] = pvc.Spec.AccessModes
+				facts.claimAccessModes[v.Name] = pvc.Spec.AccessModes
 			}
 			continue
 		}
@@ -117,12 +117,12 @@ func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.F
 				"volume %q uses PersistentVolumeClaim %q, which does not exist in namespace %s; create it or use a claimTemplate",
 				v.Name, v.ClaimName, s.Namespace)}, nil
 		}
-		obs.claimAccessModes[v.Name] = pvc.Spec.AccessModes
+		facts.claimAccessModes[v.Name] = pvc.Spec.AccessModes
 	}
 	return nil, nil
 }
 
-func (r *FTPServerReconciler) lookUpTLS(ctx context.Context, s *ftpv1alpha1.FTPServer, obs *observed) (*blocker, error) {
+func (r *FTPServerReconciler) lookUpTLS(ctx context.Context, s *ftpv1alpha1.FTPServer, facts *clusterFacts) (*blocker, error) {
 	if s.Spec.TLS.Mode == "" || s.Spec.TLS.Mode == ftpv1alpha1.TLSDisabled {
 		return nil, nil
 	}
@@ -140,15 +140,15 @@ func (r *FTPServerReconciler) lookUpTLS(ctx context.Context, s *ftpv1alpha1.FTPS
 		return &blocker{reason: ftpv1alpha1.ReasonSecretInvalid, message: fmt.Sprintf(
 			"TLS Secret %q has no %s and %s; it must be of type kubernetes.io/tls", name, corev1.TLSCertKey, corev1.TLSPrivateKeyKey)}, nil
 	}
-	obs.tlsSecretVersion = secret.ResourceVersion
-	obs.tlsCertificateDigest = fileconfig.ContentDigest(secret.Data[corev1.TLSCertKey])
+	facts.tlsSecretVersion = secret.ResourceVersion
+	facts.tlsCertificateDigest = fileconfig.ContentDigest(secret.Data[corev1.TLSCertKey])
 	return nil, nil
 }
 
 // resolveUsers reads each user's password and turns it into a bcrypt hash, reusing the hash
 // already in our users Secret when it still matches.
-func (r *FTPServerReconciler) resolveUsers(ctx context.Context, s *ftpv1alpha1.FTPServer, current *corev1.Secret, obs *observed) (*blocker, error) {
-	previous := previousHashes(current)
+func (r *FTPServerReconciler) resolveUsers(ctx context.Context, s *ftpv1alpha1.FTPServer, existingUsers *corev1.Secret, facts *clusterFacts) (*blocker, error) {
+	previous := previousHashes(existingUsers)
 	for _, u := range s.Spec.Users {
 		ref := u.PasswordSecretRef
 		key := ref.Key
@@ -174,7 +174,7 @@ func (r *FTPServerReconciler) resolveUsers(ctx context.Context, s *ftpv1alpha1.F
 			return &blocker{reason: ftpv1alpha1.ReasonSecretInvalid, message: fmt.Sprintf(
 				"password of user %q (Secret %q, key %q): %v", u.Name, ref.Name, key, err)}, nil
 		}
-		obs.users = append(obs.users, resolvedUser{name: u.Name, passwordHash: hash, home: userHome(s, u), readOnly: u.ReadOnly})
+		facts.users = append(facts.users, resolvedUser{name: u.Name, passwordHash: hash, home: userHome(s, u), readOnly: u.ReadOnly})
 	}
 	return nil, nil
 }

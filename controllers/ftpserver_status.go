@@ -33,12 +33,12 @@ type conclusion struct {
 // the PASV address known, the rollout done with available pods (the kubelet marks them
 // available only when the daemon's /readyz answers), and every ready pod serving the config
 // that carries the current address (served_config.go).
-func conclude(s *ftpv1alpha1.FTPServer, obs observed, applied applyResult, address advertisedAddress, pods podsSeen) conclusion {
+func conclude(s *ftpv1alpha1.FTPServer, facts clusterFacts, applied applyResult, address advertisedAddress, pods podsSeen) conclusion {
 	dep, served, trouble := applied.deployment, pods.served, pods.trouble
 	c := conclusion{
 		passiveAddress: address.String(),
 		passivePorts:   fmt.Sprintf("%d-%d", s.Spec.Ports.Passive.Start, s.Spec.Ports.Passive.End),
-		endpoint:       endpointFor(s, obs),
+		endpoint:       endpointFor(s, facts),
 	}
 	if dep != nil {
 		c.readyReplicas = dep.Status.ReadyReplicas
@@ -59,7 +59,7 @@ func conclude(s *ftpv1alpha1.FTPServer, obs observed, applied applyResult, addre
 		c.reason, c.message = trouble.reason, trouble.message
 		c.stalled, c.reconciling = trouble.stalled, !trouble.stalled
 	case !address.known():
-		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, obs), true
+		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, facts), true
 	case !rolledOut(dep, replicasOf(s)):
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, dep), true
 	case !served.checked || !served.complete(replicasOf(s)):
@@ -123,8 +123,8 @@ func stoppingMessage(s *ftpv1alpha1.FTPServer, dep *appsv1.Deployment) string {
 		dep.Status.Replicas, s.Namespace, labelInstance, s.Name)
 }
 
-func waitingForAddressMessage(s *ftpv1alpha1.FTPServer, obs observed) string {
-	if len(obs.loadBalancerIngress) > 0 {
+func waitingForAddressMessage(s *ftpv1alpha1.FTPServer, facts clusterFacts) string {
+	if len(facts.loadBalancerIngress) > 0 {
 		return fmt.Sprintf("the load balancer of Service %s/%s has only IPv6 addresses, but PASV replies carry IPv4: set passiveAddress.address", s.Namespace, s.Name)
 	}
 	if s.Spec.Service.Type == corev1.ServiceTypeClusterIP {
@@ -144,18 +144,18 @@ func waitingForPodsMessage(s *ftpv1alpha1.FTPServer, dep *appsv1.Deployment) str
 
 // endpointFor is where clients connect: the load balancer, the declared node address and node
 // port, or the Service's DNS name inside the cluster. Empty until known.
-func endpointFor(s *ftpv1alpha1.FTPServer, obs observed) string {
+func endpointFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) string {
 	port := s.Spec.Ports.Control
 	switch s.Spec.Service.Type {
 	case corev1.ServiceTypeClusterIP:
 		return fmt.Sprintf("ftp://%s.%s.svc:%d", s.Name, s.Namespace, port)
 	case corev1.ServiceTypeNodePort:
-		if obs.controlNodePort == 0 {
+		if facts.controlNodePort == 0 {
 			return ""
 		}
-		return "ftp://" + net.JoinHostPort(s.Spec.PassiveAddress.Address, strconv.Itoa(int(obs.controlNodePort)))
+		return "ftp://" + net.JoinHostPort(s.Spec.PassiveAddress.Address, strconv.Itoa(int(facts.controlNodePort)))
 	}
-	for _, in := range obs.loadBalancerIngress {
+	for _, in := range facts.loadBalancerIngress {
 		host := in.IP
 		if host == "" {
 			host = in.Hostname

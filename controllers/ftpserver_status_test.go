@@ -80,7 +80,7 @@ func TestEveryBlockerIsReported(t *testing.T) {
 		{reason: ftpv1alpha1.ReasonSecretNotFound, message: "Secret alice-ftp is missing"},
 		{reason: ftpv1alpha1.ReasonNameConflict, message: "Secret files-users is not ours"},
 	}}
-	c := conclude(minimalServer(), observed{}, applied, advertisedAddress{}, podsSeen{})
+	c := conclude(minimalServer(), clusterFacts{}, applied, advertisedAddress{}, podsSeen{})
 	if c.reason != ftpv1alpha1.ReasonNameConflict || !c.stalled || c.ready {
 		t.Fatalf("conclusion %+v, want Stalled with NameConflict first", c)
 	}

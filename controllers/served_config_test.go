@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -16,17 +17,19 @@ import (
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 )
 
 // neverReadyFor watches an FTPServer for d and fails if Ready is ever True meanwhile.
 func neverReadyFor(t *testing.T, ns, name string, d time.Duration) {
 	t.Helper()
-	for deadline := time.Now().Add(d); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+	poll.Consistently(t, d, "Ready not True", func() error {
 		s := get(t, ns, name, &ftpv1alpha1.FTPServer{})
 		if c := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReady); c != nil && c.Status == metav1.ConditionTrue {
-			t.Fatalf("Ready turned True while the pod serves an older config: %+v", c)
+			return fmt.Errorf("Ready turned True while the pod serves an older config: %+v", c)
 		}
-	}
+		return nil
+	})
 }
 
 // TestReadyWaitsForPodsToServeTheAddress: an available Deployment is not enough. Until the pod

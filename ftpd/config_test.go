@@ -1,6 +1,7 @@
 package ftpd
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -74,7 +75,8 @@ func TestAuthenticateUnknownUserSameError(t *testing.T) {
 	}
 	_, r1, e1 := db.authenticate("a", "wrong")
 	_, r2, e2 := db.authenticate("nobody", "pw")
-	if e1 != e2 || e1 == nil || r1 == r2 {
+	// One error for both, so a client cannot tell which user names exist.
+	if !errors.Is(e1, errBadCredentials) || !errors.Is(e2, errBadCredentials) || e1.Error() != e2.Error() || r1 == r2 {
 		t.Fatalf("errors %v/%v reasons %q/%q", e1, e2, r1, r2)
 	}
 	if a, _, err := db.authenticate("a", "pw"); err != nil || a.Name != "a" {

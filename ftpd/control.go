@@ -78,7 +78,7 @@ func (l *controlListener) reject(raw net.Conn, text string) {
 	go func() {
 		defer func() { <-l.rejecting }()
 		_ = raw.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
-		var w net.Conn = raw
+		w := raw
 		if l.s.cfg.TLS.Mode == TLSImplicit {
 			w = tls.Server(raw, l.s.tlsConf)
 		}
@@ -471,7 +471,7 @@ func (c *controlConn) handleAUTH(param string) (bool, error) {
 		return false, fmt.Errorf("AUTH TLS reply: %w", err)
 	}
 	// Bytes the client sent after AUTH (it should have waited for 234) belong to the handshake.
-	var under net.Conn = c.raw
+	under := c.raw
 	if c.rpos < c.rend {
 		under = &prefixConn{Conn: c.raw, prefix: append([]byte(nil), c.rbuf[c.rpos:c.rend]...)}
 		c.rpos = c.rend

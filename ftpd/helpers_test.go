@@ -22,6 +22,8 @@ import (
 
 	"github.com/jlaffaye/ftp"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/kubeftp/ftp-operator/internal/poll"
 )
 
 // Test accounts of startServer.
@@ -326,6 +328,16 @@ func (rc *rawConn) epsvPort() int {
 	return port
 }
 
+// passivePort sends cmd (EPSV or PASV) and returns the advertised port.
+func (rc *rawConn) passivePort(cmd string) int {
+	rc.t.Helper()
+	if cmd == "EPSV" {
+		return rc.epsvPort()
+	}
+	_, port := rc.pasv()
+	return port
+}
+
 // pasv sends PASV and returns the advertised address and port.
 func (rc *rawConn) pasv() (string, int) {
 	rc.t.Helper()
@@ -341,15 +353,12 @@ func (rc *rawConn) pasv() (string, int) {
 	return fmt.Sprintf("%d.%d.%d.%d", h1, h2, h3, h4), p1*256 + p2
 }
 
-// waitFor polls cond for up to 5 seconds.
+// waitFor polls cond every 10 ms for up to 5 seconds: the daemon's reactions are quick, and
+// some tests act while a short-lived state (a transfer in flight) lasts.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
+	if err := poll.Until(context.Background(), 5*time.Second, 10*time.Millisecond, what, func(context.Context) (bool, error) { return cond(), nil }); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -37,7 +37,12 @@ func BenchmarkIdleSessionMemory(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Errorf("serve: %v", err)
+		}
+	}()
 
 	var heapPer, stackPer float64
 	for i := 0; i < b.N; i++ {

@@ -233,7 +233,7 @@ func TestTLSHandshakeFailureMetrics(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			ts, cert := startTLSServer(t, tc.mode, func(c *Config) { c.HealthAddr = "127.0.0.1:0" })
 			// A good session first: successful handshakes are not counted.
-			var opt ftp.DialOption = ftp.DialWithExplicitTLS(cert.clientConfig())
+			opt := ftp.DialWithExplicitTLS(cert.clientConfig())
 			if tc.mode == TLSImplicit {
 				opt = ftp.DialWithTLS(cert.clientConfig())
 			}

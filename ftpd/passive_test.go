@@ -136,12 +136,7 @@ func TestPassivePortMapping(t *testing.T) {
 	rc := dialRaw(t, ts.Addr())
 	rc.login("alice", alicePass)
 	for _, cmd := range []string{"EPSV", "PASV"} {
-		var port int
-		if cmd == "EPSV" {
-			port = rc.epsvPort()
-		} else {
-			_, port = rc.pasv()
-		}
+		port := rc.passivePort(cmd)
 		if port < exposed.Start || port > exposed.End {
 			t.Fatalf("%s advertised port %d, want one of %v", cmd, port, exposed)
 		}
@@ -236,20 +231,28 @@ func TestAllowDataFromOtherIP(t *testing.T) {
 	}
 }
 
+// passiveMode is one way the daemon hands out passive ports.
+type passiveMode struct {
+	name   string
+	config func(*Config)
+}
+
+// passiveModes are every passive mode: no port range (standalone), and a range of n=ports ports
+// without and with multiplexing.
+func passiveModes(t *testing.T, ports int) []passiveMode {
+	return []passiveMode{
+		{"no port range", func(c *Config) { c.PassivePorts = PortRange{} }},
+		{"port range, multiplexing off", func(c *Config) { c.PassivePorts, c.DisablePassiveMultiplexing = freePortRange(t, ports), true }},
+		{"port range, multiplexing on", func(c *Config) { c.PassivePorts = freePortRange(t, ports) }},
+	}
+}
+
 // TestDataConnectionTheft: a host other than the client connects to the passive port before the
 // client does, for downloads and uploads, in every passive mode, and again on the retried
 // transfer. Its connection must be closed without carrying a byte either way, and the port must
 // keep waiting for the real client.
 func TestDataConnectionTheft(t *testing.T) {
-	modes := []struct {
-		name   string
-		config func(*Config)
-	}{
-		{"standalone without a port range", func(c *Config) { c.PassivePorts = PortRange{} }},
-		{"port range, multiplexing off", func(c *Config) { c.PassivePorts, c.DisablePassiveMultiplexing = freePortRange(t, 3), true }},
-		{"port range, multiplexing on", func(c *Config) { c.PassivePorts = freePortRange(t, 3) }},
-	}
-	for _, mode := range modes {
+	for _, mode := range passiveModes(t, 3) {
 		t.Run(mode.name, func(t *testing.T) {
 			t.Parallel()
 			ts := startServer(t, mode.config)
@@ -317,15 +320,7 @@ func expectNoData(t *testing.T, conn net.Conn) {
 // port listens on 127.0.0.1 only: not on other local addresses (127.0.0.2, ::1) and no listener
 // of the process is on the wildcard address while the transfer waits, in every passive mode.
 func TestPassiveListenersBoundToControlAddress(t *testing.T) {
-	modes := []struct {
-		name   string
-		config func(*Config)
-	}{
-		{"no port range", func(c *Config) { c.PassivePorts = PortRange{} }},
-		{"port range, multiplexing off", func(c *Config) { c.PassivePorts, c.DisablePassiveMultiplexing = freePortRange(t, 2), true }},
-		{"port range, multiplexing on", func(c *Config) { c.PassivePorts = freePortRange(t, 2) }},
-	}
-	for _, mode := range modes {
+	for _, mode := range passiveModes(t, 2) {
 		t.Run(mode.name, func(t *testing.T) {
 			ts := startServer(t, mode.config)
 			writeFile(t, filepath.Join(ts.home("alice"), "b.txt"), []byte("bound"))
@@ -333,12 +328,7 @@ func TestPassiveListenersBoundToControlAddress(t *testing.T) {
 			rc.login("alice", alicePass)
 			before := wildcardListeners(t)
 			for _, cmd := range []string{"EPSV", "PASV"} {
-				var port int
-				if cmd == "EPSV" {
-					port = rc.epsvPort()
-				} else {
-					_, port = rc.pasv()
-				}
+				port := rc.passivePort(cmd)
 				for _, other := range []string{"127.0.0.2", "::1"} {
 					if c, err := net.DialTimeout("tcp", net.JoinHostPort(other, strconv.Itoa(port)), time.Second); err == nil {
 						_ = c.Close()

@@ -55,8 +55,9 @@ func TestUsersFileKeepsPasswordsOutOfProcessList(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
+			var exitErr error // read once done is closed
+			done := make(chan struct{})
+			go func() { exitErr = cmd.Wait(); close(done) }()
 			defer func() {
 				_ = cmd.Process.Signal(syscall.SIGTERM)
 				select {
@@ -80,8 +81,8 @@ func TestUsersFileKeepsPasswordsOutOfProcessList(t *testing.T) {
 			var listen string
 			select {
 			case listen = <-addr:
-			case err := <-done:
-				t.Fatalf("daemon exited: %v", err)
+			case <-done:
+				t.Fatalf("daemon exited: %v", exitErr)
 			case <-time.After(20 * time.Second):
 				t.Fatal("daemon did not start")
 			}

@@ -2,13 +2,8 @@ package ftpd
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"math/big"
 	"net"
 	"os"
@@ -22,6 +17,7 @@ import (
 	"github.com/jlaffaye/ftp"
 
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
+	"github.com/kubeftp/ftp-operator/internal/testcert"
 )
 
 // testCert is a self-signed certificate for 127.0.0.1 and localhost, written to files.
@@ -32,40 +28,20 @@ type testCert struct {
 }
 
 // writeTestCert creates a certificate with the given serial and (re)writes certFile and keyFile
-// atomically (rename), as a Secret update would.
+// atomically (rename), as a Secret update would. It is also its own CA, which keeps the client
+// side simple.
 func writeTestCert(t *testing.T, dir string, serial int64) testCert {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	c, err := testcert.New(testcert.Options{
+		CommonName: "ftpd test " + strconv.FormatInt(serial, 10), Serial: big.NewInt(serial), ValidFor: time.Hour,
+		IPs: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"}, SelfCA: true,
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "ftpd test " + strconv.FormatInt(serial, 10)},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
-		IsCA:         true,
-		// A CA certificate that is also the server certificate keeps the client side simple.
-		BasicConstraintsValid: true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tc := testCert{certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key")}
-	replaceFile(t, tc.certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	replaceFile(t, tc.keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}))
-	tc.cert, _ = x509.ParseCertificate(der)
-	tc.pool = x509.NewCertPool()
-	tc.pool.AddCert(tc.cert)
+	tc := testCert{certFile: filepath.Join(dir, "tls.crt"), keyFile: filepath.Join(dir, "tls.key"), cert: c.Cert, pool: c.Pool()}
+	replaceFile(t, tc.certFile, c.CertPEM)
+	replaceFile(t, tc.keyFile, c.KeyPEM)
 	return tc
 }
 

@@ -141,7 +141,7 @@ func (t *transferFile) copy(w io.Writer, r io.Reader) (int64, error) {
 				return total, io.ErrShortWrite
 			}
 		}
-		if rerr == io.EOF {
+		if errors.Is(rerr, io.EOF) {
 			return total, nil
 		}
 		if isTimeout(rerr) && rd != nil {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system tools the tests use, only when missing, so it is cheap to run every time.
-# Go tools (controller-gen, kustomize) and the source-built kube-apiserver/etcd are installed by
-# the Makefile into the cache outside the work tree.
+# Go tools (controller-gen, kustomize, helm, promtool, golangci-lint) and the source-built
+# kube-apiserver/etcd are installed by the Makefile into the cache outside the work tree.
 #
 # As root it also installs what the real node of test/realnode needs besides the source-built
 # binaries: runc and the CNI plugins (bridge, host-local, loopback, portmap). A normal user cannot

@@ -39,10 +39,6 @@ type FTPServerList struct {
 	Items           []FTPServer `json:"items"`
 }
 
-func init() {
-	SchemeBuilder.Register(&FTPServer{}, &FTPServerList{})
-}
-
 // FTPServerSpec is the desired state of an FTPServer.
 //
 // Cross-field rules live here because CEL on a field only sees that field.

@@ -123,7 +123,7 @@ func TestParseRejectsBadConfigs(t *testing.T) {
 
 // replaceTopLevel swaps the top-level key of edit into doc (or appends it).
 func replaceTopLevel(doc, edit string) string {
-	key := edit[:strings.Index(edit, ":")]
+	key, _, _ := strings.Cut(edit, ":")
 	var out []string
 	skipping := false
 	for _, line := range strings.Split(doc, "\n") {

@@ -66,13 +66,14 @@ func ReloadOf(path string) Reload {
 	return 0
 }
 
-// RestartChanges names the settings that differ between two configs and need a restart.
-func RestartChanges(old, cur *Config) ([]string, error) {
-	a, err := flatten(old)
+// RestartChanges names the settings that differ between the running config and the next one and
+// need a restart.
+func RestartChanges(running, next *Config) ([]string, error) {
+	a, err := flatten(running)
 	if err != nil {
 		return nil, err
 	}
-	b, err := flatten(cur)
+	b, err := flatten(next)
 	if err != nil {
 		return nil, err
 	}

@@ -81,16 +81,16 @@ func TestRestartChangesAndDigest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			cur := base()
-			tt.change(cur)
-			got, err := RestartChanges(base(), cur)
+			next := base()
+			tt.change(next)
+			got, err := RestartChanges(base(), next)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if !slices.Equal(got, tt.want) {
 				t.Fatalf("RestartChanges = %v, want %v", got, tt.want)
 			}
-			digest, err := RestartDigest(cur)
+			digest, err := RestartDigest(next)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -30,11 +30,10 @@ import (
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -67,7 +66,11 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 	return c.next.RoundTrip(req)
 }
 
-func main() {
+func main() { os.Exit(bench()) }
+
+// bench runs the rounds and returns the exit code, so that the control plane is stopped on
+// every way out.
+func bench() int {
 	var ns sizes
 	flag.Var(&ns, "n", "number of FTPServers (repeatable; default 100 and 500)")
 	quiet := flag.Duration("quiet", 10*time.Second, "steady-state period in which writes are counted")
@@ -80,9 +83,13 @@ func main() {
 	env, reason, err := testenv.Start()
 	if err != nil || env == nil {
 		fmt.Fprintln(os.Stderr, "bench-controller: no control plane:", err, reason)
-		os.Exit(1)
+		return 1
 	}
-	defer env.Stop()
+	defer func() {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "bench-controller: stop the control plane:", err)
+		}
+	}()
 
 	fmt.Printf("| FTPServers | all objects exist | all Ready | writes/server (converge) | writes/server (%s quiet) | peak heap | peak RSS |\n", *quiet)
 	fmt.Println("|---|---|---|---|---|---|---|")
@@ -90,11 +97,11 @@ func main() {
 		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench-controller:", err)
-			_ = env.Stop() // os.Exit skips deferred calls; don't leave the API server running
-			os.Exit(1)
+			return 1
 		}
 		fmt.Println(row)
 	}
+	return 0
 }
 
 func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, error) {
@@ -105,21 +112,17 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 	cfg.QPS, cfg.Burst = 200, 400 // a production manager would raise client-go's defaults likewise
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter }
 
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme: env.Scheme, Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
+		Scheme: env.Scheme, DaemonImage: "example.invalid/ftp:bench",
+		ConfigProber: &testenv.InstantDaemons{Client: env.Client},
 		// Each round starts a fresh manager with the same controller name.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+		SkipNameValidation: true,
 	})
 	if err != nil {
 		return "", err
 	}
-	if err := (&controllers.FTPServerReconciler{
-		Client: mgr.GetClient(), DaemonImage: "example.invalid/ftp:bench",
-		ConfigProber: &testenv.InstantDaemons{Client: env.Client},
-	}).SetupWithManager(mgr); err != nil {
-		return "", err
-	}
-	go func() { _ = mgr.Start(ctx) }()
+	stop := testenv.RunManager(mgr, nil)
+	defer func() { _ = stop() }()
 	peakHeap := samplePeakHeap(ctx)
 
 	c := env.Client
@@ -151,8 +154,10 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 	}
 
 	// All owned objects exist once every Deployment does (it is applied last).
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return countDeployments(ctx, c, prefix) >= n }); err != nil {
-		return "", fmt.Errorf("waiting for %d Deployments: %w", n, err)
+	if err := poll.Until(ctx, 10*time.Minute, 200*time.Millisecond, fmt.Sprintf("%d Deployments", n), func(ctx context.Context) (bool, error) {
+		return countDeployments(ctx, c, prefix) >= n, nil
+	}); err != nil {
+		return "", err
 	}
 	allExist := time.Since(start)
 
@@ -160,8 +165,10 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 	if err := forEach(namespaces, func(ns string) error { return makeReady(ctx, c, ns) }); err != nil {
 		return "", err
 	}
-	if err := waitFor(ctx, 10*time.Minute, func() bool { return countReady(ctx, c, prefix) >= n }); err != nil {
-		return "", fmt.Errorf("waiting for %d Ready FTPServers: %w", n, err)
+	if err := poll.Until(ctx, 10*time.Minute, 200*time.Millisecond, fmt.Sprintf("%d Ready FTPServers", n), func(ctx context.Context) (bool, error) {
+		return countReady(ctx, c, prefix) >= n, nil
+	}); err != nil {
+		return "", err
 	}
 	allReady := time.Since(start)
 	converge := counter.writes.Load()
@@ -231,21 +238,6 @@ func forEach(items []string, fn func(string) error) error {
 	wg.Wait()
 	close(errs)
 	return <-errs
-}
-
-func waitFor(ctx context.Context, timeout time.Duration, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("timed out after %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return nil
 }
 
 // samplePeakHeap records the highest in-use heap until ctx ends.

@@ -138,7 +138,7 @@ func TestImageWrite(t *testing.T) {
 		t.Errorf("config %+v\nwant %+v", cf.Config, wantCfg)
 	}
 	epoch := time.Unix(0, 0).UTC()
-	if !cf.Created.Time.Equal(epoch) || len(cf.History) != 1 || !cf.History[0].Created.Time.Equal(epoch) {
+	if !cf.Created.Equal(epoch) || len(cf.History) != 1 || !cf.History[0].Created.Equal(epoch) {
 		t.Errorf("created %v, history %+v: want the epoch everywhere", cf.Created, cf.History)
 	}
 
@@ -221,7 +221,7 @@ func TestImageWriteReproducible(t *testing.T) {
 }
 
 func TestImageWriteRejects(t *testing.T) {
-	valid := func(t *testing.T) Spec { return smallSpec(t) }
+	valid := smallSpec
 	for _, tc := range []struct {
 		name   string
 		change func(*Spec)

@@ -2,6 +2,7 @@ package operatormetrics
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 )
 
 func server(ns, name string, conds ...metav1.Condition) *ftpv1alpha1.FTPServer {
@@ -87,20 +89,13 @@ func TestReadinessRegistersWhileRunning(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		done := make(chan error, 1)
 		go func() { done <- r.Start(ctx) }()
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		poll.Eventually(t, 5*time.Second, fmt.Sprintf("round %d: the collector registered", round), func() (bool, error) {
 			n, err := testutil.GatherAndCount(reg, ReadyMetric)
 			if err != nil {
-				t.Fatal(err)
+				return false, poll.Stop(err)
 			}
-			if n == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("round %d: the collector was not registered", round)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return n == 1, nil
+		})
 		cancel()
 		if err := <-done; err != nil {
 			t.Fatalf("round %d: %v", round, err)

@@ -68,7 +68,7 @@ func TestSweepOrphansKillsAnOrphanedComponent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer syscall.Kill(orphanPID, syscall.SIGKILL)
+	defer func() { _ = syscall.Kill(orphanPID, syscall.SIGKILL) }()
 	// Ours: its parent (this test) lives.
 	ours := exec.Command(fake, "300")
 	if err := ours.Start(); err != nil {

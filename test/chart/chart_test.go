@@ -12,10 +12,12 @@ import (
 	"testing"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/test/manifests"
 )
 
@@ -113,7 +115,7 @@ func checkSecureManager(t *testing.T, dep *unstructured.Unstructured) {
 		t.Error("manager container has no resource requests")
 	}
 	args, _, _ := unstructured.NestedStringSlice(c, "args")
-	if len(args) == 0 || args[0] != "manager" || !(slices.Contains(args, "--leader-elect=true") || slices.Contains(args, "--leader-elect")) {
+	if len(args) == 0 || args[0] != "manager" || (!slices.Contains(args, "--leader-elect=true") && !slices.Contains(args, "--leader-elect")) {
 		t.Errorf("manager args %v: want the manager subcommand with leader election", args)
 	}
 	image, _, _ := unstructured.NestedString(c, "image")
@@ -296,7 +298,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	if err := e.Client.Get(ctx, client.ObjectKeyFromObject(crd), crd); err != nil {
 		t.Fatalf("the release did not install the CRD: %v", err)
 	}
-	waitEstablished(t, ctx, e.Client, crd.GetName())
+	if err := manifests.WaitEstablished(ctx, e.Client, crd.GetName(), 2*time.Minute); err != nil {
+		t.Fatal(err)
+	}
 
 	servers := filepath.Join(dir, "servers.yaml")
 	if err := os.WriteFile(servers, []byte(`crds: {enabled: false}
@@ -338,39 +342,17 @@ ftpServers:
 	waitGone(t, ctx, e.Client, server)
 }
 
+// waitGone waits until the API server answers NotFound for obj.
 func waitGone(t *testing.T, ctx context.Context, c client.Client, obj *unstructured.Unstructured) {
 	t.Helper()
-	for {
-		probe := obj.DeepCopy()
-		if err := c.Get(ctx, client.ObjectKeyFromObject(obj), probe); client.IgnoreNotFound(err) == nil && err != nil {
-			return
+	err := poll.Until(ctx, 2*time.Minute, 100*time.Millisecond, manifests.Name(obj)+" gone", func(ctx context.Context) (bool, error) {
+		err := c.Get(ctx, client.ObjectKeyFromObject(obj), obj.DeepCopy())
+		if apierrors.IsNotFound(err) {
+			return true, nil
 		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("%s still exists", manifests.Name(obj))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func waitEstablished(t *testing.T, ctx context.Context, c client.Client, name string) {
-	t.Helper()
-	for {
-		crd := &unstructured.Unstructured{}
-		crd.SetAPIVersion("apiextensions.k8s.io/v1")
-		crd.SetKind("CustomResourceDefinition")
-		if err := c.Get(ctx, client.ObjectKey{Name: name}, crd); err == nil {
-			conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
-			for _, c := range conds {
-				if m := c.(map[string]any); m["type"] == "Established" && m["status"] == "True" {
-					return
-				}
-			}
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("CRD %s not established", name)
-		case <-time.After(100 * time.Millisecond):
-		}
+		return false, err
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,7 +1,6 @@
 package gitops
 
 import (
-	"context"
 	"fmt"
 	"testing"
 	"time"
@@ -13,15 +12,13 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
@@ -56,23 +53,16 @@ func TestGitOpsToolsReadTheControllersStatus(t *testing.T) {
 	expect := func(step string, reason string, ks status.Status, argo string) {
 		t.Helper()
 		var obj map[string]any
-		deadline := time.Now().Add(20 * time.Second)
-		for {
+		poll.Eventually(t, 20*time.Second, step+": Ready reason "+reason, func() (bool, error) {
 			u := &unstructured.Unstructured{}
 			u.SetGroupVersionKind(ftpv1alpha1.GroupVersion.WithKind("FTPServer"))
 			if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "files"}, u); err != nil {
-				t.Fatal(err)
+				return false, poll.Stop(err)
 			}
 			obj = u.Object
-			observed, _, _ := unstructured.NestedInt64(obj, "status", "observedGeneration")
-			if observed == u.GetGeneration() && readyReason(obj) == reason {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: timed out waiting for Ready reason %s; status: %v", step, reason, obj["status"])
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
+			generation, _, _ := unstructured.NestedInt64(obj, "status", "observedGeneration")
+			return generation == u.GetGeneration() && readyReason(obj) == reason, fmt.Errorf("status: %v", obj["status"])
+		})
 		if got := kstatusOf(t, obj); got.Status != ks {
 			t.Errorf("%s: kstatus %s (%s), want %s", step, got.Status, got.Message, ks)
 		}
@@ -143,31 +133,21 @@ func markAvailable(t *testing.T, ns string) {
 	}
 }
 
+// startManager runs the operator's manager (controllers.NewManager) until the test ends.
 func startManager(t *testing.T) {
 	t.Helper()
 	ctrl.SetLogger(logr.Discard())
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Controller:             config.Controller{SkipNameValidation: ptr.To(true)},
+	mgr, err := controllers.NewManager(env.Config, controllers.ManagerOptions{
+		Scheme: env.Scheme, DaemonImage: "example.invalid/ftp-operator:test", BcryptCost: bcrypt.MinCost,
+		ConfigProber:       &testenv.InstantDaemons{Client: env.Client},
+		SkipNameValidation: true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := &controllers.FTPServerReconciler{
-		Client: mgr.GetClient(), DaemonImage: "example.invalid/ftp-operator:test", BcryptCost: bcrypt.MinCost,
-		ConfigProber: &testenv.InstantDaemons{Client: env.Client},
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
+	stop := testenv.RunManager(mgr, nil)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("manager: %v", err)
 		}
 	})

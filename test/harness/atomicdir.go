@@ -1,10 +1,13 @@
 package harness
 
 import (
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"time"
 )
 
@@ -34,82 +37,108 @@ func writeAtomicDir(dir string, files map[string][]byte) (changed bool, err erro
 		}
 	}
 	tmpLink := filepath.Join(dir, "..data_tmp")
-	_ = os.Remove(tmpLink)
+	if err := os.Remove(tmpLink); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("remove a left-over %s: %w", tmpLink, err)
+	}
 	if err := os.Symlink(stamp, tmpLink); err != nil {
 		return false, err
 	}
-	old, _ := os.Readlink(filepath.Join(dir, "..data"))
+	old, err := os.Readlink(filepath.Join(dir, "..data"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return false, fmt.Errorf("read the current ..data of %s: %w", dir, err)
+	}
 	if err := os.Rename(tmpLink, filepath.Join(dir, "..data")); err != nil {
 		return false, err
 	}
 	for name := range files {
 		top := firstElem(name)
 		link := filepath.Join(dir, top)
-		if _, err := os.Lstat(link); os.IsNotExist(err) {
+		if _, err := os.Lstat(link); errors.Is(err, fs.ErrNotExist) {
 			if err := os.Symlink(filepath.Join("..data", top), link); err != nil {
 				return false, err
 			}
 		}
 	}
-	removeStaleLinks(dir, files)
+	if err := removeStaleLinks(dir, files); err != nil {
+		return true, err
+	}
 	if old != "" && old != stamp {
-		_ = os.RemoveAll(filepath.Join(dir, old))
+		if err := os.RemoveAll(filepath.Join(dir, old)); err != nil {
+			return true, fmt.Errorf("remove the previous content %s: %w", old, err)
+		}
 	}
 	return true, nil
 }
 
+// currentContentEquals tells whether dir already publishes exactly files. A dir that has never
+// been written (no ..data) does not; any other failure to read it is an error.
 func currentContentEquals(dir string, files map[string][]byte) (bool, error) {
 	target, err := os.Readlink(filepath.Join(dir, "..data"))
-	if err != nil {
+	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil
 	}
+	if err != nil {
+		return false, fmt.Errorf("read ..data of %s: %w", dir, err)
+	}
+	root := filepath.Join(dir, target)
 	var have []string
-	err = filepath.Walk(filepath.Join(dir, target), func(p string, info os.FileInfo, err error) error {
-		if err == nil && !info.IsDir() {
-			rel, _ := filepath.Rel(filepath.Join(dir, target), p)
-			have = append(have, rel)
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
 		}
+		rel, err := filepath.Rel(root, p)
+		have = append(have, rel)
 		return err
 	})
-	if err != nil || len(have) != len(files) {
+	if err != nil {
+		return false, fmt.Errorf("list %s: %w", root, err)
+	}
+	if len(have) != len(files) {
 		return false, nil
 	}
 	for _, rel := range have {
-		data, err := os.ReadFile(filepath.Join(dir, target, rel))
 		want, ok := files[rel]
-		if err != nil || !ok || string(data) != string(want) {
+		if !ok {
+			return false, nil
+		}
+		data, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil {
+			return false, fmt.Errorf("read %s: %w", rel, err)
+		}
+		if string(data) != string(want) {
 			return false, nil
 		}
 	}
 	return true, nil
 }
 
-func removeStaleLinks(dir string, files map[string][]byte) {
+// removeStaleLinks removes the visible names of dir that files no longer has.
+func removeStaleLinks(dir string, files map[string][]byte) error {
 	keep := map[string]bool{}
 	for name := range files {
 		keep[firstElem(name)] = true
 	}
-	entries, _ := os.ReadDir(dir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
 		names = append(names, e.Name())
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		if len(n) >= 2 && n[:2] == ".." {
+		if strings.HasPrefix(n, "..") || keep[n] {
 			continue
 		}
-		if !keep[n] {
-			_ = os.Remove(filepath.Join(dir, n))
+		if err := os.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("remove stale %s: %w", n, err)
 		}
 	}
+	return nil
 }
 
 func firstElem(name string) string {
-	for i := 0; i < len(name); i++ {
-		if name[i] == '/' {
-			return name[:i]
-		}
-	}
-	return name
+	first, _, _ := strings.Cut(name, "/")
+	return first
 }

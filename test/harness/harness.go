@@ -1,14 +1,14 @@
 // Package harness runs a local cluster around the real product, without privileges: the
 // source-built kube-apiserver and etcd with our CRD, the real kube-controller-manager and
 // kube-scheduler (Deployments, ReplicaSets, Pods, garbage collection, claim binding and
-// EndpointSlices are Kubernetes' own), the manager wired as in `ftp-operator manager`, and
-// stand-ins only for what a node and a cloud add: a kubelet and container runtime that run the
-// Pods bound to the harness's Node as local processes of the real `ftp-operator` binary, a
-// hostPath volume provisioner, and a load balancer/kube-proxy. The network comes in two modes
-// (Options.Network): loopback, unprivileged, with user-space forwarding on 127.0.0.0/8; and
-// namespace mode, as root, with a network namespace per pod behind a router namespace doing
-// nftables DNAT. The e2e tests and `make demo` use it. docs/testing.md says what is real and
-// what is stood in for.
+// EndpointSlices are Kubernetes' own), the manager as `ftp-operator manager` wires it
+// (controllers.NewManager), and stand-ins only for what a node and a cloud add: a kubelet and
+// container runtime that run the Pods bound to the harness's Node as local processes of the
+// real `ftp-operator` binary, a hostPath volume provisioner, and a load balancer/kube-proxy. The
+// network comes in two modes (Options.Network): loopback, unprivileged, with user-space
+// forwarding on 127.0.0.0/8; and namespace mode, as root, with a network namespace per pod
+// behind a router namespace doing nftables DNAT. The e2e tests and `make demo` use it.
+// docs/testing.md says what is real and what is stood in for.
 package harness
 
 import (
@@ -25,11 +25,8 @@ import (
 
 	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/controllers"
@@ -66,8 +63,9 @@ type Harness struct {
 	mu          sync.Mutex
 	lbOverrides map[string]string
 
-	cancel context.CancelFunc
-	done   sync.WaitGroup
+	stopManager func() error
+	cancel      context.CancelFunc
+	done        sync.WaitGroup
 }
 
 // Start boots the control plane, the manager and the stand-ins.
@@ -125,28 +123,19 @@ func Start(opts Options) (*Harness, error) {
 	}
 
 	ctrl.SetLogger(logr.Discard())
-	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme:                 env.Scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		// Several harnesses may run in one process (one per network mode), each with its own
-		// API server and manager: the controller's name is then registered more than once.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
-	if err != nil {
-		return fail(fmt.Errorf("create manager: %w", err))
-	}
-	r := &controllers.FTPServerReconciler{
-		Client: mgr.GetClient(), DaemonImage: NodeImage,
-		Recorder: mgr.GetEventRecorder("ftp-operator"), BcryptCost: opts.BcryptCost,
+	mgr, err := controllers.NewManager(env.Config, controllers.ManagerOptions{
+		Scheme: env.Scheme, DaemonImage: NodeImage, BcryptCost: opts.BcryptCost,
 		// The operator asks the pods which config they serve from where a cluster's pods are
 		// reachable: the node's network.
 		ConfigProber: &controllers.HTTPDaemonConfigProber{DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			return h.network.dialContext(ctx, roleNode, network, addr)
 		}},
-	}
-	if err := r.SetupWithManager(mgr); err != nil {
-		return fail(fmt.Errorf("register controller: %w", err))
+		// Several harnesses may run in one process (one per network mode), each with its own
+		// API server and manager: the controller's name is then registered more than once.
+		SkipNameValidation: true,
+	})
+	if err != nil {
+		return fail(err)
 	}
 
 	if err := env.StartKubeControllers(filepath.Join(opts.WorkDir, "kube"), func(component string) io.Writer { return h.podLog(component) }); err != nil {
@@ -163,13 +152,8 @@ func Start(opts Options) (*Harness, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	h.cancel = cancel
-	h.done.Add(4)
-	go func() {
-		defer h.done.Done()
-		if err := mgr.Start(ctx); err != nil {
-			h.logf("manager: %v", err)
-		}
-	}()
+	h.stopManager = testenv.RunManager(mgr, func(err error) { h.logf("manager: %v", err) })
+	h.done.Add(3)
 	go func() { defer h.done.Done(); h.node.run(ctx) }()
 	go func() { defer h.done.Done(); h.runServices(ctx) }()
 	go func() { defer h.done.Done(); h.runProvisioner(ctx) }()
@@ -180,6 +164,7 @@ func Start(opts Options) (*Harness, error) {
 // control plane.
 func (h *Harness) Stop() error {
 	h.cancel()
+	_ = h.stopManager() // its error was logged when it returned
 	h.done.Wait()
 	h.network.close()
 	return h.env.Stop()
@@ -295,9 +280,10 @@ func (h *Harness) WaitReason(ctx context.Context, namespace, name, reason string
 	return testenv.WaitFTPServer(ctx, h.Client, namespace, name, timeout, "Ready reason "+reason, testenv.HasReason(reason))
 }
 
-// poll runs sync now and then every interval until ctx ends, logging its errors under what.
-// The stand-ins reconcile by polling: simple, and fast enough at test scale.
-func (h *Harness) poll(ctx context.Context, interval time.Duration, what string, sync func(context.Context) error) {
+// syncEvery runs sync now and then every interval until ctx ends, logging its errors under
+// what. The stand-ins reconcile by polling: simple, and fast enough at test scale. (A wait for
+// a condition is internal/poll's; this never ends by itself.)
+func (h *Harness) syncEvery(ctx context.Context, interval time.Duration, what string, sync func(context.Context) error) {
 	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for {

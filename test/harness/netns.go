@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -94,7 +95,7 @@ type netnsPod struct {
 
 // NetnsAvailable tells whether the namespace mode can run here: it needs root (network
 // namespaces, nftables), ip(8) and nft(8), and a kernel that allows both inside a namespace.
-func NetnsAvailable() error {
+func NetnsAvailable() (err error) {
 	if os.Geteuid() != 0 {
 		return errors.New("the namespace network mode needs root (network namespaces and nftables)")
 	}
@@ -107,7 +108,12 @@ func NetnsAvailable() error {
 	if err := runCmd("ip", "netns", "add", probe); err != nil {
 		return fmt.Errorf("cannot create a network namespace: %w", err)
 	}
-	defer func() { _ = runCmd("ip", "netns", "del", probe) }()
+	defer func() {
+		// A probe left behind would be a namespace nobody removes: say so.
+		if derr := deleteNamespace(probe); derr != nil && err == nil {
+			err = derr
+		}
+	}()
 	if err := runCmd("ip", "netns", "exec", probe, "nft", "list", "ruleset"); err != nil {
 		return fmt.Errorf("nftables does not work inside a network namespace: %w", err)
 	}
@@ -450,7 +456,11 @@ func deleteNamespace(name string) error {
 // run killed before it could stop).
 func removeStaleNamespaces(h *Harness) {
 	entries, err := os.ReadDir("/run/netns")
+	if errors.Is(err, fs.ErrNotExist) {
+		return // no namespace was ever made here
+	}
 	if err != nil {
+		h.logf("network: cannot look for stale namespaces: %v", err)
 		return
 	}
 	re := regexp.MustCompile(`^` + regexp.QuoteMeta(netnsPrefix) + `(\d+)-`)

@@ -108,7 +108,7 @@ func newNode(h *Harness) *node {
 
 // run registers the node and syncs its pods until ctx ends, then stops every pod.
 func (n *node) run(ctx context.Context) {
-	n.h.poll(ctx, 250*time.Millisecond, "node", n.sync)
+	n.h.syncEvery(ctx, 250*time.Millisecond, "node", n.sync)
 	n.stopAll()
 }
 

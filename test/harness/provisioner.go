@@ -30,7 +30,7 @@ const (
 // which the PV controller then binds; a Released volume whose policy is Delete is removed with
 // its directory. Binding, the claim's phase and reclaim are Kubernetes' own.
 func (h *Harness) runProvisioner(ctx context.Context) {
-	h.poll(ctx, 250*time.Millisecond, "provisioner", h.provision)
+	h.syncEvery(ctx, 250*time.Millisecond, "provisioner", h.provision)
 }
 
 // createStorageClass makes the default StorageClass (the DefaultStorageClass admission plugin

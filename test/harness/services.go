@@ -12,7 +12,7 @@ import (
 // gives LoadBalancer Services an external address in their status and forwards their ports (and
 // node ports of NodePort Services) to the ready pod they select.
 func (h *Harness) runServices(ctx context.Context) {
-	h.poll(ctx, 250*time.Millisecond, "loadbalancer", h.syncServices)
+	h.syncEvery(ctx, 250*time.Millisecond, "loadbalancer", h.syncServices)
 }
 
 func (h *Harness) syncServices(ctx context.Context) error {

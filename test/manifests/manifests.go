@@ -21,6 +21,8 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
+
+	"github.com/kubeftp/ftp-operator/internal/poll"
 )
 
 // FieldOwner is the server-side-apply field manager of the packaging tests.
@@ -180,33 +182,30 @@ func InstallTestCRDs(ctx context.Context, c client.Client) error {
 		}
 	}
 	for _, name := range names {
-		if err := waitEstablished(ctx, c, name); err != nil {
+		if err := WaitEstablished(ctx, c, name, 30*time.Second); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-func waitEstablished(ctx context.Context, c client.Client, name string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+// WaitEstablished waits until the API server serves the CRD name.
+func WaitEstablished(ctx context.Context, c client.Client, name string, timeout time.Duration) error {
+	return poll.Until(ctx, timeout, 100*time.Millisecond, "CRD "+name+" established", func(ctx context.Context) (bool, error) {
 		crd := &unstructured.Unstructured{}
 		crd.SetAPIVersion("apiextensions.k8s.io/v1")
 		crd.SetKind("CustomResourceDefinition")
-		err := c.Get(ctx, types.NamespacedName{Name: name}, crd)
-		if err == nil {
-			conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
-			for _, c := range conds {
-				if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
-					return nil
-				}
+		if err := c.Get(ctx, types.NamespacedName{Name: name}, crd); err != nil {
+			return false, err
+		}
+		conds, _, _ := unstructured.NestedSlice(crd.Object, "status", "conditions")
+		for _, c := range conds {
+			if m, ok := c.(map[string]any); ok && m["type"] == "Established" && m["status"] == "True" {
+				return true, nil
 			}
 		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("CRD %s not established after 30s (last error: %v)", name, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return false, nil
+	})
 }
 
 // YAMLBlocks returns the fenced ```yaml blocks of a Markdown document with the line each starts

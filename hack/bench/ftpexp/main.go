@@ -183,10 +183,10 @@ func (c *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 	}
 	base := &plainFile{f: f}
 	if upload {
-		switch {
-		case c.o.upload == "copy32k":
+		switch c.o.upload {
+		case "copy32k":
 			return base, nil
-		case c.o.upload == "splice":
+		case "splice":
 			return &spliceUpload{plainFile: base, o: c.o}, nil
 		default:
 			return &bufUpload{plainFile: base, o: c.o}, nil

@@ -6,9 +6,11 @@ import (
 	corev1 "k8s.io/api/core/v1"
 )
 
-// observed is what the reconciler looked up in the cluster for one FTPServer. Builders take it
-// as an input so that they stay pure functions of (spec, observed).
-type observed struct {
+// clusterFacts are what the reconciler looked up in the cluster for one FTPServer (lookUp), as
+// the builders take them, so that they stay pure functions of (spec, facts). Naming: the facts
+// are "facts"; our objects as they are in the cluster are "existing" (existingObjects); what we
+// want them to be is "desired" (desiredSet).
+type clusterFacts struct {
 	// daemonImage is the operator's own image, used unless spec.image overrides it.
 	daemonImage string
 	// users are the spec's users with their password hashes resolved from Secrets.
@@ -40,7 +42,7 @@ type resolvedUser struct {
 // loadBalancerAddress picks the address the load balancer gives clients: its first IPv4
 // address, else its first hostname (the daemon resolves it). PASV replies carry IPv4 only, so
 // an IPv6-only load balancer has no usable address.
-func (o observed) loadBalancerAddress() (ip, hostname string) {
+func (o clusterFacts) loadBalancerAddress() (ip, hostname string) {
 	for _, in := range o.loadBalancerIngress {
 		if addr, err := netip.ParseAddr(in.IP); err == nil && addr.Is4() {
 			return in.IP, ""
