@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
@@ -64,11 +65,8 @@ func parseManagerFlags(args []string) (*managerOptions, error) {
 	fs.StringVar(&opts.probeAddr, "health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	fs.BoolVar(&opts.leaderElect, "leader-elect", true, "elect a leader so that only one of several manager replicas reconciles")
 	fs.StringVar(&opts.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election Lease (the pod's namespace when empty)")
-	image := os.Getenv("FTP_OPERATOR_IMAGE")
-	if image == "" {
-		image = defaultDaemonImage
-	}
-	fs.StringVar(&opts.daemonImage, "daemon-image", image, "image of the FTP daemon pods unless an FTPServer sets spec.image (env FTP_OPERATOR_IMAGE)")
+	fs.StringVar(&opts.daemonImage, "daemon-image", os.Getenv("FTP_OPERATOR_IMAGE"),
+		"image of the FTP daemon pods unless an FTPServer sets spec.image (env FTP_OPERATOR_IMAGE); when empty, the manager's own image (read from its pod, POD_NAME and POD_NAMESPACE), else "+defaultDaemonImage)
 	// The kubeconfig flag is registered by controller-runtime on the global flag set; mirror it.
 	if f := flag.CommandLine.Lookup("kubeconfig"); f != nil {
 		fs.Var(f.Value, f.Name, f.Usage)
@@ -83,7 +81,7 @@ func parseManagerFlags(args []string) (*managerOptions, error) {
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
 	}
-	if opts.daemonImage == "" {
+	if opts.daemonImage == "" && isSet(fs, "daemon-image") {
 		return nil, usageError{fmt.Errorf("--daemon-image must not be empty")}
 	}
 	return opts, nil
@@ -93,6 +91,13 @@ func parseManagerFlags(args []string) (*managerOptions, error) {
 // it: HTTPS with authentication and authorization delegated to the API server, so that the
 // scraper needs a token whose identity may GET /metrics (the metrics-reader ClusterRole), and
 // plain HTTP only when asked for with --metrics-secure=false.
+// isSet tells whether the flag was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func metricsOptions(opts *managerOptions) metricsserver.Options {
 	o := metricsserver.Options{BindAddress: opts.metricsAddr, SecureServing: opts.metricsSecure}
 	if !opts.metricsSecure {
@@ -123,6 +128,14 @@ func runManagerUntil(ctx context.Context, opts *managerOptions) error {
 	if err != nil {
 		return fmt.Errorf("load kubeconfig: %w", err)
 	}
+	reader, err := client.New(cfg, client.Options{})
+	if err != nil {
+		return fmt.Errorf("create client: %w", err)
+	}
+	daemonImage, imageSource, err := resolveDaemonImage(ctx, reader, opts.daemonImage)
+	if err != nil {
+		return err
+	}
 	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
 		Metrics:                 ptr.To(metricsOptions(opts)),
 		HealthProbeBindAddress:  opts.probeAddr,
@@ -130,13 +143,13 @@ func runManagerUntil(ctx context.Context, opts *managerOptions) error {
 		LeaderElectionNamespace: opts.leaderElectNS,
 		ReadinessMetrics:        ctrlmetrics.Registry,
 		SkipNameValidation:      opts.skipNameValidation,
-		DaemonImage:             opts.daemonImage,
+		DaemonImage:             daemonImage,
 	})
 	if err != nil {
 		return err
 	}
 
-	setupLog.Info("starting manager", "daemonImage", opts.daemonImage, "leaderElection", opts.leaderElect,
+	setupLog.Info("starting manager", "daemonImage", daemonImage, "daemonImageFrom", imageSource, "leaderElection", opts.leaderElect,
 		"metricsAddress", opts.metricsAddr, "metricsSecure", opts.metricsSecure)
 	if err := mgr.Start(ctx); err != nil {
 		return fmt.Errorf("run manager: %w", err)

@@ -35,7 +35,7 @@ func TestManagerFlags(t *testing.T) {
 		check   func(t *testing.T, o *managerOptions)
 	}{
 		{name: "defaults", args: nil, check: func(t *testing.T, o *managerOptions) {
-			if !o.leaderElect || o.metricsAddr != ":8443" || !o.metricsSecure || o.probeAddr != ":8081" || o.daemonImage == "" {
+			if !o.leaderElect || o.metricsAddr != ":8443" || !o.metricsSecure || o.probeAddr != ":8081" {
 				t.Errorf("unexpected defaults: %+v", o)
 			}
 		}},

@@ -31,6 +31,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/internal/testenv"
 	"github.com/kubeftp/ftp-operator/test/harness"
 	"github.com/kubeftp/ftp-operator/test/realnode"
@@ -444,17 +445,10 @@ func (c *cluster) deleteAndWait(t *testing.T, ns, name string) {
 
 func eventually(t *testing.T, timeout time.Duration, what string, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	poll.Eventually(t, timeout, what, func() (bool, error) {
 		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s: %v", timeout, what, err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+		return err == nil, err
+	})
 }
 
 // hostPort strips ftp:// from a status endpoint.

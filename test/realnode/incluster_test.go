@@ -52,9 +52,9 @@ func TestInClusterOperatorOnRealNode(t *testing.T) {
 		}
 	})
 
-	// config/default with the image replaced, as a user's overlay would do it. The daemons'
-	// image (FTP_OPERATOR_IMAGE) is copied from the manager's inside config/manager, before an
-	// overlay's images rewrite: an overlay must set it too, or the daemons run the default image.
+	// config/default with the image replaced, as a user's overlay does it (`kustomize edit set
+	// image`): nothing else. The manager reads its own image from its pod and gives it to the
+	// daemons, so they follow the overlay's rewrite too.
 	overlay := filepath.Join(work, "overlay")
 	if err := os.MkdirAll(overlay, 0o755); err != nil {
 		t.Fatal(err)
@@ -69,18 +69,6 @@ images:
   - name: ghcr.io/kubeftp/ftp-operator
     newName: %[2]s
     newTag: %[3]s
-patches:
-  - patch: |-
-      apiVersion: apps/v1
-      kind: Deployment
-      metadata: {name: ftp-operator-controller-manager, namespace: ftp-operator-system}
-      spec:
-        template:
-          spec:
-            containers:
-              - name: manager
-                env:
-                  - {name: FTP_OPERATOR_IMAGE, value: "%[2]s:%[3]s"}
 `, base, repo, tag)
 	if err := os.WriteFile(filepath.Join(overlay, "kustomization.yaml"), []byte(kustomization), 0o644); err != nil {
 		t.Fatal(err)
@@ -113,6 +101,13 @@ patches:
 		t.Fatalf("%v\npods: %s\nmanager log:\n%s", err, podSummaryIn(ctx, c, operatorNamespace), c.PodLog(ns, manager))
 	}
 	t.Logf("FTPServer Ready %s after the apply: endpoint %s", time.Since(t1).Round(time.Millisecond), server.Status.Endpoint)
+	var daemon appsv1.Deployment
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: operatorNamespace, Name: "files"}, &daemon); err != nil {
+		t.Fatal(err)
+	}
+	if got := daemon.Spec.Template.Spec.Containers[0].Image; got != repo+":"+tag {
+		t.Errorf("the daemons run %s, want the overlay's image %s:%s (the manager's own)", got, repo, tag)
+	}
 	lbIP, port, _ := strings.Cut(strings.TrimPrefix(server.Status.Endpoint, "ftp://"), ":")
 	if server.Status.PassiveAddress != lbIP || port != "21" {
 		t.Fatalf("endpoint %s, PASV address %s: want the load balancer's address on port 21", server.Status.Endpoint, server.Status.PassiveAddress)

@@ -3,6 +3,7 @@ package realnode_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/kubeftp/ftp-operator/internal/poll"
 	"github.com/kubeftp/ftp-operator/test/realnode"
 )
 
@@ -422,17 +424,10 @@ func tryHTTPGet(c *realnode.Cluster, role realnode.ClientRole, addr, path string
 
 func waitFor(t *testing.T, timeout time.Duration, what string, done func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	poll.Eventually(t, timeout, what, func() (bool, error) {
 		ok, last := done()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not after %s (last: %s)", what, timeout, last)
-		}
-		time.Sleep(250 * time.Millisecond)
-	}
+		return ok, errors.New(last)
+	})
 }
 
 func realnodeCIDRContains(cidr, ip string) bool {
