@@ -498,29 +498,15 @@ func (p *linePrefixer) Write(b []byte) (int, error) {
 	}
 }
 
-// serverManifest is the lifecycle scenario's FTPServer, with its control port.
-func serverManifest(control int32) string {
-	return fmt.Sprintf(`
-apiVersion: v1
-kind: Secret
-metadata: {name: partner-ftp}
-stringData: {password: first-secret}
----
-apiVersion: ftp.kubeftp.dev/v1alpha1
-kind: FTPServer
-metadata: {name: files}
-spec:
-  volumes:
-    - name: data
-      claimTemplate: {size: 1Gi}
-  users:
-    - name: partner
-      passwordSecretRef: {name: partner-ftp}
-  ports:
-    control: %d
-    passive: {start: 30100, end: 30109}
-  drainTimeout: 20s
-`, control)
+// serverManifest is the lifecycle scenario's FTPServer (testenv.FilesServerManifest), with its
+// control port.
+func serverManifest(t *testing.T, control int32) string {
+	t.Helper()
+	m, err := testenv.FilesServerManifest(control, 20*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(m)
 }
 
 // TestLoadBalancedServerLifecycle walks one FTPServer through its life: created and Ready at the
@@ -532,7 +518,7 @@ func TestLoadBalancedServerLifecycle(t *testing.T) { eachMode(t, testLifecycle) 
 func testLifecycle(t *testing.T, c *cluster) {
 	ctx := context.Background()
 	ns := c.newNamespace(t, "lifecycle")
-	c.apply(t, ns, serverManifest(c.control))
+	c.apply(t, ns, serverManifest(t, c.control))
 	s := c.waitReady(t, ns, "files")
 	addr := hostPort(t, s.Status.Endpoint)
 	lbIP, _, _ := strings.Cut(addr, ":")

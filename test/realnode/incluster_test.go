@@ -93,7 +93,7 @@ images:
 		t.Fatal(err)
 	}
 	t1 := time.Now()
-	if err := c.Apply(ctx, operatorNamespace, []byte(ftpServerManifest)); err != nil {
+	if err := c.Apply(ctx, operatorNamespace, ftpServerManifest(t)); err != nil {
 		t.Fatal(err)
 	}
 	server, err := c.WaitReady(ctx, operatorNamespace, "files", 3*time.Minute)

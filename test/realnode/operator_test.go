@@ -25,27 +25,15 @@ const daemonImage = "localhost/ftp-operator/ftp-operator:realnode"
 
 const operatorNamespace = "realnode-ftp"
 
-var ftpServerManifest = `
-apiVersion: v1
-kind: Secret
-metadata: {name: partner-ftp}
-stringData: {password: first-secret}
----
-apiVersion: ftp.kubeftp.dev/v1alpha1
-kind: FTPServer
-metadata: {name: files}
-spec:
-  volumes:
-    - name: data
-      claimTemplate: {size: 1Gi}
-  users:
-    - name: partner
-      passwordSecretRef: {name: partner-ftp}
-  ports:
-    control: 21
-    passive: {start: 30100, end: 30109}
-  drainTimeout: 5s
-`
+// ftpServerManifest is the e2e tests' FTPServer "files" (testenv.FilesServerManifest) on port 21.
+func ftpServerManifest(t *testing.T) []byte {
+	t.Helper()
+	m, err := testenv.FilesServerManifest(21, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
 
 // TestOperatorOnRealNode runs the operator (in this process, as in the harness) against the real
 // cluster, with the daemon as a real pod of our image: the FTPServer becomes Ready at its load
@@ -91,7 +79,7 @@ func TestOperatorOnRealNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	t1 := time.Now()
-	if err := c.Apply(ctx, operatorNamespace, []byte(ftpServerManifest)); err != nil {
+	if err := c.Apply(ctx, operatorNamespace, ftpServerManifest(t)); err != nil {
 		t.Fatal(err)
 	}
 	ready, err := c.WaitReady(ctx, operatorNamespace, "files", 3*time.Minute)
