@@ -24,12 +24,7 @@ import (
 // in-cluster API access through the kubernetes Service and its readiness handshake with the
 // daemons' pod IPs are all the real ones. An FTPServer it reconciles is then used from outside.
 func TestInClusterOperatorOnRealNode(t *testing.T) {
-	if err := realnode.Available(realnode.Options{}); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the real node cannot run and CI is set: %v", err)
-		}
-		t.Skipf("the real node cannot run here: %v (set CI=1 to make this a failure)", err)
-	}
+	requireRealNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	const repo, tag = "localhost/ftp-operator/ftp-operator", "incluster"
@@ -39,18 +34,7 @@ func TestInClusterOperatorOnRealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := realnode.Start(ctx, realnode.Options{Log: &testLog{t: t}, Images: []string{archive}, SaveLogsTo: os.Getenv("REALNODE_LOGS")})
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			if err := c.Stop(); err != nil {
-				t.Errorf("stop: %v", err)
-			}
-		}
-	})
+	c := startCluster(ctx, t, archive)
 
 	// config/default with the image replaced, as a user's overlay does it (`kustomize edit set
 	// image`): nothing else. The manager reads its own image from its pod and gives it to the
@@ -141,7 +125,6 @@ images:
 		}
 		return len(pods.Items) == 0, podSummaryIn(ctx, c, operatorNamespace)
 	})
-	stopped = true
 	if err := c.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}

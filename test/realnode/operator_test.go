@@ -41,12 +41,7 @@ func ftpServerManifest(t *testing.T) []byte {
 // an EPSV client downloads, the file is on the claim's volume and the daemon logged the
 // client's own address.
 func TestOperatorOnRealNode(t *testing.T) {
-	if err := realnode.Available(realnode.Options{}); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the real node cannot run and CI is set: %v", err)
-		}
-		t.Skipf("the real node cannot run here: %v (set CI=1 to make this a failure)", err)
-	}
+	requireRealNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
@@ -58,18 +53,7 @@ func TestOperatorOnRealNode(t *testing.T) {
 	}
 	t.Logf("ftp-operator binary and image built in %s", time.Since(t0).Round(time.Millisecond))
 
-	c, err := realnode.Start(ctx, realnode.Options{Log: &testLog{t: t}, Images: []string{archive}, SaveLogsTo: os.Getenv("REALNODE_LOGS")})
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			if err := c.Stop(); err != nil {
-				t.Errorf("stop: %v", err)
-			}
-		}
-	})
+	c := startCluster(ctx, t, archive)
 
 	if err := c.StartOperator(daemonImage); err != nil {
 		t.Fatal(err)
@@ -177,7 +161,6 @@ func TestOperatorOnRealNode(t *testing.T) {
 		t.Errorf("the daemon's last log shows no drain (%v):\n%s", err, log)
 	}
 
-	stopped = true
 	if err := c.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}

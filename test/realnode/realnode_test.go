@@ -91,30 +91,12 @@ func TestMain(m *testing.M) {
 // reaches it from outside through a load balancer address, then tears everything down and
 // checks that nothing is left.
 func TestRealNode(t *testing.T) {
-	if err := realnode.Available(realnode.Options{}); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the real node cannot run and CI is set: %v", err)
-		}
-		t.Skipf("the real node cannot run here: %v (set CI=1 to make this a failure)", err)
-	}
+	requireRealNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 
 	t0 := time.Now()
-	// REALNODE_LOGS=DIR keeps the components' logs (etcd, kube-apiserver, kubelet, containerd,
-	// ...) after the run directory is gone.
-	c, err := realnode.Start(ctx, realnode.Options{Log: &testLog{t: t}, SaveLogsTo: os.Getenv("REALNODE_LOGS")})
-	if err != nil {
-		t.Fatalf("start: %v", err)
-	}
-	stopped := false
-	t.Cleanup(func() {
-		if !stopped {
-			if err := c.Stop(); err != nil {
-				t.Errorf("stop: %v", err)
-			}
-		}
-	})
+	c := startCluster(ctx, t)
 	startTook := time.Since(t0)
 
 	out, err := c.Kubectl(ctx, "get", "nodes", "-o", "wide")
@@ -294,7 +276,6 @@ func TestRealNode(t *testing.T) {
 	deleteTook := time.Since(t2)
 
 	t3 := time.Now()
-	stopped = true
 	if err := c.Stop(); err != nil {
 		t.Errorf("stop: %v", err)
 	}
@@ -420,6 +401,35 @@ func tryHTTPGet(c *realnode.Cluster, role realnode.ClientRole, addr, path string
 		return "", fmt.Errorf("%s: %s", resp.Status, b)
 	}
 	return strings.TrimSpace(string(b)), nil
+}
+
+// requireRealNode skips the test where the real node cannot run, or fails it when CI is set.
+func requireRealNode(t *testing.T) {
+	t.Helper()
+	if err := realnode.Available(realnode.Options{}); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the real node cannot run and CI is set: %v", err)
+		}
+		t.Skipf("the real node cannot run here: %v (set CI=1 to make this a failure)", err)
+	}
+}
+
+// startCluster starts a real node with images (OCI archives) imported, logging to the test,
+// and stops it when the test ends. Stop is idempotent: a test may stop it earlier to check what
+// is left behind. REALNODE_LOGS=DIR keeps the components' logs (etcd, kube-apiserver, kubelet,
+// containerd, ...) after the run directory is gone.
+func startCluster(ctx context.Context, t *testing.T, images ...string) *realnode.Cluster {
+	t.Helper()
+	c, err := realnode.Start(ctx, realnode.Options{Log: &testLog{t: t}, Images: images, SaveLogsTo: os.Getenv("REALNODE_LOGS")})
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.Stop(); err != nil {
+			t.Errorf("stop: %v", err)
+		}
+	})
+	return c
 }
 
 func waitFor(t *testing.T, timeout time.Duration, what string, done func() (bool, string)) {
