@@ -41,7 +41,10 @@ ftp = None
 def main():
     global ftp
     host, port, user, password, source, mode, op, a, b = sys.argv[1:10]
-    ftp = StrictFTP(mode, source_address=(source, 0), timeout=5)
+    # A generous per-operation timeout: a loaded CI machine (two cores, several clusters) can
+    # stall a transfer for seconds. A wrong PASV address still fails at once: the test networks
+    # refuse unreachable pod IPs instead of dropping them.
+    ftp = StrictFTP(mode, source_address=(source, 0), timeout=20)
     ftp.connect(host, int(port))
     ftp.login(user, password)
     if op == "upload":
