@@ -62,6 +62,12 @@ func diagnosePods(s *ftpv1alpha1.FTPServer, pods []corev1.Pod, pending []pending
 	// A claim is Pending for a while at every first start (a provisioner at work, or a class
 	// that binds only once the pod is scheduled); it is trouble when the scheduler gives up on
 	// the pod for it.
+	// The scheduler's verdict stays on the pod until its next attempt: "unbound immediate
+	// PersistentVolumeClaims" while no claim is pending any more is a claim bound since, and the
+	// scheduler retries on that binding. A wait, not trouble.
+	if unschedulable != nil && len(pending) == 0 && strings.Contains(strings.ToLower(unschedulable.message), "unbound immediate persistentvolumeclaims") {
+		return nil
+	}
 	if unschedulable != nil && len(pending) > 0 && blamesVolumes(unschedulable.message) {
 		c := pending[0]
 		class := fmt.Sprintf("StorageClass %q", c.storageClass)
