@@ -460,9 +460,24 @@ func (u *UsersFile) Validate() error {
 	return errors.Join(errs...)
 }
 
-// IsBcryptHash tells whether s looks like a bcrypt hash.
+// IsBcryptHash tells whether s is a bcrypt hash a login can be checked against: the $2a$, $2b$
+// or $2y$ prefix, a two-digit cost bcrypt accepts (4 to 31), and 53 characters of bcrypt's
+// base64 alphabet (22 of salt, 31 of hash). A string that only looks like one would be accepted
+// and then fail every login of its user.
 func IsBcryptHash(s string) bool {
-	return len(s) == 60 && (strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$"))
+	if len(s) != 60 || !(strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$")) {
+		return false
+	}
+	cost, err := strconv.Atoi(s[4:6])
+	if err != nil || s[6] != '$' || cost < 4 || cost > 31 {
+		return false
+	}
+	for _, r := range s[7:] {
+		if !(r == '.' || r == '/' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+			return false
+		}
+	}
+	return true
 }
 
 func checkRelative(p string) error {

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 )
 
 const validConfig = `
@@ -175,5 +177,33 @@ func TestDurationRendering(t *testing.T) {
 	}{Duration{90 * time.Second}})
 	if err != nil || strings.TrimSpace(string(out)) != "d: 1m30s" {
 		t.Fatalf("got %q, %v", out, err)
+	}
+}
+
+func TestIsBcryptHash(t *testing.T) {
+	good, err := bcrypt.GenerateFromPassword([]byte("pw"), 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name string
+		hash string
+		want bool
+	}{
+		{"a real hash", string(good), true},
+		{"$2y$ prefix", "$2y$" + string(good)[4:], true},
+		{"cost out of range", "$2a$03$" + string(good)[7:], false},
+		{"cost not a number", "$2a$xx$" + string(good)[7:], false},
+		{"no $ after the cost", "$2a$04x" + string(good)[7:], false},
+		{"a character bcrypt's base64 lacks", string(good)[:59] + "!", false},
+		{"too short", string(good)[:59], false},
+		{"another algorithm", "$1$" + string(good)[3:], false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := IsBcryptHash(tt.hash); got != tt.want {
+				t.Fatalf("IsBcryptHash(%q) = %v, want %v", tt.hash, got, tt.want)
+			}
+		})
 	}
 }
