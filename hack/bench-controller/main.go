@@ -131,6 +131,7 @@ func bench() int {
 	var ns sizes
 	flag.Var(&ns, "n", "number of FTPServers (repeatable; default 100 and 500)")
 	quiet := flag.Duration("quiet", 30*time.Second, "steady-state period in which writes are counted")
+	workers := flag.Int("workers", 0, "MaxConcurrentReconciles of the manager (0: controllers.DefaultMaxConcurrentReconciles)")
 	flag.Parse()
 	if len(ns) == 0 {
 		ns = sizes{100, 500}
@@ -151,7 +152,7 @@ func bench() int {
 	fmt.Printf("| FTPServers | all objects exist | all Ready | writes/server (converge) | writes/server (%s quiet) | peak heap | peak RSS |\n", *quiet)
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for round, n := range ns {
-		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet)
+		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet, *workers)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench-controller:", err)
 			return 1
@@ -161,7 +162,7 @@ func bench() int {
 	return 0
 }
 
-func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, error) {
+func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers int) (string, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	counter := &countingTransport{}
@@ -174,7 +175,8 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 		Scheme: env.Scheme, DaemonImage: "example.invalid/ftp:bench",
 		ConfigProber: &testenv.InstantDaemons{Client: env.Client},
 		// Each round starts a fresh manager with the same controller name.
-		SkipNameValidation: true,
+		SkipNameValidation:      true,
+		MaxConcurrentReconciles: workers,
 	})
 	if err != nil {
 		return "", err
