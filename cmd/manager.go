@@ -39,6 +39,9 @@ type managerOptions struct {
 	leaderElect     bool
 	leaderElectNS   string
 	daemonImage     string
+	kubeAPIQPS      float64
+	kubeAPIBurst    int
+	maxReconciles   int
 	zap             zap.Options
 	// skipNameValidation lets several managers register the same controller in one process, as
 	// the tests do (one after another); controller-runtime refuses a second "ftpserver" otherwise.
@@ -67,6 +70,9 @@ func parseManagerFlags(args []string) (*managerOptions, error) {
 	fs.StringVar(&opts.leaderElectNS, "leader-election-namespace", "", "namespace of the leader-election Lease (the pod's namespace when empty)")
 	fs.StringVar(&opts.daemonImage, "daemon-image", os.Getenv("FTP_OPERATOR_IMAGE"),
 		"image of the FTP daemon pods unless an FTPServer sets spec.image (env FTP_OPERATOR_IMAGE); when empty, the manager's own image (read from its pod, POD_NAME and POD_NAMESPACE), else "+defaultDaemonImage)
+	fs.Float64Var(&opts.kubeAPIQPS, "kube-api-qps", controllers.DefaultKubeAPIQPS, "requests per second the manager's client may send to the API server")
+	fs.IntVar(&opts.kubeAPIBurst, "kube-api-burst", controllers.DefaultKubeAPIBurst, "requests the manager's client may send in a burst above --kube-api-qps")
+	fs.IntVar(&opts.maxReconciles, "max-concurrent-reconciles", controllers.DefaultMaxConcurrentReconciles, "FTPServers reconciled at once (one FTPServer is never reconciled twice at once)")
 	// The kubeconfig flag is registered by controller-runtime on the global flag set; mirror it.
 	if f := flag.CommandLine.Lookup("kubeconfig"); f != nil {
 		fs.Var(f.Value, f.Name, f.Usage)
@@ -80,6 +86,9 @@ func parseManagerFlags(args []string) (*managerOptions, error) {
 	}
 	if fs.NArg() > 0 {
 		return nil, usageError{fmt.Errorf("unexpected arguments: %v", fs.Args())}
+	}
+	if opts.kubeAPIQPS <= 0 || opts.kubeAPIBurst <= 0 || opts.maxReconciles <= 0 {
+		return nil, usageError{fmt.Errorf("--kube-api-qps, --kube-api-burst and --max-concurrent-reconciles must be positive")}
 	}
 	if opts.daemonImage == "" && isSet(fs, "daemon-image") {
 		return nil, usageError{fmt.Errorf("--daemon-image must not be empty")}
@@ -144,6 +153,9 @@ func runManagerUntil(ctx context.Context, opts *managerOptions) error {
 		ReadinessMetrics:        ctrlmetrics.Registry,
 		SkipNameValidation:      opts.skipNameValidation,
 		DaemonImage:             daemonImage,
+		KubeAPIQPS:              float32(opts.kubeAPIQPS),
+		KubeAPIBurst:            opts.kubeAPIBurst,
+		MaxConcurrentReconciles: opts.maxReconciles,
 	})
 	if err != nil {
 		return err

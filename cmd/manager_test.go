@@ -44,6 +44,13 @@ func TestManagerFlags(t *testing.T) {
 				t.Errorf("daemonImage = %q", o.daemonImage)
 			}
 		}},
+		{name: "client and worker limits", args: []string{"--kube-api-qps", "50", "--kube-api-burst", "80", "--max-concurrent-reconciles", "3"}, check: func(t *testing.T, o *managerOptions) {
+			if o.kubeAPIQPS != 50 || o.kubeAPIBurst != 80 || o.maxReconciles != 3 {
+				t.Errorf("qps, burst, workers = %v, %d, %d", o.kubeAPIQPS, o.kubeAPIBurst, o.maxReconciles)
+			}
+		}},
+		{name: "zero workers", args: []string{"--max-concurrent-reconciles", "0"}, wantErr: usageError{}},
+		{name: "negative qps", args: []string{"--kube-api-qps", "-1"}, wantErr: usageError{}},
 		{name: "help", args: []string{"--help"}, wantErr: flag.ErrHelp},
 		{name: "unknown flag", args: []string{"--nope"}, wantErr: usageError{}},
 		{name: "stray argument", args: []string{"extra"}, wantErr: usageError{}},

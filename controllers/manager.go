@@ -21,6 +21,16 @@ import (
 // LeaderElectionID names the Lease the manager replicas elect a leader with.
 const LeaderElectionID = "ftp-operator.kubeftp.dev"
 
+// Client and worker defaults for a fleet of FTPServers. client-go's own 5 QPS (burst 10)
+// throttles the first reconcile of 1000 servers (about 8 writes and a few reads each) to
+// minutes; one worker makes every server wait for the reconciles ahead of it. See the controller
+// benchmark in docs/benchmarks.md.
+const (
+	DefaultKubeAPIQPS              = 100
+	DefaultKubeAPIBurst            = 200
+	DefaultMaxConcurrentReconciles = 8
+)
+
 // eventSource is the component name on the events the controller emits.
 const eventSource = "ftp-operator"
 
@@ -47,6 +57,13 @@ type ManagerOptions struct {
 	// tests start one after another, or one per test cluster); controller-runtime refuses a
 	// second "ftpserver" otherwise. A real process runs one manager.
 	SkipNameValidation bool
+	// KubeAPIQPS and KubeAPIBurst limit the manager's client; zero keeps cfg's limit, or when
+	// cfg has none either, DefaultKubeAPIQPS and DefaultKubeAPIBurst.
+	KubeAPIQPS   float32
+	KubeAPIBurst int
+	// MaxConcurrentReconciles is how many FTPServers are reconciled at once (zero:
+	// DefaultMaxConcurrentReconciles); one FTPServer is never reconciled twice at once.
+	MaxConcurrentReconciles int
 
 	// The reconciler's settings (see FTPServerReconciler).
 	DaemonImage      string
@@ -71,6 +88,16 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 	if scheme == nil {
 		scheme = NewScheme()
 	}
+	cfg = rest.CopyConfig(cfg)
+	if cfg.QPS == 0 {
+		cfg.QPS, cfg.Burst = DefaultKubeAPIQPS, DefaultKubeAPIBurst
+	}
+	if o.KubeAPIQPS != 0 {
+		cfg.QPS = o.KubeAPIQPS
+	}
+	if o.KubeAPIBurst != 0 {
+		cfg.Burst = o.KubeAPIBurst
+	}
 	metrics := metricsserver.Options{BindAddress: "0"}
 	if o.Metrics != nil {
 		metrics = *o.Metrics
@@ -83,7 +110,10 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		Controller:                    config.Controller{SkipNameValidation: &o.SkipNameValidation},
+		Controller: config.Controller{
+			SkipNameValidation:      &o.SkipNameValidation,
+			MaxConcurrentReconciles: orDefault(o.MaxConcurrentReconciles, DefaultMaxConcurrentReconciles),
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("create manager: %w", err)
@@ -112,4 +142,12 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		return nil, fmt.Errorf("add ready check: %w", err)
 	}
 	return mgr, nil
+}
+
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }

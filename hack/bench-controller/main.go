@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,10 +50,14 @@ func (s *sizes) Set(v string) error {
 	return nil
 }
 
-// countingTransport counts the manager's mutating API requests.
+// countingTransport counts the manager's mutating API requests, in total and by verb and
+// resource (e.g. "PATCH configmaps", "PUT ftpservers/status"), so that a regression in writes
+// per server says which write it is.
 type countingTransport struct {
 	next   http.RoundTripper
 	writes atomic.Int64
+	mu     sync.Mutex
+	byKind map[string]int
 }
 
 func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -61,9 +66,61 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 		// Events are bookkeeping, not object writes.
 		if !strings.Contains(req.URL.Path, "/events") {
 			c.writes.Add(1)
+			c.mu.Lock()
+			if c.byKind == nil {
+				c.byKind = map[string]int{}
+			}
+			c.byKind[req.Method+" "+resourceOf(req.URL.Path)]++
+			c.mu.Unlock()
 		}
 	}
 	return c.next.RoundTrip(req)
+}
+
+// snapshot returns the counts by verb and resource so far.
+func (c *countingTransport) snapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.byKind))
+	for k, v := range c.byKind {
+		out[k] = v
+	}
+	return out
+}
+
+// resourceOf names the resource of an API path: /api/v1/namespaces/x/configmaps/y is
+// "configmaps", .../ftpservers/y/status is "ftpservers/status".
+func resourceOf(path string) string {
+	parts := strings.Split(strings.Trim(path, "/"), "/")
+	for i, p := range parts {
+		if p == "namespaces" && i+2 < len(parts) {
+			rest := parts[i+2:]
+			if len(rest) >= 3 {
+				return rest[0] + "/" + rest[2]
+			}
+			return rest[0]
+		}
+	}
+	return path
+}
+
+// breakdown prints per-server counts by verb and resource, largest first.
+func breakdown(counts map[string]int, n int) string {
+	keys := make([]string, 0, len(counts))
+	for k := range counts {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if counts[keys[i]] != counts[keys[j]] {
+			return counts[keys[i]] > counts[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	var b strings.Builder
+	for _, k := range keys {
+		fmt.Fprintf(&b, "%s %.2f, ", k, float64(counts[k])/float64(n))
+	}
+	return strings.TrimSuffix(b.String(), ", ")
 }
 
 func main() { os.Exit(bench()) }
@@ -73,7 +130,8 @@ func main() { os.Exit(bench()) }
 func bench() int {
 	var ns sizes
 	flag.Var(&ns, "n", "number of FTPServers (repeatable; default 100 and 500)")
-	quiet := flag.Duration("quiet", 10*time.Second, "steady-state period in which writes are counted")
+	quiet := flag.Duration("quiet", 30*time.Second, "steady-state period in which writes are counted")
+	workers := flag.Int("workers", 0, "MaxConcurrentReconciles of the manager (0: controllers.DefaultMaxConcurrentReconciles)")
 	flag.Parse()
 	if len(ns) == 0 {
 		ns = sizes{100, 500}
@@ -94,7 +152,7 @@ func bench() int {
 	fmt.Printf("| FTPServers | all objects exist | all Ready | writes/server (converge) | writes/server (%s quiet) | peak heap | peak RSS |\n", *quiet)
 	fmt.Println("|---|---|---|---|---|---|---|")
 	for round, n := range ns {
-		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet)
+		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet, *workers)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench-controller:", err)
 			return 1
@@ -104,19 +162,21 @@ func bench() int {
 	return 0
 }
 
-func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, error) {
+func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers int) (string, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	counter := &countingTransport{}
 	cfg := rest.CopyConfig(env.Config)
-	cfg.QPS, cfg.Burst = 200, 400 // a production manager would raise client-go's defaults likewise
+	// The manager's own client defaults (controllers.DefaultKubeAPIQPS and Burst, and
+	// DefaultMaxConcurrentReconciles) are what is measured.
 	cfg.WrapTransport = func(rt http.RoundTripper) http.RoundTripper { counter.next = rt; return counter }
 
 	mgr, err := controllers.NewManager(cfg, controllers.ManagerOptions{
 		Scheme: env.Scheme, DaemonImage: "example.invalid/ftp:bench",
 		ConfigProber: &testenv.InstantDaemons{Client: env.Client},
 		// Each round starts a fresh manager with the same controller name.
-		SkipNameValidation: true,
+		SkipNameValidation:      true,
+		MaxConcurrentReconciles: workers,
 	})
 	if err != nil {
 		return "", err
@@ -172,9 +232,18 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration) (string, e
 	}
 	allReady := time.Since(start)
 	converge := counter.writes.Load()
+	convergeKinds := counter.snapshot()
 
 	time.Sleep(quiet)
 	steady := counter.writes.Load() - converge
+	quietKinds := counter.snapshot()
+	for k, v := range convergeKinds {
+		if quietKinds[k] -= v; quietKinds[k] == 0 {
+			delete(quietKinds, k)
+		}
+	}
+	fmt.Fprintf(os.Stderr, "n=%d writes/server converging: %s\n", n, breakdown(convergeKinds, n))
+	fmt.Fprintf(os.Stderr, "n=%d writes/server in the quiet window: %s\n", n, breakdown(quietKinds, n))
 
 	return fmt.Sprintf("| %d | %.1f s | %.1f s | %.1f | %.2f | %d MiB | %d MiB |", n, allExist.Seconds(), allReady.Seconds(),
 		float64(converge)/float64(n), float64(steady)/float64(n), peakHeap()>>20, peakRSS()>>10), nil
