@@ -460,12 +460,18 @@ func (u *UsersFile) Validate() error {
 	return errors.Join(errs...)
 }
 
+// bcryptAlphabet is bcrypt's base64 alphabet.
+const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
 // IsBcryptHash tells whether s is a bcrypt hash a login can be checked against: the $2a$, $2b$
 // or $2y$ prefix, a two-digit cost bcrypt accepts (4 to 31), and 53 characters of bcrypt's
 // base64 alphabet (22 of salt, 31 of hash). A string that only looks like one would be accepted
 // and then fail every login of its user.
 func IsBcryptHash(s string) bool {
-	if len(s) != 60 || !(strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$")) {
+	if len(s) != 60 {
+		return false
+	}
+	if prefix := s[:4]; prefix != "$2a$" && prefix != "$2b$" && prefix != "$2y$" {
 		return false
 	}
 	cost, err := strconv.Atoi(s[4:6])
@@ -473,7 +479,7 @@ func IsBcryptHash(s string) bool {
 		return false
 	}
 	for _, r := range s[7:] {
-		if !(r == '.' || r == '/' || r >= 'A' && r <= 'Z' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9') {
+		if !strings.ContainsRune(bcryptAlphabet, r) {
 			return false
 		}
 	}
