@@ -119,15 +119,27 @@ func checkSecureManager(t *testing.T, dep *unstructured.Unstructured) {
 		t.Errorf("manager args %v: want the manager subcommand with leader election", args)
 	}
 	image, _, _ := unstructured.NestedString(c, "image")
+	// The daemons run from the operator's image by default: either the install names it
+	// (FTP_OPERATOR_IMAGE, the chart) or the manager reads it from its own pod (POD_NAME and
+	// POD_NAMESPACE from the downward API, config/manager).
 	envs, _, _ := unstructured.NestedSlice(c, "env")
-	daemon := ""
+	daemon, hasDaemon := "", false
+	fieldRefs := map[string]string{}
 	for _, e := range envs {
-		if m := e.(map[string]any); m["name"] == "FTP_OPERATOR_IMAGE" {
-			daemon, _ = m["value"].(string)
+		m := e.(map[string]any)
+		name, _ := m["name"].(string)
+		if name == "FTP_OPERATOR_IMAGE" {
+			daemon, hasDaemon = m["value"].(string)
+		}
+		if path, found, _ := unstructured.NestedString(m, "valueFrom", "fieldRef", "fieldPath"); found {
+			fieldRefs[name] = path
 		}
 	}
-	if daemon != image {
+	switch {
+	case hasDaemon && daemon != image:
 		t.Errorf("FTP_OPERATOR_IMAGE %q differs from the manager image %q: the daemons must run from the operator's image by default", daemon, image)
+	case !hasDaemon && (fieldRefs["POD_NAME"] != "metadata.name" || fieldRefs["POD_NAMESPACE"] != "metadata.namespace"):
+		t.Errorf("the manager has neither FTP_OPERATOR_IMAGE nor POD_NAME/POD_NAMESPACE from the downward API (%v): it cannot give the daemons its own image", fieldRefs)
 	}
 }
 
