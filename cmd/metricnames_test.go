@@ -140,10 +140,12 @@ func addFamily(names map[string]bool, name, typ string) {
 func daemonMetricNames(t *testing.T, ctx context.Context) map[string]bool {
 	t.Helper()
 	srv, err := ftpd.NewServer(ftpd.Config{
-		ListenAddr:   "127.0.0.1:0",
-		HealthAddr:   "127.0.0.1:0",
-		Root:         t.TempDir(),
-		Users:        []ftpd.User{{Name: "alice", Password: "secret"}},
+		ListenAddr: "127.0.0.1:0",
+		HealthAddr: "127.0.0.1:0",
+		Root:       t.TempDir(),
+		// With a quota, so that the quota families exist (they appear once the first walk of
+		// the home is done).
+		Users:        []ftpd.User{{Name: "alice", Password: "secret", Quota: ftpd.Quota{MaxBytes: 1 << 20, MaxFiles: 100}}},
 		PassivePorts: ftpd.PortRange{Start: 30000, End: 30009},
 		DrainTimeout: time.Second,
 	}, nil)
@@ -163,13 +165,26 @@ func daemonMetricNames(t *testing.T, ctx context.Context) map[string]bool {
 		}
 	}()
 	poll.Eventually(t, 30*time.Second, "ftpd ready", func() (bool, error) { return srv.Ready(), nil })
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+srv.HealthAddr()+"/metrics", nil)
+	var names map[string]bool
+	poll.Eventually(t, 30*time.Second, "the daemon's /metrics with the quota families", func() (bool, error) {
+		var err error
+		if names, err = scrapeFamilies(ctx, "http://"+srv.HealthAddr()+"/metrics"); err != nil {
+			return false, err
+		}
+		return names["ftpd_sessions"] && names["ftpd_user_quota_used_bytes"], fmt.Errorf("families: %v", names)
+	})
+	return names
+}
+
+// scrapeFamilies reads the metric family names of a /metrics page.
+func scrapeFamilies(ctx context.Context, url string) (map[string]bool, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer resp.Body.Close()
 	names := map[string]bool{}
@@ -181,13 +196,7 @@ func daemonMetricNames(t *testing.T, ctx context.Context) map[string]bool {
 			addFamily(names, f[2], f[3])
 		}
 	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if !names["ftpd_sessions"] {
-		t.Fatalf("the daemon's /metrics has no ftpd_sessions: %v", names)
-	}
-	return names
+	return names, sc.Err()
 }
 
 // ruleExpressions returns every rule's expr and annotations (which may name metrics too).
