@@ -60,6 +60,19 @@ func (c *cluster) daemonPods(t *testing.T, ns, name string) []corev1.Pod {
 	return pods.Items
 }
 
+// lastDaemonLog is the log of the FTPServer's most recently ended daemon, for a failure message.
+func (c *cluster) lastDaemonLog(ns, name string) string {
+	exit, ok := c.h.LastExit(ns, name)
+	if !ok {
+		return "(no daemon has ended yet)"
+	}
+	log, err := os.ReadFile(exit.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(%s ended with %s; its log: %v)", exit.Pod, exit.Status, err)
+	}
+	return fmt.Sprintf("%s ended with %s:\n%s", exit.Pod, exit.Status, log)
+}
+
 // TestRestartRelevantChangeRollsThePod: a setting the daemon reads only at start (the idle
 // timeout) rolls the pod with the strategy the operator chose for a ReadWriteOnce claim,
 // Recreate: the old pod's daemon has exited before the new pod exists, so two daemons never
@@ -110,7 +123,19 @@ func testRestartRelevantChange(t *testing.T, c *cluster) {
 	dlDone := make(chan error, 1)
 	var dlFinished atomic.Bool
 	go func() { err := download.Wait(); dlFinished.Store(true); dlDone <- err }()
-	time.Sleep(1500 * time.Millisecond) // the transfer is under way
+	// The change must land while the data flows: wait for the first MiB on disk, not a fixed
+	// time. (A fixed 1.5 s wait on a loaded machine let the roll start before curl had opened
+	// its data connection; its connect to the terminating pod's passive port then hung until
+	// dlCtx killed it.)
+	eventually(t, 20*time.Second, "the download to be under way", func() error {
+		if dlFinished.Load() {
+			return nil // reported below, with curl's output
+		}
+		if fi, err := os.Stat(back); err != nil || fi.Size() < 1<<20 {
+			return fmt.Errorf("not 1 MiB on disk yet (%v)", err)
+		}
+		return nil
+	})
 	// The restart-relevant change, while the download runs.
 	patchSpec(t, c, ns, "roll", func(s *ftpv1alpha1.FTPServer) {
 		s.Spec.Limits.IdleTimeout = &metav1.Duration{Duration: 7 * time.Minute}
@@ -148,7 +173,7 @@ func testRestartRelevantChange(t *testing.T, c *cluster) {
 	// select on dlCtx as well picked the expired context at random on a slow roll, although
 	// the download had finished long before.)
 	if err := <-dlDone; err != nil {
-		t.Fatalf("the download in flight during the roll failed: %v\n%s", err, dlOut.String())
+		t.Fatalf("the download in flight during the roll failed: %v\ncurl: %s\nthe old daemon's log:\n%s", err, dlOut.String(), c.lastDaemonLog(ns, "roll"))
 	}
 	if !drainedInFlight {
 		t.Fatal("the download finished before the old pod was told to stop: the scenario did not test a drain (make the file bigger)")
