@@ -74,6 +74,10 @@ type Config struct {
 	// AllowDataFromOtherIP accepts passive data connections from an IP other than the control
 	// connection's (needs DisablePassiveMultiplexing, whose port sharing is keyed by client IP).
 	AllowDataFromOtherIP bool
+	// Replicas shares PassivePorts with the other replicas of one server behind one address
+	// (replicas.go, relay.go); nil: this daemon owns the whole range. The peers and the slices
+	// can change on a reload; whether there are replicas at all, and the relay endpoint, cannot.
+	Replicas *Replicas
 	// ActiveMode enables PORT/EPRT, only ever to the control client's own IP and port >= 1024.
 	ActiveMode bool
 	// TLS configures FTPS.
@@ -303,6 +307,9 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.validatePassive(); err != nil {
+		return err
+	}
+	if err := c.validateReplicas(); err != nil {
 		return err
 	}
 	if err := c.TLS.validate(); err != nil {

@@ -1,6 +1,7 @@
 package ftpd
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
@@ -73,6 +74,9 @@ func loadFiles(path string) (*loadedFiles, error) {
 	}
 	cfg, err := fromFileConfig(fc, users, os.Getenv(PodIPEnv))
 	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if cfg.Replicas, err = replicasFromFile(fc.Passive.Replicas, os.Getenv(PodNameEnv)); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	cfg.source = src
@@ -152,6 +156,32 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 	}
 	cfg.Users, cfg.Anonymous = usersFromFile(uf)
 	return cfg, nil
+}
+
+// PodNameEnv names the variable holding the pod's name (the downward API): a replica finds
+// itself among passive.replicas.peers by it unless passive.replicas.self is set.
+const PodNameEnv = "POD_NAME"
+
+// replicasFromFile reads the relay key and names this daemon.
+func replicasFromFile(r *fileconfig.Replicas, podName string) (*Replicas, error) {
+	if r == nil {
+		return nil, nil
+	}
+	key, err := os.ReadFile(r.KeyFile)
+	if err != nil {
+		return nil, fmt.Errorf("passive.replicas.keyFile: %w", err)
+	}
+	out := &Replicas{Self: r.Self, PortsPerReplica: r.PortsPerReplica, RelayListen: r.RelayListen, Key: bytes.TrimSpace(key)}
+	if out.Self == "" {
+		if podName == "" {
+			return nil, fmt.Errorf("passive.replicas.self is empty and $%s is not set: the daemon cannot tell which peer it is", PodNameEnv)
+		}
+		out.Self = podName
+	}
+	for _, p := range r.Peers {
+		out.Peers = append(out.Peers, Peer{Name: p.Name, RelayAddress: p.RelayAddress})
+	}
+	return out, nil
 }
 
 func usersFromFile(uf *fileconfig.UsersFile) ([]User, *Anonymous) {

@@ -56,7 +56,10 @@ type passiveHub struct {
 	mu        sync.Mutex
 	pending   map[int]*passiveSlot             // slots not yet bound, by throwaway port
 	listeners map[netip.AddrPort]*dataListener // bound listeners, by local address
-	closed    bool
+	// fixed, with replicas, holds a listener on every port of the range, open from Listen to
+	// the end: ports of this replica's slice serve its sessions, the others relay (relay.go).
+	fixed  map[int]*dataListener
+	closed bool
 }
 
 func newPassiveHub(s *Server) *passiveHub {
@@ -219,6 +222,7 @@ func (sl *passiveSlot) bind(c *controlConn) (int, error) {
 		return 0, net.ErrClosed
 	}
 	sl.client, sl.ctrl = c.ip, c
+	sl.hub.closeEarlierSlots(c, sl)
 	ln, port, err := sl.hub.reserve(sl, c.ip, passiveBindIP(c))
 	if err != nil {
 		return 0, err
@@ -226,6 +230,30 @@ func (sl *passiveSlot) bind(c *controlConn) (int, error) {
 	sl.ln, sl.bound = ln, true
 	sl.hub.s.metrics.passivePorts.Inc()
 	return port, nil
+}
+
+// closeEarlierSlots closes the slots the session of c still holds from an earlier PASV/EPSV
+// that no data connection used. ftpserverlib closes the previous one only after the new reply
+// went out, so without this a session's second PASV could not have the port of its first: on
+// a one-port range (or a replica's one-port slice) it would get 425.
+func (h *passiveHub) closeEarlierSlots(c *controlConn, current *passiveSlot) {
+	var earlier []*passiveSlot
+	h.mu.Lock()
+	collect := func(ln *dataListener) {
+		if sl := ln.reservations[c.ip]; sl != nil && sl != current && sl.ctrl == c {
+			earlier = append(earlier, sl)
+		}
+	}
+	for _, ln := range h.listeners {
+		collect(ln)
+	}
+	for _, ln := range h.fixed {
+		collect(ln)
+	}
+	h.mu.Unlock()
+	for _, sl := range earlier {
+		_ = sl.Close()
+	}
 }
 
 // passiveBindIP is the address passive listeners are bound to for controlConn c: the local
@@ -247,6 +275,9 @@ func (h *passiveHub) reserve(sl *passiveSlot, client, bindIP netip.Addr) (*dataL
 	defer h.mu.Unlock()
 	if h.closed {
 		return nil, 0, net.ErrClosed
+	}
+	if h.fixed != nil {
+		return h.reserveOwnLocked(sl, client)
 	}
 	if h.listened.IsZero() {
 		ln, err := h.openLocked(netip.AddrPortFrom(bindIP, 0))
@@ -276,6 +307,58 @@ func (h *passiveHub) reserve(sl *passiveSlot, client, bindIP netip.Addr) (*dataL
 		return ln, h.exposedPort(port), nil
 	}
 	return nil, 0, errNoPassivePort
+}
+
+// reserveOwnLocked is reserve with replicas: a port of this replica's slice, whose listener is
+// always open.
+func (h *passiveHub) reserveOwnLocked(sl *passiveSlot, client netip.Addr) (*dataListener, int, error) {
+	own := h.s.dyn.Load().replicas.own()
+	count := own.Count()
+	start := rand.IntN(count)
+	for i := range count {
+		port := own.Start + (start+i)%count
+		ln := h.fixed[port]
+		if ln == nil || ln.reservations[client] != nil || (!h.multiplex && len(ln.reservations) > 0) {
+			continue
+		}
+		ln.reservations[client] = sl
+		return ln, h.exposedPort(port), nil
+	}
+	return nil, 0, errNoPassivePort
+}
+
+// openFixed opens the listeners of the whole range for replicas, on the control listener's
+// host: the relayed connections of other replicas' ports arrive on any of them.
+func (h *passiveHub) openFixed(host string) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.fixed = map[int]*dataListener{}
+	var ip netip.Addr
+	if host != "" {
+		var err error
+		if ip, err = netip.ParseAddr(host); err != nil {
+			return fmt.Errorf("passive listeners for replicas: listen host %q: %w", host, err)
+		}
+	}
+	for port := h.listened.Start; port <= h.listened.End; port++ {
+		ln, err := h.openLocked(netip.AddrPortFrom(ip, uint16(port)))
+		if err != nil {
+			for _, l := range h.fixed {
+				_ = l.ln.Close()
+			}
+			return fmt.Errorf("passive listeners for replicas: %w", err)
+		}
+		delete(h.listeners, ln.addr) // reached by port, never released
+		h.fixed[port] = ln
+	}
+	return nil
+}
+
+// fixedListener is the always-open listener of a port, with replicas; nil otherwise.
+func (h *passiveHub) fixedListener(port int) *dataListener {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.fixed[port]
 }
 
 func (h *passiveHub) exposedPort(listened int) int {
@@ -311,7 +394,7 @@ func (h *passiveHub) release(ln *dataListener, client netip.Addr, sl *passiveSlo
 	if ln.reservations[client] == sl {
 		delete(ln.reservations, client)
 	}
-	if len(ln.reservations) == 0 && h.listeners[ln.addr] == ln {
+	if len(ln.reservations) == 0 && h.listeners[ln.addr] == ln { // never a fixed one
 		delete(h.listeners, ln.addr)
 		_ = ln.ln.Close()
 	}
@@ -329,6 +412,12 @@ func (h *passiveHub) close() {
 		for _, sl := range ln.reservations {
 			slots = append(slots, sl)
 		}
+	}
+	for _, ln := range h.fixed {
+		for _, sl := range ln.reservations {
+			slots = append(slots, sl)
+		}
+		_ = ln.ln.Close()
 	}
 	h.mu.Unlock()
 	for _, sl := range slots {
@@ -356,6 +445,15 @@ func (l *dataListener) serve() {
 		}
 		if err := setKeepAlive(conn, l.hub.s.dyn.Load().limits.TCPKeepAlive, false); err != nil {
 			l.hub.s.logger.Warn("data connection keepalive", slog.String("remote_addr", conn.RemoteAddr().String()), slog.Any("error", err))
+		}
+		if reps := l.hub.s.dyn.Load().replicas; reps != nil {
+			// Another replica's port: carried to its owner, which checks the client.
+			if port := int(l.addr.Port()); !reps.owns(port) {
+				if owner := reps.owner(port); owner >= 0 {
+					go l.hub.relayOut(conn, port, reps, owner)
+					continue
+				}
+			}
 		}
 		l.dispatch(conn)
 	}

@@ -27,6 +27,7 @@ type metrics struct {
 	transfers        *prometheus.CounterVec // direction, result
 	transferBytes    *prometheus.CounterVec // direction
 	passivePorts     prometheus.Gauge
+	relayed          *prometheus.CounterVec
 	bans             prometheus.Counter
 	reloads          *prometheus.CounterVec // result
 	tlsHandshakes    *prometheus.CounterVec // mode, reason
@@ -79,6 +80,9 @@ func newMetrics(bannedIPs func() float64, certNotAfter func() float64, passivePo
 		"File bytes transferred by direction, counted when each transfer ends.")), []string{"direction"})
 	m.passivePorts = prometheus.NewGauge(prometheus.GaugeOpts(opts("passive_ports_in_use",
 		"Passive listeners currently reserved for a client.")))
+	m.relayed = prometheus.NewCounterVec(prometheus.CounterOpts(opts("relayed_data_connections_total",
+		"Data connections carried between replicas: sent (reached this replica for another's port; relayed or failed) and received (for this replica's port; accepted or refused).")),
+		[]string{"direction", "result"})
 	m.bans = prometheus.NewCounter(prometheus.CounterOpts(opts("bans_total",
 		"Client IPs banned after too many failed logins.")))
 	m.reloads = prometheus.NewCounterVec(prometheus.CounterOpts(opts("config_reloads_total",
@@ -105,10 +109,13 @@ func newMetrics(bannedIPs func() float64, certNotAfter func() float64, passivePo
 
 	m.reg.MustRegister(m.sessions, m.sessionsRejected, m.logins, m.transfers, m.transferBytes,
 		m.passivePorts, m.bans, m.reloads, m.tlsHandshakes, m.dataTLS, m.userTransfers, m.userTransferBytes,
-		m.userLoginFailures, passiveConfigured, banned, notAfter,
+		m.userLoginFailures, m.relayed, passiveConfigured, banned, notAfter,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, r := range loginResults {
 		m.logins.WithLabelValues(r)
+	}
+	for _, dr := range [][2]string{{"sent", "relayed"}, {"sent", "failed"}, {"received", "accepted"}, {"received", "refused"}} {
+		m.relayed.WithLabelValues(dr[0], dr[1])
 	}
 	for _, r := range rejectReasons {
 		m.sessionsRejected.WithLabelValues(r)

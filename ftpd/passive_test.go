@@ -390,3 +390,27 @@ func wildcardListeners(t *testing.T) map[string]bool {
 	}
 	return found
 }
+
+// TestRepeatedPASVOnOnePort: a session that sends PASV again before using the first port gets
+// the same port back (its earlier reservation is given up), even when the range has only one
+// port; the transfer then works on it.
+func TestRepeatedPASVOnOnePort(t *testing.T) {
+	ports := freePortRange(t, 1)
+	ts := startServer(t, func(c *Config) { c.PassivePorts = ports })
+	writeFile(t, ts.home("alice")+"/f.txt", []byte("one port"))
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	for _, cmd := range []string{"PASV", "EPSV", "PASV"} {
+		if p := rc.passivePort(cmd); p != ports.Start {
+			t.Fatalf("%s: port %d, want %d", cmd, p, ports.Start)
+		}
+	}
+	data := dialDataFrom(t, "127.0.0.1", ports.Start)
+	defer data.Close()
+	rc.mustCmd(150, "RETR f.txt")
+	got, _ := io.ReadAll(data)
+	rc.expect(226)
+	if string(got) != "one port" {
+		t.Fatalf("got %q", got)
+	}
+}

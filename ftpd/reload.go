@@ -21,6 +21,7 @@ type dynamic struct {
 	limits        Limits
 	atomicUploads bool
 	quotaDirs     map[string]bool // the homes whose usage is tracked (usageRegistry.retain)
+	replicas      *replicaSet     // nil: this daemon owns the whole passive range
 }
 
 // buildDynamic prepares users (homes, hashes) and the passive-address policy of cfg. With
@@ -54,7 +55,19 @@ func (s *Server) buildDynamic(cfg *Config, strict bool) (*dynamic, error) {
 		anon.anonymous = true
 		users.anon = anon
 	}
+	var replicas *replicaSet
+	if cfg.Replicas != nil {
+		if replicas, err = newReplicaSet(cfg.Replicas, cfg.PassivePorts); err != nil {
+			return nil, err
+		}
+	}
+	if (replicas == nil) != (s.cfg.Replicas == nil) {
+		// The relay endpoint and the listeners on the whole range exist only when the daemon
+		// started with replicas: such a change waits for a restart.
+		replicas = s.dyn.Load().replicas
+	}
 	return &dynamic{
+		replicas:      replicas,
 		users:         users,
 		passive:       newPassiveAddr(cfg, s.lookup),
 		limits:        cfg.Limits,

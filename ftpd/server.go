@@ -43,9 +43,10 @@ type Server struct {
 	usage        *usageRegistry
 	metrics      *metrics
 	passive      *passiveHub
-	certs        *certHolder // nil without TLS
-	tlsConf      *tls.Config // template of the TLS configs (tls.go); nil without TLS
-	dataTLS      *tls.Config // for ftpserverlib's data connections (dataTLSConfig); nil without TLS
+	relay        *relayServer // nil without replicas
+	certs        *certHolder  // nil without TLS
+	tlsConf      *tls.Config  // template of the TLS configs (tls.go); nil without TLS
+	dataTLS      *tls.Config  // for ftpserverlib's data connections (dataTLSConfig); nil without TLS
 	lookup       lookupFunc
 	source       *fileSource // nil in standalone mode; only the watcher goroutine uses it after start
 
@@ -157,6 +158,18 @@ func (s *Server) Listen() error {
 		return fmt.Errorf("listen on %s: %w", s.cfg.ListenAddr, err)
 	}
 	s.ln = &controlListener{Listener: ln, s: s, rejecting: make(chan struct{}, maxConcurrentRejects)}
+	if s.cfg.Replicas != nil {
+		host, _, _ := net.SplitHostPort(s.cfg.ListenAddr) // validated
+		err := s.passive.openFixed(host)
+		if err == nil {
+			err = s.listenRelay()
+		}
+		if err != nil {
+			_ = ln.Close()
+			s.passive.close()
+			return err
+		}
+	}
 	if s.cfg.HealthAddr != "" {
 		// The ops endpoints keep Go's own keepalive (15 s): scrapers' idle HTTP connections are
 		// not the sessions the FTP keepalive settings are about.
@@ -215,6 +228,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- s.ftp.Serve() }()
+	if s.relay != nil {
+		go s.relay.serve()
+	}
 	// Temporaries of uploads cut by a crash are invisible and unreachable for clients; they are
 	// removed in the background so that a large volume does not delay the start. The kernel
 	// stamps files from a coarse clock that lags time.Now() by up to a few milliseconds, so an
@@ -305,6 +321,9 @@ func (s *Server) drain() {
 		c.closeSocket()
 	}
 	s.passive.close()
+	if s.relay != nil {
+		s.relay.close()
+	}
 	// Give the session goroutines a moment to log their close.
 	deadline := time.Now().Add(2 * time.Second)
 	for time.Now().Before(deadline) {
@@ -382,6 +401,14 @@ func (s *Server) transferStart() error {
 	}
 	s.active++
 	return nil
+}
+
+// relayStart registers a data connection relayed to another replica: a drain waits for it as
+// for a transfer (that replica's session is not stopping), but it is not refused while draining.
+func (s *Server) relayStart() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.active++
 }
 
 func (s *Server) transferDone() {

@@ -61,6 +61,37 @@ type Passive struct {
 	Address PassiveAddress `json:"address,omitzero"`
 	// AllowDataFromOtherIP accepts data connections from an IP other than the control client's.
 	AllowDataFromOtherIP bool `json:"allowDataFromOtherIP,omitempty"`
+	// Replicas shares the range between the replicas of one server behind one address; absent,
+	// this daemon owns the whole range.
+	Replicas *Replicas `json:"replicas,omitempty"`
+}
+
+// DefaultRelayListen is where a replica's relay endpoint listens unless set.
+const DefaultRelayListen = ":2122"
+
+// Replicas: each replica owns a slice of ListenedPorts and answers PASV/EPSV from it; every
+// replica listens on the whole range and relays a data connection for another replica's port
+// to that replica's relay endpoint (docs/design/multi-replica.md).
+type Replicas struct {
+	// Self is this daemon's name among Peers; empty: the environment variable POD_NAME.
+	Self string `json:"self,omitempty"`
+	// PortsPerReplica is each slice's size: Peers[i] owns ListenedPorts' ports
+	// i*PortsPerReplica up to the next slice.
+	PortsPerReplica int `json:"portsPerReplica"`
+	// Peers are the replicas in slice order, this daemon included.
+	Peers []Peer `json:"peers"`
+	// RelayListen is this daemon's relay endpoint (host:port). Default DefaultRelayListen.
+	RelayListen string `json:"relayListen,omitempty"`
+	// KeyFile holds the key (at least 32 bytes) that signs relay headers; every replica mounts
+	// the same.
+	KeyFile string `json:"keyFile"`
+}
+
+// Peer is one replica as the others reach it.
+type Peer struct {
+	Name string `json:"name"`
+	// RelayAddress reaches the peer's relay endpoint (host:port).
+	RelayAddress string `json:"relayAddress"`
 }
 
 // PassiveAddress says which IPv4 address a client is told to connect to. The first override
@@ -265,6 +296,9 @@ func (c *Config) SetDefaults() {
 	if c.Passive.Multiplexing == nil {
 		c.Passive.Multiplexing = ptr(true)
 	}
+	if r := c.Passive.Replicas; r != nil && r.RelayListen == "" {
+		r.RelayListen = DefaultRelayListen
+	}
 	if c.Passive.Address.Hostname != "" && c.Passive.Address.HostnameTTL.Duration == 0 {
 		c.Passive.Address.HostnameTTL.Duration = DefaultHostnameTTL
 	}
@@ -349,6 +383,30 @@ func (c *Config) Validate() error {
 		}
 		if (o.Address != "") == o.UsePodIP {
 			bad(field, "set exactly one of address or usePodIP")
+		}
+	}
+	if r := p.Replicas; r != nil {
+		if r.PortsPerReplica < 1 {
+			bad("passive.replicas.portsPerReplica", "must be at least 1, got %d", r.PortsPerReplica)
+		} else if need := r.PortsPerReplica * len(r.Peers); !p.ListenedPorts.IsZero() && need > p.ListenedPorts.Count() {
+			bad("passive.replicas", "%d peers of %d ports need %d passive ports, listenedPorts has %d", len(r.Peers), r.PortsPerReplica, need, p.ListenedPorts.Count())
+		}
+		if len(r.Peers) == 0 {
+			bad("passive.replicas.peers", "needs at least one peer")
+		}
+		for i, peer := range r.Peers {
+			if peer.Name == "" {
+				bad(fmt.Sprintf("passive.replicas.peers[%d].name", i), "is required")
+			}
+			if _, _, err := net.SplitHostPort(peer.RelayAddress); err != nil {
+				bad(fmt.Sprintf("passive.replicas.peers[%d].relayAddress", i), "want host:port, got %q", peer.RelayAddress)
+			}
+		}
+		if _, _, err := net.SplitHostPort(r.RelayListen); err != nil {
+			bad("passive.replicas.relayListen", "want host:port, got %q", r.RelayListen)
+		}
+		if !strings.HasPrefix(r.KeyFile, "/") {
+			bad("passive.replicas.keyFile", "must be an absolute path, got %q", r.KeyFile)
 		}
 	}
 	switch c.TLS.Mode {

@@ -33,22 +33,29 @@ var settingReload = map[string]Reload{
 	"passive.multiplexing":         NeedsRestart,
 	"passive.allowDataFromOtherIP": NeedsRestart,
 	"passive.address":              HotReload,
-	"active.enabled":               NeedsRestart,
-	"tls":                          NeedsRestart, // the certificate's content is hot; mode and paths are not
-	"limits.idleTimeout":           NeedsRestart, // ftpserverlib reads it when the server starts
-	"limits.maxSessions":           HotReload,
-	"limits.maxSessionsPerIP":      HotReload,
-	"limits.loginTimeout":          HotReload,
-	"limits.failedLoginDelay":      HotReload,
-	"limits.banAfterFailures":      HotReload,
-	"limits.banDuration":           HotReload,
-	"limits.maxCommandLength":      HotReload,
-	"limits.ipv6PrefixLength":      HotReload,
-	"limits.dataTimeout":           HotReload,
-	"limits.tcpKeepAlive":          HotReload, // set on each connection when it is accepted
-	"uploads.atomic":               HotReload,
-	"drainTimeout":                 NeedsRestart,
-	"log":                          NeedsRestart,
+	// Membership and slices change when the server scales: applied to the next PASV and the
+	// next relayed connection. The relay endpoint and the key are sockets and files read once.
+	"passive.replicas.self":            NeedsRestart,
+	"passive.replicas.portsPerReplica": HotReload,
+	"passive.replicas.peers":           HotReload,
+	"passive.replicas.relayListen":     NeedsRestart,
+	"passive.replicas.keyFile":         NeedsRestart,
+	"active.enabled":                   NeedsRestart,
+	"tls":                              NeedsRestart, // the certificate's content is hot; mode and paths are not
+	"limits.idleTimeout":               NeedsRestart, // ftpserverlib reads it when the server starts
+	"limits.maxSessions":               HotReload,
+	"limits.maxSessionsPerIP":          HotReload,
+	"limits.loginTimeout":              HotReload,
+	"limits.failedLoginDelay":          HotReload,
+	"limits.banAfterFailures":          HotReload,
+	"limits.banDuration":               HotReload,
+	"limits.maxCommandLength":          HotReload,
+	"limits.ipv6PrefixLength":          HotReload,
+	"limits.dataTimeout":               HotReload,
+	"limits.tcpKeepAlive":              HotReload, // set on each connection when it is accepted
+	"uploads.atomic":                   HotReload,
+	"drainTimeout":                     NeedsRestart,
+	"log":                              NeedsRestart,
 }
 
 // ReloadOf classifies a setting by its JSON path ("limits.maxSessions"); 0 when unknown.
