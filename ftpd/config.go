@@ -109,6 +109,9 @@ type Config struct {
 
 	// source is set by LoadConfigFile: where the config came from, to re-read it on change.
 	source *fileSource
+	// copySyscalls replace the system calls of the zero-copy paths in tests (copy.go); nil:
+	// the real ones.
+	copySyscalls *copySyscalls
 }
 
 // Anonymous is the optional read-only anonymous account.

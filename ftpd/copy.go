@@ -158,11 +158,12 @@ func (t *transferFile) sendfile(tc rawTCP) (int64, error) {
 	t.refresh(tc.SetWriteDeadline)
 	var total int64
 	var serr error
+	var fallback bool // the file system cannot be read by sendfile: copy through the buffer
 	ferr := src.Control(func(in uintptr) {
 		werr := dst.Write(func(out uintptr) bool {
 			moved := false
 			for {
-				n, err := unix.Sendfile(int(out), int(in), nil, sendfileChunk)
+				n, err := t.sys().sendfile(int(out), int(in), nil, sendfileChunk)
 				if n > 0 {
 					total += int64(n)
 					t.progress(int64(n))
@@ -177,6 +178,9 @@ func (t *transferFile) sendfile(tc rawTCP) (int64, error) {
 						t.refresh(tc.SetWriteDeadline)
 					}
 					return false
+				case total == 0 && (errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)):
+					fallback = true
+					return true
 				case err != nil:
 					serr = os.NewSyscallError("sendfile", err)
 					return true
@@ -194,6 +198,10 @@ func (t *transferFile) sendfile(tc rawTCP) (int64, error) {
 	}
 	if isTimeout(serr) {
 		serr = t.stalled()
+	}
+	if fallback && serr == nil {
+		t.setPath(CopyBuffered)
+		return t.copy(tc, t.f)
 	}
 	return total, serr
 }
@@ -234,7 +242,7 @@ func (t *transferFile) splice(tc rawTCP) (int64, error) {
 		rerr := src.Read(func(in uintptr) bool {
 			moved := false
 			for {
-				n, err := unix.Splice(int(in), nil, pw, nil, size, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				n, err := t.sys().splice(int(in), nil, pw, nil, size, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 				switch {
 				case errors.Is(err, unix.EINTR):
 					continue
@@ -254,7 +262,7 @@ func (t *transferFile) splice(tc rawTCP) (int64, error) {
 					serr = &os.PathError{Op: "stor", Path: t.vpath, Err: err}
 					return true
 				}
-				w, err := drainPipe(pr, int(out), int(n))
+				w, err := t.drainPipe(pr, int(out), int(n))
 				total += w
 				t.progress(w)
 				switch {
@@ -293,10 +301,10 @@ func (t *transferFile) splice(tc rawTCP) (int64, error) {
 
 // drainPipe splices n bytes from the pipe into the file (a regular file: splice blocks until
 // written, no EAGAIN).
-func drainPipe(pr, out, n int) (int64, error) {
+func (t *transferFile) drainPipe(pr, out, n int) (int64, error) {
 	var w int64
 	for int(w) < n {
-		m, err := unix.Splice(pr, nil, out, nil, n-int(w), unix.SPLICE_F_MOVE)
+		m, err := t.sys().splice(pr, nil, out, nil, n-int(w), unix.SPLICE_F_MOVE)
 		if m > 0 {
 			w += m
 		}
@@ -329,6 +337,22 @@ func (t *transferFile) unpipe(pr, n int) (int64, error) {
 	w, err := t.f.Write(buf)
 	t.progress(int64(w))
 	return int64(w), noSpace("write", t.vpath, err)
+}
+
+// copySyscalls are the system calls of the zero-copy paths; tests replace them to play a file
+// system that refuses them.
+type copySyscalls struct {
+	sendfile func(out, in int, off *int64, count int) (int, error)
+	splice   func(rfd int, roff *int64, wfd int, woff *int64, n int, flags int) (int64, error)
+}
+
+var realCopySyscalls = copySyscalls{sendfile: unix.Sendfile, splice: unix.Splice}
+
+func (t *transferFile) sys() *copySyscalls {
+	if s := t.drv.srv.cfg.copySyscalls; s != nil {
+		return s
+	}
+	return &realCopySyscalls
 }
 
 // refresh moves a deadline of the data connection to the data timeout from now.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jlaffaye/ftp"
 	dto "github.com/prometheus/client_model/go"
+	"golang.org/x/sys/unix"
 )
 
 // copiedBytes is the copy path counter of ts: the bytes that direction moved by path.
@@ -254,4 +255,34 @@ func TestDataTimeoutIsInactivity(t *testing.T) {
 			})
 		}
 	}
+}
+
+// TestCopyPathsFallBack: on a file system that refuses sendfile and splice (EINVAL, as some
+// FUSE and network file systems do), transfers still move every byte, through the buffer: the
+// download from its first byte, the upload after the bytes already drawn into the pipe.
+func TestCopyPathsFallBack(t *testing.T) {
+	refusing := &copySyscalls{
+		sendfile: func(int, int, *int64, int) (int, error) { return 0, unix.EINVAL },
+		splice: func(rfd int, roff *int64, wfd int, woff *int64, n int, flags int) (int64, error) {
+			if flags&unix.SPLICE_F_NONBLOCK == 0 { // pipe -> file
+				return 0, unix.EINVAL
+			}
+			return unix.Splice(rfd, roff, wfd, woff, n, flags) // socket -> pipe
+		},
+	}
+	ts := startServer(t, func(c *Config) { c.copySyscalls = refusing })
+	payload := randomBytes(t, 5<<20+99)
+	c := ts.dial(t, "alice", alicePass)
+	if err := c.Stor("f.bin", bytes.NewReader(payload)); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(ts.home("alice"), "f.bin")); sum(got) != sum(payload) {
+		t.Fatalf("STOR stored %d bytes that differ from the %d sent", len(got), len(payload))
+	}
+	checkCopied(t, ts, "upload", CopyBuffered, int64(len(payload)))
+	got, err := readAll(t, c, "f.bin")
+	if err != nil || sum(got) != sum(payload) {
+		t.Fatalf("RETR: %d bytes (%v), want %d", len(got), err, len(payload))
+	}
+	checkCopied(t, ts, "download", CopyBuffered, int64(len(payload)))
 }
