@@ -17,8 +17,12 @@ import (
 )
 
 // copyBufferSize is the buffer of the buffered copy path (copy.go): TLS data connections, APPE,
-// and CopyBuffered.
-const copyBufferSize = 1 << 20
+// and CopyBuffered. fileWriteMin is the least an upload writes into the file at once (but the
+// last bytes).
+const (
+	copyBufferSize = 1 << 20
+	fileWriteMin   = 256 << 10
+)
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
@@ -110,14 +114,27 @@ func (t *transferFile) copy(w io.Writer, r io.Reader) (int64, error) {
 	if _, file := r.(*os.File); file {
 		rd = nil // files have no deadlines; only the data connection can stall
 	}
+	// Uploads collect at least fileWriteMin bytes per write(2) into the file: a TLS connection
+	// returns one record (16 KiB) per Read, and each write into the page cache has a fixed cost.
+	batch := 0
 	if _, file := w.(fileWriter); file {
 		wd = nil
+		batch = fileWriteMin
 	}
 	for {
-		if rd != nil && t.timeout > 0 {
-			_ = rd.SetReadDeadline(time.Now().Add(t.timeout))
+		nr := 0
+		var rerr error
+		for {
+			if rd != nil && t.timeout > 0 {
+				_ = rd.SetReadDeadline(time.Now().Add(t.timeout))
+			}
+			var n int
+			n, rerr = r.Read(buf[nr:])
+			nr += n
+			if rerr != nil || n == 0 || nr >= batch || nr == len(buf) {
+				break
+			}
 		}
-		nr, rerr := r.Read(buf)
 		if nr > 0 {
 			if wd != nil && t.timeout > 0 {
 				_ = wd.SetWriteDeadline(time.Now().Add(t.timeout))
