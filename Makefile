@@ -126,7 +126,7 @@ fuzz: ## A short run of every fuzz target (FUZZ_TIME each; part of make test).
 	go test -run '^$$' -fuzz '^FuzzParseUsers$$' -fuzztime $(FUZZ_TIME) ./ftpd/fileconfig
 
 .PHONY: bench
-bench: ## Benchmark ftpd against vsftpd and pure-ftpd: 1 GiB RETR/STOR with curl over loopback (needs root; BENCH_RUNS=5).
+bench: ## Benchmark ftpd against vsftpd and pure-ftpd: 1 GiB RETR/STOR with curl over loopback, plain and FTPS (needs root; BENCH_RUNS=5, BENCH_TLS=1).
 	hack/bench.sh
 
 .PHONY: bench-controller

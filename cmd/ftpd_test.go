@@ -92,6 +92,18 @@ func TestParseFTPDFlags(t *testing.T) {
 		{name: "keepalive without a count", args: []string{"--root", root, "--user", "a:b", "--tcp-keepalive", "30s/5s"}, wantErr: "IDLE/INTERVAL/COUNT"},
 		{name: "keepalive count above the kernel's limit", args: []string{"--root", root, "--user", "a:b", "--tcp-keepalive", "30s/5s/200"}, wantErr: "count: must be between 1 and 127"},
 		{name: "keepalive idle below a second", args: []string{"--root", root, "--user", "a:b", "--tcp-keepalive", "100ms/5s/3"}, wantErr: "idle: must be between 1s"},
+		{name: "copy paths", args: []string{"--root", root, "--user", "a:b", "--download-copy", "buffered", "--upload-copy", "splice"}, check: func(t *testing.T, o ftpdOptions) {
+			if o.cfg.DownloadCopy != ftpd.CopyBuffered || o.cfg.UploadCopy != ftpd.CopySplice {
+				t.Fatalf("copy paths %q, %q", o.cfg.DownloadCopy, o.cfg.UploadCopy)
+			}
+		}},
+		{name: "copy paths default", args: []string{"--root", root, "--user", "a:b"}, check: func(t *testing.T, o ftpdOptions) {
+			if o.cfg.DownloadCopy != ftpd.CopyAuto || o.cfg.UploadCopy != ftpd.CopyAuto {
+				t.Fatalf("copy paths %q, %q", o.cfg.DownloadCopy, o.cfg.UploadCopy)
+			}
+		}},
+		{name: "splice for downloads", args: []string{"--root", root, "--user", "a:b", "--download-copy", "splice"}, wantErr: `invalid download copy path "splice"`},
+		{name: "sendfile for uploads", args: []string{"--root", root, "--user", "a:b", "--upload-copy", "sendfile"}, wantErr: `invalid upload copy path "sendfile"`},
 		{name: "help", args: []string{"--help"}, wantErr: "help"},
 		{name: "no user", args: []string{"--root", root}, wantErr: "no users"},
 		{name: "no root", args: []string{"--user", "a:b"}, wantErr: "root"},

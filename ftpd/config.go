@@ -86,6 +86,13 @@ type Config struct {
 	Limits Limits
 	// DisableAtomicUploads makes STOR write in place instead of through a temporary file.
 	DisableAtomicUploads bool
+	// DownloadCopy is how downloads move their bytes on plain-TCP data connections: CopyAuto
+	// (empty) and CopySendfile use sendfile(2), CopyBuffered a 1 MiB buffer (copy.go). TLS data
+	// connections always use the buffer.
+	DownloadCopy CopyPath
+	// UploadCopy is the same for uploads: CopyAuto (empty) and CopySplice use splice(2) through
+	// a pipe, CopyBuffered the buffer. APPE always uses the buffer.
+	UploadCopy CopyPath
 	// HealthAddr is the address of the HTTP /healthz, /readyz and /metrics endpoints; empty
 	// disables them.
 	HealthAddr string
@@ -106,6 +113,9 @@ type Config struct {
 
 	// source is set by LoadConfigFile: where the config came from, to re-read it on change.
 	source *fileSource
+	// copySyscalls replace the system calls of the zero-copy paths in tests (copy.go); nil:
+	// the real ones.
+	copySyscalls *copySyscalls
 }
 
 // Anonymous is the optional read-only anonymous account.
@@ -313,6 +323,12 @@ func (c *Config) Validate() error {
 		return err
 	}
 	if err := c.TLS.validate(); err != nil {
+		return err
+	}
+	if err := validateCopyPath(&c.DownloadCopy, "download", CopySendfile); err != nil {
+		return err
+	}
+	if err := validateCopyPath(&c.UploadCopy, "upload", CopySplice); err != nil {
 		return err
 	}
 	if c.DrainTimeout < 0 || c.IdleTimeout < 0 || c.ReloadInterval < 0 || c.UsageScanInterval < 0 {

@@ -26,6 +26,7 @@ type metrics struct {
 	logins           *prometheus.CounterVec // result
 	transfers        *prometheus.CounterVec // direction, result
 	transferBytes    *prometheus.CounterVec // direction
+	copyBytes        *prometheus.CounterVec // direction, path
 	passivePorts     prometheus.Gauge
 	relayed          *prometheus.CounterVec
 	bans             prometheus.Counter
@@ -78,6 +79,9 @@ func newMetrics(bannedIPs func() float64, certNotAfter func() float64, passivePo
 		"File transfers (RETR, STOR, APPE) by direction and result.")), []string{"direction", "result"})
 	m.transferBytes = prometheus.NewCounterVec(prometheus.CounterOpts(opts("transfer_bytes_total",
 		"File bytes transferred by direction, counted when each transfer ends.")), []string{"direction"})
+	m.copyBytes = prometheus.NewCounterVec(prometheus.CounterOpts(opts("transfer_copy_bytes_total",
+		"File bytes moved by direction and copy path (sendfile, splice: zero-copy on plain TCP; buffered: TLS, APPE or configured), counted as they move.")),
+		[]string{"direction", "path"})
 	m.passivePorts = prometheus.NewGauge(prometheus.GaugeOpts(opts("passive_ports_in_use",
 		"Passive listeners currently reserved for a client.")))
 	m.relayed = prometheus.NewCounterVec(prometheus.CounterOpts(opts("relayed_data_connections_total",
@@ -107,7 +111,7 @@ func newMetrics(bannedIPs func() float64, certNotAfter func() float64, passivePo
 	notAfter := prometheus.NewGaugeFunc(prometheus.GaugeOpts(opts("tls_certificate_not_after_seconds",
 		"Expiry (Unix time) of the TLS certificate in use; 0 without TLS.")), certNotAfter)
 
-	m.reg.MustRegister(m.sessions, m.sessionsRejected, m.logins, m.transfers, m.transferBytes,
+	m.reg.MustRegister(m.sessions, m.sessionsRejected, m.logins, m.transfers, m.transferBytes, m.copyBytes,
 		m.passivePorts, m.bans, m.reloads, m.tlsHandshakes, m.dataTLS, m.userTransfers, m.userTransferBytes,
 		m.userLoginFailures, m.relayed, passiveConfigured, banned, notAfter,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -122,6 +126,12 @@ func newMetrics(bannedIPs func() float64, certNotAfter func() float64, passivePo
 	}
 	for _, d := range directions {
 		m.transferBytes.WithLabelValues(d)
+		m.copyBytes.WithLabelValues(d, string(CopyBuffered))
+		if d == "download" {
+			m.copyBytes.WithLabelValues(d, string(CopySendfile))
+		} else {
+			m.copyBytes.WithLabelValues(d, string(CopySplice))
+		}
 		for _, r := range transferResults {
 			m.transfers.WithLabelValues(d, r)
 		}

@@ -844,7 +844,8 @@ func TestSiteArguments(t *testing.T) {
 // transfer ends the transfer after the data timeout, although the idle timeout does not apply
 // while a transfer runs: the session is then dropped by the idle timeout and frees its slot, an
 // interrupted atomic upload leaves the old file intact and no temporary file, and a drain does
-// not wait for the drain timeout.
+// not wait for the drain timeout. Each case runs on the zero-copy paths (sendfile, splice) and
+// on the buffered one.
 func TestStalledDataConnection(t *testing.T) {
 	big := bytes.Repeat([]byte("0123456789abcdef"), 4<<20) // 64 MiB: more than socket buffers hold
 	tests := []struct {
@@ -857,68 +858,82 @@ func TestStalledDataConnection(t *testing.T) {
 		{"drain during a stalled upload", true, false},
 	}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			ts := startServer(t, func(c *Config) {
-				c.IdleTimeout = 2 * time.Second
-				c.Limits.DataTimeout = time.Second
-				c.Limits.MaxSessionsPerIP = 1
-				c.DrainTimeout = 30 * time.Second
-			})
-			old := randomBytes(t, 10_000)
-			target := filepath.Join(ts.home("alice"), "keep.bin")
-			writeFile(t, target, old)
-			if tt.retr {
-				writeFile(t, filepath.Join(ts.home("alice"), "big.bin"), big)
-			}
-			rc := dialRaw(t, ts.Addr())
-			rc.login("alice", alicePass)
-			data := rc.epsv()
-			defer data.Close()
-			if tt.retr {
-				rc.mustCmd(150, "RETR big.bin")
-			} else {
-				rc.mustCmd(150, "STOR keep.bin")
-				if _, err := data.Write([]byte("0123456789")); err != nil {
-					t.Fatal(err)
-				}
-			}
-			start := time.Now()
-			if tt.drain {
-				waitFor(t, "the upload to start", func() bool { return ts.activeTransfers() == 1 })
-				if err := ts.stop(); err != nil {
-					t.Fatal(err)
-				}
-				if d := time.Since(start); d > 10*time.Second {
-					t.Fatalf("drain took %v with a stalled upload (data timeout 1s)", d)
-				}
-			} else {
-				code, text := rc.read()
-				if code < 400 {
-					t.Fatalf("stalled transfer reported as %q", text)
-				}
-				if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
-					t.Fatalf("stalled transfer ended after %v, want about the 1s data timeout", d)
-				}
-				if !tt.retr && !strings.Contains(text, "no data moved on the data connection for 1s") {
-					t.Errorf("reply %q does not explain the data timeout", text)
-				}
-				// Now idle, the session is dropped by the idle timeout and frees its slot.
-				rc.expect(421)
-				rc.expectClosed(5 * time.Second)
-				waitFor(t, "the session slot to be freed", func() bool {
-					next := dialRawFrom(t, ts.Addr(), "127.0.0.1")
-					code, _ := next.read()
-					_ = next.conn.Close()
-					return code == 220
+		for _, path := range []CopyPath{CopyAuto, CopyBuffered} {
+			t.Run(tt.name+", "+string(path), func(t *testing.T) {
+				t.Parallel()
+				ts := startServer(t, func(c *Config) {
+					c.IdleTimeout = 2 * time.Second
+					c.Limits.DataTimeout = time.Second
+					c.Limits.MaxSessionsPerIP = 1
+					c.DrainTimeout = 30 * time.Second
+					c.DownloadCopy, c.UploadCopy = path, path
 				})
-			}
-			if got, _ := os.ReadFile(target); sum(got) != sum(old) {
-				t.Fatal("the stalled upload changed the old file")
-			}
-			if left := tempFiles(t, ts.home("alice")); len(left) != 0 {
-				t.Fatalf("temporary files left: %v", left)
-			}
-		})
+				old := randomBytes(t, 10_000)
+				target := filepath.Join(ts.home("alice"), "keep.bin")
+				writeFile(t, target, old)
+				if tt.retr {
+					writeFile(t, filepath.Join(ts.home("alice"), "big.bin"), big)
+				}
+				rc := dialRaw(t, ts.Addr())
+				rc.login("alice", alicePass)
+				data := rc.epsv()
+				defer data.Close()
+				if tt.retr {
+					rc.mustCmd(150, "RETR big.bin")
+				} else {
+					rc.mustCmd(150, "STOR keep.bin")
+					if _, err := data.Write([]byte("0123456789")); err != nil {
+						t.Fatal(err)
+					}
+				}
+				start := time.Now()
+				if tt.drain {
+					waitFor(t, "the upload to start", func() bool { return ts.activeTransfers() == 1 })
+					if err := ts.stop(); err != nil {
+						t.Fatal(err)
+					}
+					if d := time.Since(start); d > 10*time.Second {
+						t.Fatalf("drain took %v with a stalled upload (data timeout 1s)", d)
+					}
+				} else {
+					code, text := rc.read()
+					if code < 400 {
+						t.Fatalf("stalled transfer reported as %q", text)
+					}
+					if d := time.Since(start); d < 900*time.Millisecond || d > 5*time.Second {
+						t.Fatalf("stalled transfer ended after %v, want about the 1s data timeout", d)
+					}
+					if !tt.retr && !strings.Contains(text, "no data moved on the data connection for 1s") {
+						t.Errorf("reply %q does not explain the data timeout", text)
+					}
+					// Now idle, the session is dropped by the idle timeout and frees its slot.
+					rc.expect(421)
+					rc.expectClosed(5 * time.Second)
+					waitFor(t, "the session slot to be freed", func() bool {
+						next := dialRawFrom(t, ts.Addr(), "127.0.0.1")
+						code, _ := next.read()
+						_ = next.conn.Close()
+						return code == 220
+					})
+				}
+				if got, _ := os.ReadFile(target); sum(got) != sum(old) {
+					t.Fatal("the stalled upload changed the old file")
+				}
+				if left := tempFiles(t, ts.home("alice")); len(left) != 0 {
+					t.Fatalf("temporary files left: %v", left)
+				}
+				// The stall was met on the path under test.
+				direction, want := "upload", CopySplice
+				if tt.retr {
+					direction, want = "download", CopySendfile
+				}
+				if path == CopyBuffered {
+					want = CopyBuffered
+				}
+				if copiedBytes(t, ts, direction, want) == 0 {
+					t.Errorf("no %s bytes moved by %s", direction, want)
+				}
+			})
+		}
 	}
 }

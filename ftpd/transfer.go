@@ -13,13 +13,16 @@ import (
 	"time"
 
 	ftpserver "github.com/fclairamb/ftpserverlib"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
-// copyBufferSize is the buffer both directions copy through. A read/write loop with a large
-// buffer measured faster than the zero-copy paths on this workload: than splice(2) for uploads,
-// and than sendfile(2) for downloads, where sendfile moved the copying cost onto the client's
-// side of the socket and lost to vsftpd (docs/benchmarks.md has the side-by-side figures).
-const copyBufferSize = 1 << 20
+// copyBufferSize is the buffer of the buffered copy path (copy.go): TLS data connections, APPE,
+// and CopyBuffered. fileWriteMin is the least an upload writes into the file at once (but the
+// last bytes).
+const (
+	copyBufferSize = 1 << 20
+	fileWriteMin   = 256 << 10
+)
 
 var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize); return &b }}
 
@@ -27,13 +30,18 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, copyBufferSize);
 // bytes, logs the transfer when closed, and for a plain STOR writes to a temporary file that is
 // renamed over the target only when the upload completed.
 type transferFile struct {
-	f       *os.File
-	drv     *clientDriver
-	vpath   string
-	upload  bool
-	start   time.Time
-	bytes   int64
-	xferErr error
+	f      *os.File
+	drv    *clientDriver
+	vpath  string
+	upload bool
+	start  time.Time
+	bytes  int64
+	// appendMode: the file was opened with O_APPEND (APPE), which splice cannot write to.
+	appendMode bool
+	// path is how the bytes move (copy.go), set when the copy starts; pathBytes its counter.
+	path      CopyPath
+	pathBytes prometheus.Counter
+	xferErr   error
 	// timeout ends the copy when the data connection moves no byte for this long
 	// (Limits.DataTimeout at the start of the transfer).
 	timeout time.Duration
@@ -93,19 +101,9 @@ func (t *transferFile) Seek(offset int64, whence int) (int64, error) {
 	return n, nil
 }
 
-// WriteTo sends a download to the data connection through the large buffer.
-func (t *transferFile) WriteTo(w io.Writer) (int64, error) {
-	return t.copy(w, t.f)
-}
-
-// ReadFrom copies an upload into the file through the large buffer.
-func (t *transferFile) ReadFrom(r io.Reader) (int64, error) {
-	return t.copy(fileWriter{t}, r)
-}
-
-// copy moves bytes from r to w through a pooled buffer, counting them for the transfer log. It
-// deliberately does not call io.Copy, which would take the ReaderFrom/WriterTo (splice,
-// sendfile) shortcuts of *os.File and *net.TCPConn.
+// copy moves bytes from r to w through a pooled buffer (the buffered path, copy.go), counting
+// them for the transfer log and the metrics. It deliberately does not call io.Copy, which would
+// take the ReaderFrom/WriterTo shortcuts of *os.File and *net.TCPConn, without the data timeout.
 func (t *transferFile) copy(w io.Writer, r io.Reader) (int64, error) {
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
@@ -116,14 +114,27 @@ func (t *transferFile) copy(w io.Writer, r io.Reader) (int64, error) {
 	if _, file := r.(*os.File); file {
 		rd = nil // files have no deadlines; only the data connection can stall
 	}
+	// Uploads collect at least fileWriteMin bytes per write(2) into the file: a TLS connection
+	// returns one record (16 KiB) per Read, and each write into the page cache has a fixed cost.
+	batch := 0
 	if _, file := w.(fileWriter); file {
 		wd = nil
+		batch = fileWriteMin
 	}
 	for {
-		if rd != nil && t.timeout > 0 {
-			_ = rd.SetReadDeadline(time.Now().Add(t.timeout))
+		nr := 0
+		var rerr error
+		for {
+			if rd != nil && t.timeout > 0 {
+				_ = rd.SetReadDeadline(time.Now().Add(t.timeout))
+			}
+			var n int
+			n, rerr = r.Read(buf[nr:])
+			nr += n
+			if rerr != nil || n == 0 || nr >= batch || nr == len(buf) {
+				break
+			}
 		}
-		nr, rerr := r.Read(buf)
 		if nr > 0 {
 			if wd != nil && t.timeout > 0 {
 				_ = wd.SetWriteDeadline(time.Now().Add(t.timeout))
@@ -133,7 +144,7 @@ func (t *transferFile) copy(w io.Writer, r io.Reader) (int64, error) {
 				werr = t.stalled()
 			}
 			total += int64(nw)
-			t.bytes += int64(nw)
+			t.progress(int64(nw))
 			if werr != nil {
 				return total, werr
 			}
@@ -216,10 +227,7 @@ func (t *transferFile) finish() error {
 	} else if err != nil {
 		result = "error"
 	}
-	direction := "download"
-	if t.upload {
-		direction = "upload"
-	}
+	direction := t.direction()
 	attrs := []any{
 		slog.String("direction", direction),
 		slog.String("path", t.vpath),
@@ -240,6 +248,13 @@ func (t *transferFile) finish() error {
 	t.drv.sess.log().Log(t.drv.srv.ctx, level, "transfer", attrs...)
 	t.drv.srv.transferDone()
 	return virtualErr("close", t.vpath, err)
+}
+
+func (t *transferFile) direction() string {
+	if t.upload {
+		return "upload"
+	}
+	return "download"
 }
 
 // commit renames a completed atomic upload over its target and accounts for it: it adds the
@@ -379,7 +394,7 @@ func (t *transferFile) openInPlace(name string, flag int) error {
 		l.release()
 		return noSpace("stor", t.vpath, err)
 	}
-	t.f = f
+	t.f, t.appendMode = f, flag&os.O_APPEND != 0
 	usage := t.drv.srv.usage
 	if created {
 		usage.changed(real, 0, 1)
