@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -144,6 +145,16 @@ type relayedConn struct {
 
 func (c *relayedConn) RemoteAddr() net.Addr { return c.client }
 func (c *relayedConn) LocalAddr() net.Addr  { return c.local }
+
+// SyscallConn exposes the socket to the peer, so that the owner's downloads and uploads take
+// the zero-copy paths (copy.go) through the relay as they do directly.
+func (c *relayedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.New("relayed connection has no socket")
+	}
+	return sc.SyscallConn()
+}
 
 // CloseWrite passes an upload's end on (the relaying peer turns it into the client's FIN).
 func (c *relayedConn) CloseWrite() error {

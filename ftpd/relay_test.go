@@ -225,6 +225,14 @@ func TestDataConnectionRelayedToOwner(t *testing.T) {
 	if s, r := relayed(a, "sent", "relayed")+relayed(b, "sent", "relayed"), relayed(a, "received", "accepted")+relayed(b, "received", "accepted"); s != 4 || r != 4 {
 		t.Fatalf("relayed: %v sent, %v received; want 4 each", s, r)
 	}
+	// The owners moved the bytes on the zero-copy paths, to the relay's socket.
+	want := float64(2 * len(payload))
+	if got := testutil.ToFloat64(b.metrics.copyBytes.WithLabelValues("download", string(CopySendfile))); got != want {
+		t.Errorf("sendfile moved %v download bytes, want %v", got, want)
+	}
+	if got := testutil.ToFloat64(a.metrics.copyBytes.WithLabelValues("upload", string(CopySplice))); got != want {
+		t.Errorf("splice moved %v upload bytes, want %v", got, want)
+	}
 }
 
 // dialDataTo opens a data connection to port on ip from 127.0.0.1 (the client's address).
