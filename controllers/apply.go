@@ -9,11 +9,13 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
@@ -119,6 +121,10 @@ func ownedFields(obj client.Object) (map[string]any, error) {
 		extracted, err = corev1ac.ExtractPersistentVolumeClaim(o, fieldOwner)
 	case *appsv1.Deployment:
 		extracted, err = appsv1ac.ExtractDeployment(o, fieldOwner)
+	case *appsv1.StatefulSet:
+		extracted, err = appsv1ac.ExtractStatefulSet(o, fieldOwner)
+	case *policyv1.PodDisruptionBudget:
+		extracted, err = policyv1ac.ExtractPodDisruptionBudget(o, fieldOwner)
 	case *networkingv1.NetworkPolicy:
 		extracted, err = networkingv1ac.ExtractNetworkPolicy(o, fieldOwner)
 	default:

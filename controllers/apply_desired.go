@@ -6,11 +6,9 @@ import (
 	"fmt"
 	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
@@ -21,9 +19,9 @@ type applyResult struct {
 	// blockers are every problem only a person can fix, from the look-up and from the apply, in
 	// the order found; conclude ranks them.
 	blockers []blocker
-	// deployment as the API server answered our apply (its generation tells whether a rollout
-	// is due, which a cached copy may not know yet), or as it was when not applied.
-	deployment *appsv1.Deployment
+	// workload is the Deployment or the StatefulSet that runs the pods, as the API server
+	// answered our apply, or as it was when not applied.
+	workload workload
 	// pendingClaims are the server's claims not bound yet.
 	pendingClaims []pendingClaim
 }
@@ -33,7 +31,7 @@ type onRefusal int
 
 const (
 	goOn         onRefusal = iota // report it; apply the rest
-	holdWorkload                  // report it; leave the users Secret and the Deployment as they are
+	holdWorkload                  // report it; leave the users Secret and the workload as they are
 	stopHere                      // report it; apply nothing after it (later objects use it)
 )
 
@@ -45,6 +43,12 @@ type applyStep struct {
 	// users, the config the pods run with); they wait while any blocker stands, so a deleted
 	// Secret never takes a running server down.
 	workload bool
+	// waitsForRelay marks the config and the workload, which wait while a relay Service has
+	// no cluster IP (desiredSet.relayPending).
+	waitsForRelay bool
+	// retire, on a workload of the kind not wanted, deletes it only once the wanted one serves
+	// (a change between 1 and several replicas swaps the Deployment for a StatefulSet).
+	retire bool
 	// refused turns an API refusal into a blocker and says what it holds back; nil for an
 	// error worth retrying.
 	refused func(err error) (*blocker, onRefusal)
@@ -56,25 +60,46 @@ type applyStep struct {
 // never touched, and holds back what would use it.
 func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.FTPServer, d desiredSet, state clusterState) (applyResult, error) {
 	a := applier{client: r.Client, server: s}
-	out := applyResult{blockers: append([]blocker(nil), state.blockers...), deployment: state.existing.deployment, pendingClaims: state.facts.pendingClaims}
+	ex := state.existing
+	out := applyResult{blockers: append([]blocker(nil), state.blockers...), pendingClaims: state.facts.pendingClaims}
+	out.workload = workloadOfDeployment(ex.deployment)
+	if replicated(s) {
+		out.workload = workloadOfStatefulSet(ex.statefulSet)
+	}
 	holding := len(out.blockers) > 0
 
 	var steps []applyStep
 	for _, claim := range d.claims {
-		steps = append(steps, applyStep{desired: claim, existing: asObject(state.existing.claims[claim.Name]), refused: claimRefused(claim)})
+		steps = append(steps, applyStep{desired: claim, existing: asObject(ex.claims[claim.Name]), refused: claimRefused(claim)})
+	}
+	steps = append(steps, applyStep{desired: d.service, existing: asObject(ex.service), refused: serviceRefused})
+	// The relay Services come before the config that names their addresses; those past the
+	// replicas wanted are pruned.
+	for i, svc := range ex.replicaServices {
+		if i >= int32(len(d.replicaServices)) {
+			steps = append(steps, applyStep{existing: svc})
+		}
+	}
+	for i, svc := range d.replicaServices {
+		steps = append(steps, applyStep{desired: svc, existing: asObject(ex.replicaServices[int32(i)]), refused: refusedAs(holdWorkload)})
 	}
 	steps = append(steps,
-		applyStep{desired: d.service, existing: asObject(state.existing.service), refused: serviceRefused},
-		applyStep{desired: d.configMap, existing: asObject(state.existing.configMap), refused: refusedAs(stopHere)}, // the pods must not mount someone else's config
-		applyStep{desired: asObject(d.networkPolicy), existing: asObject(state.existing.networkPolicy), refused: refusedAs(goOn)},
-		applyStep{desired: d.usersSecret, existing: asObject(state.existing.usersSecret), workload: true, refused: refusedAs(stopHere)},
-		applyStep{desired: d.deployment, existing: asObject(state.existing.deployment), workload: true, refused: refusedAs(goOn)},
+		applyStep{desired: asObject(d.relaySecret), existing: asObject(ex.relaySecret), refused: refusedAs(holdWorkload)},
+		applyStep{desired: d.configMap, existing: asObject(ex.configMap), waitsForRelay: true, refused: refusedAs(stopHere)}, // the pods must not mount someone else's config
+		applyStep{desired: asObject(d.networkPolicy), existing: asObject(ex.networkPolicy), refused: refusedAs(goOn)},
+		applyStep{desired: asObject(d.podDisruptionBudget), existing: asObject(ex.podDisruptionBudget), refused: refusedAs(goOn)},
+		applyStep{desired: d.usersSecret, existing: asObject(ex.usersSecret), workload: true, refused: refusedAs(stopHere)},
+		applyStep{desired: asObject(d.deployment), existing: asObject(ex.deployment), workload: true, waitsForRelay: true, retire: d.deployment == nil, refused: refusedAs(goOn)},
+		applyStep{desired: asObject(d.statefulSet), existing: asObject(ex.statefulSet), workload: true, waitsForRelay: true, retire: d.statefulSet == nil, refused: refusedAs(goOn)},
 	)
 	for _, step := range steps {
-		if step.workload && holding {
+		if (step.workload && holding) || (step.waitsForRelay && d.relayPending) {
 			continue
 		}
 		if step.desired == nil {
+			if step.retire && replicasOf(s) > 0 && out.workload.ready == 0 {
+				continue // the other workload's pods serve until the new ones do
+			}
 			if err := r.deleteIfOurs(ctx, a, step.existing); err != nil {
 				return out, err
 			}
@@ -93,10 +118,9 @@ func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.F
 			holding = holding || effect == holdWorkload
 			continue
 		}
-		if dep, ok := step.desired.(*appsv1.Deployment); ok && applied != nil {
-			out.deployment = &appsv1.Deployment{}
-			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(applied.Object, out.deployment); err != nil {
-				return out, fmt.Errorf("read back Deployment %s/%s: %w", dep.Namespace, dep.Name, err)
+		if kind := step.desired.GetObjectKind().GroupVersionKind().Kind; (kind == "Deployment" || kind == "StatefulSet") && applied != nil {
+			if out.workload, err = workloadOfApplied(kind, applied); err != nil {
+				return out, fmt.Errorf("%s/%s: %w", s.Namespace, s.Name, err)
 			}
 		}
 	}

@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
@@ -156,6 +158,15 @@ func clusterIPServer() *ftpv1alpha1.FTPServer {
 	return s
 }
 
+// replicatedServer runs three replicas on a shared claim, the passive range divided evenly.
+func replicatedServer() *ftpv1alpha1.FTPServer {
+	s := minimalServer()
+	s.Name = "shared"
+	s.Spec.Replicas = ptr.To(int32(3))
+	s.Spec.Volumes[0].ClaimTemplate.AccessModes = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
+	return s
+}
+
 // factsFor gives every fixture the same looked-up facts.
 func factsFor(s *ftpv1alpha1.FTPServer) clusterFacts {
 	facts := clusterFacts{
@@ -163,6 +174,13 @@ func factsFor(s *ftpv1alpha1.FTPServer) clusterFacts {
 		loadBalancerIngress: []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}},
 		clusterIP:           "10.96.0.42",
 		claimAccessModes:    map[string][]corev1.PersistentVolumeAccessMode{},
+		replicaServiceIPs:   map[int32]string{},
+	}
+	if replicated(s) {
+		facts.relayKey = strings.Repeat("5e", relayKeyBytes)
+		for i := range replicasOf(s) {
+			facts.replicaServiceIPs[i] = fmt.Sprintf("10.96.1.%d", 10+i)
+		}
 	}
 	for _, v := range s.Spec.Volumes {
 		if v.ClaimTemplate != nil {
@@ -185,9 +203,15 @@ func desiredObjects(t *testing.T, s *ftpv1alpha1.FTPServer) []any {
 	if err != nil {
 		t.Fatal(err)
 	}
-	objs := []any{d.configMap, d.usersSecret, d.deployment, d.service}
-	if d.networkPolicy != nil {
-		objs = append(objs, d.networkPolicy)
+	var objs []any
+	for _, o := range []client.Object{d.configMap, d.usersSecret, asObject(d.deployment), asObject(d.statefulSet), d.service,
+		asObject(d.networkPolicy), asObject(d.podDisruptionBudget), asObject(d.relaySecret)} {
+		if o != nil {
+			objs = append(objs, o)
+		}
+	}
+	for _, svc := range d.replicaServices {
+		objs = append(objs, svc)
 	}
 	for _, c := range d.claims {
 		objs = append(objs, c)
@@ -197,9 +221,10 @@ func desiredObjects(t *testing.T, s *ftpv1alpha1.FTPServer) []any {
 
 func TestBuildersGolden(t *testing.T) {
 	cases := map[string]*ftpv1alpha1.FTPServer{
-		"minimal":   minimalServer(),
-		"full":      fullServer(),
-		"clusterip": clusterIPServer(),
+		"minimal":    minimalServer(),
+		"full":       fullServer(),
+		"clusterip":  clusterIPServer(),
+		"replicated": replicatedServer(),
 	}
 	for name, server := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -250,7 +275,7 @@ func compareGolden(t *testing.T, path, got string) {
 
 // The rendered config must be one the daemon accepts.
 func TestRenderedConfigParsesInTheDaemon(t *testing.T) {
-	for _, s := range []*ftpv1alpha1.FTPServer{minimalServer(), fullServer(), clusterIPServer()} {
+	for _, s := range []*ftpv1alpha1.FTPServer{minimalServer(), fullServer(), clusterIPServer(), replicatedServer()} {
 		objs := desiredObjects(t, s)
 		cm := objs[0].(*corev1.ConfigMap)
 		if _, err := fileconfig.Parse([]byte(cm.Data[fileconfig.ConfigFileName])); err != nil {

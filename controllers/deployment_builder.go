@@ -28,11 +28,28 @@ func replicasOf(s *ftpv1alpha1.FTPServer) int32 {
 	return *s.Spec.Replicas
 }
 
-// deploymentFor builds the daemon Deployment. Its pod template depends only on the spec and
-// the restart checksum: never on the PASV address or the users, which the daemon reloads, so
-// those changes do not roll the pods.
+// deploymentFor builds the daemon Deployment of a server with one replica (or none: stopped);
+// several replicas run in a StatefulSet (statefulSetFor).
 func deploymentFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, checksum string) *appsv1.Deployment {
-	labels := commonLabels(s)
+	if replicated(s) {
+		return nil
+	}
+	return &appsv1.Deployment{
+		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: commonLabels(s), OwnerReferences: []metav1.OwnerReference{ownerReference(s)}},
+		Spec: appsv1.DeploymentSpec{
+			Replicas: ptr.To(replicasOf(s)),
+			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(s)},
+			Strategy: strategyFor(s, facts),
+			Template: podTemplateFor(s, facts, checksum),
+		},
+	}
+}
+
+// podTemplateFor is the daemon pod of the Deployment or the StatefulSet. It depends only on the
+// spec and the restart checksum: never on the PASV address, the users or the replicas' peers,
+// which the daemon reloads, so those changes do not roll the pods.
+func podTemplateFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, checksum string) corev1.PodTemplateSpec {
 	podLabels := commonLabels(s)
 	for k, v := range s.Spec.Pod.Labels {
 		if _, reserved := podLabels[k]; !reserved {
@@ -50,31 +67,23 @@ func deploymentFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, checksum string
 		image = facts.daemonImage
 	}
 
-	return &appsv1.Deployment{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: metav1.ObjectMeta{Name: s.Name, Namespace: s.Namespace, Labels: labels, OwnerReferences: []metav1.OwnerReference{ownerReference(s)}},
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(replicasOf(s)),
-			Selector: &metav1.LabelSelector{MatchLabels: selectorLabels(s)},
-			Strategy: strategyFor(s, facts),
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
-				Spec: corev1.PodSpec{
-					// The daemon never talks to the API server.
-					AutomountServiceAccountToken:  ptr.To(false),
-					EnableServiceLinks:            ptr.To(false),
-					TerminationGracePeriodSeconds: ptr.To(terminationGraceFor(s)),
-					SecurityContext:               podSecurityContext(s),
-					ImagePullSecrets:              s.Spec.Pod.ImagePullSecrets,
-					ServiceAccountName:            s.Spec.Pod.ServiceAccountName,
-					Containers:                    []corev1.Container{daemonContainer(s, image)},
-					Volumes:                       podVolumes(s),
-					NodeSelector:                  s.Spec.Pod.NodeSelector,
-					Tolerations:                   s.Spec.Pod.Tolerations,
-					Affinity:                      s.Spec.Pod.Affinity,
-					PriorityClassName:             s.Spec.Pod.PriorityClassName,
-				},
-			},
+	return corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: podLabels, Annotations: podAnnotations},
+		Spec: corev1.PodSpec{
+			// The daemon never talks to the API server.
+			AutomountServiceAccountToken:  ptr.To(false),
+			EnableServiceLinks:            ptr.To(false),
+			TerminationGracePeriodSeconds: ptr.To(terminationGraceFor(s)),
+			SecurityContext:               podSecurityContext(s),
+			ImagePullSecrets:              s.Spec.Pod.ImagePullSecrets,
+			ServiceAccountName:            s.Spec.Pod.ServiceAccountName,
+			Containers:                    []corev1.Container{daemonContainer(s, image)},
+			Volumes:                       podVolumes(s),
+			NodeSelector:                  s.Spec.Pod.NodeSelector,
+			Tolerations:                   s.Spec.Pod.Tolerations,
+			Affinity:                      s.Spec.Pod.Affinity,
+			TopologySpreadConstraints:     replicaSpread(s),
+			PriorityClassName:             s.Spec.Pod.PriorityClassName,
 		},
 	}
 }
@@ -137,25 +146,38 @@ func daemonContainer(s *ftpv1alpha1.FTPServer, image string) corev1.Container {
 	if s.Spec.TLS.Mode != "" && s.Spec.TLS.Mode != ftpv1alpha1.TLSDisabled {
 		mounts = append(mounts, corev1.VolumeMount{Name: "tls", MountPath: tlsMountPath, ReadOnly: true})
 	}
+	if replicated(s) {
+		mounts = append(mounts, corev1.VolumeMount{Name: "relay", MountPath: relayMountPath, ReadOnly: true})
+	}
 	for _, v := range s.Spec.Volumes {
 		mounts = append(mounts, corev1.VolumeMount{Name: "data-" + v.Name, MountPath: path.Join(dataRoot, v.Name)})
 	}
 	mounts = append(mounts, corev1.VolumeMount{Name: "tmp", MountPath: "/tmp"})
+	env := []corev1.EnvVar{{
+		Name:      "POD_IP", // for passive-address overrides with source PodIP
+		ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}},
+	}}
+	ports := []corev1.ContainerPort{
+		{Name: "ftp", ContainerPort: controlContainerPort, Protocol: corev1.ProtocolTCP},
+		{Name: "ops", ContainerPort: opsContainerPort, Protocol: corev1.ProtocolTCP},
+	}
+	if replicated(s) {
+		// A replica finds itself among the config's peers by its pod name.
+		env = append(env, corev1.EnvVar{
+			Name:      "POD_NAME",
+			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}},
+		})
+		ports = append(ports, corev1.ContainerPort{Name: "relay", ContainerPort: relayContainerPort, Protocol: corev1.ProtocolTCP})
+	}
 
 	return corev1.Container{
 		Name:            daemonContainerName,
 		Image:           image,
 		ImagePullPolicy: s.Spec.ImagePullPolicy,
 		Args:            []string{"ftpd", "--config", path.Join(configMountPath, fileconfig.ConfigFileName)},
-		Env: []corev1.EnvVar{{
-			Name:      "POD_IP", // for passive-address overrides with source PodIP
-			ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "status.podIP"}},
-		}},
-		Ports: []corev1.ContainerPort{
-			{Name: "ftp", ContainerPort: controlContainerPort, Protocol: corev1.ProtocolTCP},
-			{Name: "ops", ContainerPort: opsContainerPort, Protocol: corev1.ProtocolTCP},
-		},
-		Resources: s.Spec.Pod.Resources,
+		Env:             env,
+		Ports:           ports,
+		Resources:       s.Spec.Pod.Resources,
 		// A daemon that exits on an error says why in its last log lines; the kubelet puts
 		// them in the pod's termination message, which the FTPServer's status quotes.
 		TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
@@ -194,6 +216,11 @@ func podVolumes(s *ftpv1alpha1.FTPServer) []corev1.Volume {
 				{Key: corev1.TLSCertKey, Path: corev1.TLSCertKey},
 				{Key: corev1.TLSPrivateKeyKey, Path: corev1.TLSPrivateKeyKey},
 			},
+		}}})
+	}
+	if replicated(s) {
+		vols = append(vols, corev1.Volume{Name: "relay", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+			SecretName: relaySecretName(s),
 		}}})
 	}
 	for _, v := range s.Spec.Volumes {

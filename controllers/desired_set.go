@@ -6,6 +6,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
@@ -18,9 +19,18 @@ type desiredSet struct {
 	service     *corev1.Service
 	configMap   *corev1.ConfigMap
 	usersSecret *corev1.Secret
-	deployment  *appsv1.Deployment
+	// deployment runs one replica (or none); statefulSet several, with the relay Services,
+	// the relay Secret and the disruption budget. What is nil here is deleted when ours.
+	deployment          *appsv1.Deployment
+	statefulSet         *appsv1.StatefulSet
+	replicaServices     []*corev1.Service
+	relaySecret         *corev1.Secret
+	podDisruptionBudget *policyv1.PodDisruptionBudget
 	// networkPolicy is nil when spec.networkPolicy.enabled is false: ours is then deleted.
 	networkPolicy *networkingv1.NetworkPolicy
+	// relayPending: a relay Service has no cluster IP yet, so the config cannot name every
+	// peer; the config and the workload stay as they are until the next look-up has it.
+	relayPending bool
 
 	// address is the PASV address the config carries (unknown until the Service has one).
 	address advertisedAddress
@@ -43,6 +53,12 @@ func desiredSetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (desiredSet, er
 		address: advertisedAddressFor(s, facts),
 	}
 	cfg := ftpdConfigFor(s, facts, d.address)
+	var relayReady bool
+	cfg.Passive.Replicas, relayReady = replicasConfigFor(s, facts)
+	d.relayPending = !relayReady
+	d.replicaServices = replicaServicesFor(s)
+	d.relaySecret = relaySecretFor(s, facts.relayKey)
+	d.podDisruptionBudget = podDisruptionBudgetFor(s)
 	var err error
 	if d.configMap, err = configMapFor(s, cfg); err != nil {
 		return d, err
@@ -61,6 +77,7 @@ func desiredSetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (desiredSet, er
 		return d, fmt.Errorf("checksum config of %s/%s: %w", s.Namespace, s.Name, err)
 	}
 	d.deployment = deploymentFor(s, facts, checksum)
+	d.statefulSet = statefulSetFor(s, facts, checksum)
 	if networkPolicyEnabled(s) {
 		d.networkPolicy = networkPolicyFor(s)
 	}

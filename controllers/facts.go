@@ -29,6 +29,10 @@ type clusterFacts struct {
 	// tlsCertificateDigest is fileconfig.ContentDigest of that Secret's tls.crt: what a daemon
 	// serving it reports (fileconfig.ServedConfig).
 	tlsCertificateDigest string
+	// With several replicas: the cluster IP of each replica's relay Service, by ordinal, and
+	// the relay key (the existing Secret's, or a new random one).
+	replicaServiceIPs map[int32]string
+	relayKey          string
 }
 
 // resolvedUser is a spec user with its bcrypt hash.

@@ -12,6 +12,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -60,8 +61,13 @@ type FTPServerReconciler struct {
 // Owner references with blockOwnerDeletion need update on the owner's finalizers where the
 // OwnerReferencesPermissionEnforcement admission plugin is on (e.g. OpenShift).
 // +kubebuilder:rbac:groups=ftp.kubeftp.dev,resources=ftpservers/finalizers,verbs=update
-// +kubebuilder:rbac:groups="",resources=configmaps;secrets;services;persistentvolumeclaims,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups="",resources=configmaps;persistentvolumeclaims,verbs=get;list;watch;create;update;patch
+// Services and Secrets of several replicas (the relay Services, the relay key) are deleted when
+// the server scales down or returns to one replica; so are the workload of the other kind and the
+// disruption budget.
+// +kubebuilder:rbac:groups="",resources=secrets;services,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments;statefulsets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;update;patch;delete
 // Pods: listed for the readiness handshake and annotated so the kubelet refreshes their volumes.
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;patch
 // EndpointSlices: Ready waits until the Service forwards to the pods.
@@ -130,9 +136,12 @@ func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTP
 	if err != nil {
 		return seen, err
 	}
-	if !rolledOut(applied.deployment, replicasOf(s)) {
+	if !applied.workload.rolledOut(replicasOf(s)) {
 		seen.trouble = diagnosePods(s, pods, applied.pendingClaims)
-		return seen, nil
+		// Several replicas serve while some are missing (Degraded): ask those that are up.
+		if !replicated(s) || applied.workload.available == 0 {
+			return seen, nil
+		}
 	}
 	if !desired.address.known() {
 		return seen, nil
@@ -156,7 +165,9 @@ func recheckAfter(c conclusion) time.Duration {
 		return servedConfigRecheck
 	case ftpv1alpha1.ReasonWaitingForPods, ftpv1alpha1.ReasonClaimPending, ftpv1alpha1.ReasonUnschedulable,
 		ftpv1alpha1.ReasonImagePullFailed, ftpv1alpha1.ReasonDaemonCrashLooping, ftpv1alpha1.ReasonContainerCannotStart,
-		ftpv1alpha1.ReasonSysctlForbidden:
+		ftpv1alpha1.ReasonSysctlForbidden,
+		// A replica that comes back changes its pod and the EndpointSlices, neither watched.
+		ftpv1alpha1.ReasonDegraded:
 		return podsRecheck
 	}
 	return 0
@@ -250,6 +261,8 @@ func (r *FTPServerReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		// Our own status writes do not change the generation and need no reconcile.
 		For(&ftpv1alpha1.FTPServer{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&appsv1.Deployment{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
 		Owns(&corev1.Service{}).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&networkingv1.NetworkPolicy{}).

@@ -2,11 +2,16 @@ package controllers
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
+	"slices"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -30,6 +35,11 @@ type existingObjects struct {
 	usersSecret   *corev1.Secret
 	networkPolicy *networkingv1.NetworkPolicy
 	claims        map[string]*corev1.PersistentVolumeClaim // by claim name
+	// With several replicas (and after them, until pruned):
+	statefulSet         *appsv1.StatefulSet
+	podDisruptionBudget *policyv1.PodDisruptionBudget
+	relaySecret         *corev1.Secret
+	replicaServices     map[int32]*corev1.Service // by ordinal, all that exist
 }
 
 // clusterState is what the look-up found: the facts the builders take, our objects as they
@@ -46,7 +56,7 @@ type clusterState struct {
 func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServer) (clusterState, error) {
 	st := clusterState{
 		facts:    clusterFacts{daemonImage: r.DaemonImage, claimAccessModes: map[string][]corev1.PersistentVolumeAccessMode{}},
-		existing: existingObjects{claims: map[string]*corev1.PersistentVolumeClaim{}},
+		existing: existingObjects{claims: map[string]*corev1.PersistentVolumeClaim{}, replicaServices: map[int32]*corev1.Service{}},
 	}
 	var err error
 	ex := &st.existing
@@ -74,6 +84,9 @@ func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServ
 	if ex.networkPolicy, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &networkingv1.NetworkPolicy{}); err != nil {
 		return st, err
 	}
+	if err := r.lookUpReplicas(ctx, s, &st); err != nil {
+		return st, err
+	}
 	for _, look := range []func() (*blocker, error){
 		func() (*blocker, error) { return r.lookUpClaims(ctx, s, &st) },
 		func() (*blocker, error) { return r.lookUpTLS(ctx, s, &st.facts) },
@@ -88,6 +101,55 @@ func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServ
 		}
 	}
 	return st, nil
+}
+
+// lookUpReplicas reads the objects of several replicas: the StatefulSet, the budget, the relay
+// Secret and every relay Service (also those a scale-down or a return to one replica leaves,
+// which the apply prunes). The relay key is kept from the Secret, or made new.
+func (r *FTPServerReconciler) lookUpReplicas(ctx context.Context, s *ftpv1alpha1.FTPServer, st *clusterState) error {
+	ex := &st.existing
+	var err error
+	if ex.statefulSet, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &appsv1.StatefulSet{}); err != nil {
+		return err
+	}
+	if ex.podDisruptionBudget, err = getOptional(ctx, r.Client, s.Namespace, s.Name, &policyv1.PodDisruptionBudget{}); err != nil {
+		return err
+	}
+	if ex.relaySecret, err = getOptional(ctx, r.apiReader, s.Namespace, relaySecretName(s), &corev1.Secret{}); err != nil {
+		return err
+	}
+	var svcs corev1.ServiceList
+	if err := r.List(ctx, &svcs, client.InNamespace(s.Namespace), client.MatchingLabels{labelInstance: s.Name, labelComponent: replicaComponent}); err != nil {
+		return fmt.Errorf("list relay Services of FTPServer %s/%s: %w", s.Namespace, s.Name, err)
+	}
+	st.facts.replicaServiceIPs = map[int32]string{}
+	for i := range svcs.Items {
+		svc := &svcs.Items[i]
+		ordinal, err := strconv.ParseInt(svc.Labels[labelReplica], 10, 32)
+		if err != nil || svc.Name != replicaServiceName(s, int32(ordinal)) {
+			continue // not one of ours by name: never touched
+		}
+		ex.replicaServices[int32(ordinal)] = svc
+		st.facts.replicaServiceIPs[int32(ordinal)] = svc.Spec.ClusterIP
+	}
+	if !replicated(s) {
+		return nil
+	}
+	if key := ex.relaySecret; key != nil && len(key.Data[relayKeyKey]) >= 2*relayKeyBytes {
+		st.facts.relayKey = string(key.Data[relayKeyKey])
+		return nil
+	}
+	st.facts.relayKey, err = newRelayKey()
+	return err
+}
+
+// newRelayKey is a random key for a new relay Secret, hex-encoded.
+func newRelayKey() (string, error) {
+	b := make([]byte, relayKeyBytes)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate the relay key: %w", err)
+	}
+	return hex.EncodeToString(b), nil
 }
 
 func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.FTPServer, st *clusterState) (*blocker, error) {
@@ -118,6 +180,12 @@ func (r *FTPServerReconciler) lookUpClaims(ctx context.Context, s *ftpv1alpha1.F
 				v.Name, v.ClaimName, s.Namespace)}, nil
 		}
 		facts.claimAccessModes[v.Name] = pvc.Spec.AccessModes
+		if replicated(s) && !slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteMany) {
+			// CEL sees the templates; an existing claim's modes show only here.
+			return &blocker{reason: ftpv1alpha1.ReasonVolumeNotShared, message: fmt.Sprintf(
+				"spec.replicas is %d, but volume %q uses PersistentVolumeClaim %q with access modes %v, which not every replica can mount; use a ReadWriteMany claim or 1 replica",
+				replicasOf(s), v.Name, v.ClaimName, pvc.Spec.AccessModes)}, nil
+		}
 	}
 	return nil, nil
 }

@@ -5,8 +5,8 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -27,6 +27,7 @@ type conclusion struct {
 	passiveAddress string
 	passivePorts   string
 	readyReplicas  int32
+	replicas       []ftpv1alpha1.ReplicaStatus // with several replicas
 }
 
 // conclude decides readiness. Ready is True only when clients can use the server: no blocker,
@@ -34,34 +35,41 @@ type conclusion struct {
 // available only when the daemon's /readyz answers), and every ready pod serving the config
 // that carries the current address (served_config.go).
 func conclude(s *ftpv1alpha1.FTPServer, facts clusterFacts, applied applyResult, address advertisedAddress, pods podsSeen) conclusion {
-	dep, served, trouble := applied.deployment, pods.served, pods.trouble
+	w, served, trouble := applied.workload, pods.served, pods.trouble
 	c := conclusion{
 		passiveAddress: address.String(),
 		passivePorts:   fmt.Sprintf("%d-%d", s.Spec.Ports.Passive.Start, s.Spec.Ports.Passive.End),
 		endpoint:       endpointFor(s, facts),
 	}
-	if dep != nil {
-		c.readyReplicas = dep.Status.ReadyReplicas
+	c.readyReplicas = w.ready
+	if replicated(s) {
+		for i := range replicasOf(s) {
+			name := replicaPodName(s, i)
+			c.replicas = append(c.replicas, ftpv1alpha1.ReplicaStatus{Name: name, PassivePorts: replicaSlice(s, i).String(), Ready: served.servingPods[name]})
+		}
 	}
 	switch {
 	case len(applied.blockers) > 0:
 		top := rankBlockers(applied.blockers)
 		c.reason, c.message, c.stalled = top[0].reason, blockersMessage(top), true
-	case replicasOf(s) == 0 && (dep == nil || dep.Status.ObservedGeneration < dep.Generation || dep.Status.Replicas > 0):
-		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonStopping, stoppingMessage(s, dep), true
+	case replicasOf(s) == 0 && (!w.exists() || !w.observed || w.replicas > 0):
+		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonStopping, stoppingMessage(s, w), true
 	case replicasOf(s) == 0:
 		// Stopped is the state asked for, reached: Ready True (as a Deployment scaled to zero is
 		// Available), so kstatus reads Current and "not Ready" alerts stay quiet; the reason
 		// and message say that nothing serves.
 		c.ready, c.reason, c.message = true, ftpv1alpha1.ReasonStopped, fmt.Sprintf(
 			"stopped: spec.replicas is 0, no daemon pod runs; the Service %s/%s, the claims and their data are kept (set replicas: 1 to serve again)", s.Namespace, s.Name)
+	case degraded(s, address, served):
+		c.ready, c.reason, c.reconciling = true, ftpv1alpha1.ReasonDegraded, true
+		c.message = degradedMessage(s, c, trouble)
 	case trouble != nil:
 		c.reason, c.message = trouble.reason, trouble.message
 		c.stalled, c.reconciling = trouble.stalled, !trouble.stalled
 	case !address.known():
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, facts), true
-	case !rolledOut(dep, replicasOf(s)):
-		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, dep), true
+	case !w.rolledOut(replicasOf(s)):
+		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, w), true
 	case !served.checked || !served.complete(replicasOf(s)):
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForConfig, served.message(s, c.passiveAddress), true
 	case served.endpoints < int(replicasOf(s)):
@@ -74,6 +82,28 @@ func conclude(s *ftpv1alpha1.FTPServer, facts clusterFacts, applied applyResult,
 			c.endpoint, c.passiveAddress, c.passivePorts, served.inputsVersion)
 	}
 	return c
+}
+
+// degraded: several replicas, and some but not all serve the current inputs through the
+// Service. Clients are served (Ready), the server is not whole (Reconciling).
+func degraded(s *ftpv1alpha1.FTPServer, address advertisedAddress, served servedConfig) bool {
+	return replicated(s) && address.known() && served.checked && served.serving > 0 && served.endpoints > 0 &&
+		(served.serving < int(replicasOf(s)) || served.endpoints < int(replicasOf(s)))
+}
+
+func degradedMessage(s *ftpv1alpha1.FTPServer, c conclusion, trouble *podTrouble) string {
+	var missing []string
+	for _, r := range c.replicas {
+		if !r.Ready {
+			missing = append(missing, r.Name)
+		}
+	}
+	msg := fmt.Sprintf("degraded: %d of %d replicas serve at %s (not serving: %s); the others take their sessions",
+		int(replicasOf(s))-len(missing), replicasOf(s), c.endpoint, strings.Join(missing, ", "))
+	if trouble != nil {
+		msg += "; " + trouble.reason + ": " + trouble.message
+	}
+	return msg
 }
 
 // blockerRank orders blockers by how much they explain: an object that is not ours or a port
@@ -105,22 +135,12 @@ func blockersMessage(ranked []blocker) string {
 	return msg
 }
 
-// rolledOut: the Deployment controller has seen the latest spec and every replica is updated
-// and available.
-func rolledOut(dep *appsv1.Deployment, replicas int32) bool {
-	if dep == nil || dep.Status.ObservedGeneration < dep.Generation {
-		return false
-	}
-	st := dep.Status
-	return st.UpdatedReplicas >= replicas && st.AvailableReplicas >= replicas && st.Replicas == st.UpdatedReplicas
-}
-
-func stoppingMessage(s *ftpv1alpha1.FTPServer, dep *appsv1.Deployment) string {
-	if dep == nil {
+func stoppingMessage(s *ftpv1alpha1.FTPServer, w workload) string {
+	if !w.exists() {
 		return "stopping: spec.replicas is 0"
 	}
 	return fmt.Sprintf("stopping: spec.replicas is 0; %d daemon pods still draining (kubectl -n %s get pods -l %s=%s)",
-		dep.Status.Replicas, s.Namespace, labelInstance, s.Name)
+		w.replicas, s.Namespace, labelInstance, s.Name)
 }
 
 func waitingForAddressMessage(s *ftpv1alpha1.FTPServer, facts clusterFacts) string {
@@ -134,12 +154,15 @@ func waitingForAddressMessage(s *ftpv1alpha1.FTPServer, facts clusterFacts) stri
 		"without a load balancer, use service.type NodePort with passiveAddress.address", s.Namespace, s.Name, s.Namespace, s.Name)
 }
 
-func waitingForPodsMessage(s *ftpv1alpha1.FTPServer, dep *appsv1.Deployment) string {
-	if dep == nil {
+func waitingForPodsMessage(s *ftpv1alpha1.FTPServer, w workload) string {
+	if !w.exists() {
+		if replicated(s) {
+			return "creating the daemon StatefulSet"
+		}
 		return "creating the daemon Deployment"
 	}
-	return fmt.Sprintf("rolling out the daemon: %d/%d pods updated and available (kubectl -n %s get pods -l %s=%s)",
-		dep.Status.AvailableReplicas, replicasOf(s), s.Namespace, labelInstance, s.Name)
+	return fmt.Sprintf("rolling out the daemon %s: %d/%d pods updated and available (kubectl -n %s get pods -l %s=%s)",
+		w.kind, min(w.updated, w.available), replicasOf(s), s.Namespace, labelInstance, s.Name)
 }
 
 // endpointFor is where clients connect: the load balancer, the declared node address and node
@@ -177,6 +200,7 @@ func writeConclusion(status *ftpv1alpha1.FTPServerStatus, generation int64, c co
 	status.PassiveAddress = c.passiveAddress
 	status.PassivePorts = c.passivePorts
 	status.ReadyReplicas = c.readyReplicas
+	status.Replicas = c.replicas
 
 	readyStatus := metav1.ConditionFalse
 	if c.ready {

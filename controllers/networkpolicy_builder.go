@@ -31,6 +31,12 @@ func networkPolicyFor(s *ftpv1alpha1.FTPServer) *networkingv1.NetworkPolicy {
 			PodSelector:       &metav1.LabelSelector{MatchLabels: map[string]string{operatorPodLabel: "true"}},
 		}}, Ports: opsPort},
 	}
+	relayPort := []networkingv1.NetworkPolicyPort{{Protocol: tcp, Port: ptr.To(intstr.FromInt32(relayContainerPort))}}
+	peers := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: selectorLabels(s)}}}
+	if replicated(s) {
+		// The replicas relay data connections to each other (replicas_builder.go).
+		ingress = append(ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: relayPort})
+	}
 	if len(np.MetricsSources) > 0 {
 		ingress = append(ingress, networkingv1.NetworkPolicyIngressRule{
 			From:  np.MetricsSources,
@@ -45,6 +51,9 @@ func networkPolicyFor(s *ftpv1alpha1.FTPServer) *networkingv1.NetworkPolicy {
 			{Protocol: tcp, Port: &dnsPort},
 		},
 	}}
+	if replicated(s) {
+		egress = append(egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: relayPort})
+	}
 	if s.Spec.ActiveMode.Enabled {
 		egress = append(egress, networkingv1.NetworkPolicyEgressRule{
 			To:    np.AllowedSources,

@@ -91,6 +91,8 @@ type servedConfig struct {
 	ready   int
 	serving int
 	stale   []string // "<pod>: <why>", sorted
+	// servingPods are the names of the pods that serve the current inputs.
+	servingPods map[string]bool
 	// endpoints counts the ready pods the Service's EndpointSlices list as ready.
 	endpoints int
 	// inputsVersion is the version of the inputs the serving pods serve (the pods' annotation).
@@ -166,7 +168,7 @@ func (r *FTPServerReconciler) announceInputs(ctx context.Context, pods []corev1.
 
 // checkServedConfig asks every ready pod which inputs it serves and compares them with want.
 func (r *FTPServerReconciler) checkServedConfig(ctx context.Context, pods []corev1.Pod, want fileconfig.ServedConfig) servedConfig {
-	out := servedConfig{checked: true}
+	out := servedConfig{checked: true, servingPods: map[string]bool{}}
 	for i := range pods {
 		p := &pods[i]
 		if p.DeletionTimestamp != nil || !podReady(p) {
@@ -183,6 +185,7 @@ func (r *FTPServerReconciler) checkServedConfig(ctx context.Context, pods []core
 			continue
 		}
 		out.serving++
+		out.servingPods[p.Name] = true
 	}
 	sort.Strings(out.stale)
 	return out

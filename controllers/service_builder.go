@@ -54,8 +54,11 @@ func serviceFor(s *ftpv1alpha1.FTPServer) *corev1.Service {
 			Type:     svcType,
 			Selector: selectorLabels(s),
 			Ports:    ports,
-			// The data connection must reach the pod that sent the PASV reply; with one
-			// replica that is given, and ClientIP affinity keeps it so behind kube-proxy.
+			// The data connection must reach the pod that sent the PASV reply. With one
+			// replica that is given; with several, a replica that gets another's data
+			// connection relays it (replicas_builder.go). ClientIP affinity keeps a client's
+			// connections on one pod where kube-proxy can (it is kept per Service port), so
+			// fewer are relayed.
 			SessionAffinity: corev1.ServiceAffinityClientIP,
 		},
 	}

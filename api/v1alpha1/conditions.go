@@ -50,4 +50,10 @@ const (
 	ReasonNameConflict = "NameConflict"
 	// ReasonClaimUpdateRejected: a claimTemplate change the existing claim cannot take.
 	ReasonClaimUpdateRejected = "ClaimUpdateRejected"
+	// ReasonVolumeNotShared: several replicas, and an existing claim that not every replica
+	// can mount (not ReadWriteMany).
+	ReasonVolumeNotShared = "VolumeNotShared"
+	// ReasonDegraded: several replicas, some serve and some do not. Ready stays True (clients
+	// are served) with this reason; the message names the replicas that do not serve.
+	ReasonDegraded = "Degraded"
 )

@@ -48,12 +48,19 @@ type FTPServerList struct {
 // +kubebuilder:validation:XValidation:rule="self.service.type != 'NodePort' || (self.ports.passive.start >= 30000 && self.ports.passive.end <= 32767)",message="service type NodePort exposes each passive port as the node port of the same number, so ports.passive must lie within 30000-32767 (the default NodePort range)",reason=FieldValueInvalid,fieldPath=".ports.passive"
 // +kubebuilder:validation:XValidation:rule="self.service.type != 'NodePort' || (has(self.passiveAddress.address) && size(self.passiveAddress.address) > 0)",message="service type NodePort has no load balancer to read the PASV address from: set passiveAddress.address to the node IP or DNS name that clients reach",reason=FieldValueRequired,fieldPath=".passiveAddress.address"
 // +kubebuilder:validation:XValidation:rule="!has(self.service.controlNodePort) || self.service.controlNodePort < self.ports.passive.start || self.service.controlNodePort > self.ports.passive.end",message="service.controlNodePort lies inside ports.passive; the passive ports use the node ports of the same numbers, so pick a control node port outside the passive range",reason=FieldValueInvalid,fieldPath=".service.controlNodePort"
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || self.volumes.all(v, !has(v.claimTemplate) || (has(v.claimTemplate.accessModes) && v.claimTemplate.accessModes.exists(m, m == 'ReadWriteMany')))",message="replicas above 1 need volumes that every replica can mount: give each claimTemplate accessModes [ReadWriteMany] (with a storage class that provides it), or use 1 replica",reason=FieldValueInvalid,fieldPath=".replicas"
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || self.ports.passive.end - self.ports.passive.start + 1 >= self.replicas * (has(self.ports.passive.perReplica) ? self.ports.passive.perReplica : 1)",message="ports.passive has too few ports for the replicas: it needs replicas × ports.passive.perReplica ports (at least one per replica when perReplica is unset); widen the range, or lower perReplica or replicas",reason=FieldValueInvalid,fieldPath=".ports.passive"
+// +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || !(self.ports.passive.start <= 2122 && 2122 <= self.ports.passive.end)",message="with several replicas ports.passive must not include 2122: inside the pods it carries the data connections relayed between replicas",reason=FieldValueInvalid,fieldPath=".ports.passive"
 type FTPServerSpec struct {
 	// Replicas is the number of daemon pods: 0 stops the server (no pods; the Service, claims
-	// and data are kept) and 1 runs it. More is not supported until multi-replica passive mode
-	// (one passive sub-range and address per replica) lands.
+	// and data are kept), 1 runs one (a Deployment), 2 to 16 run several behind the one Service
+	// address (a StatefulSet): each replica answers PASV/EPSV from its own slice of
+	// ports.passive, and a data connection the load balancer brings to another replica is
+	// relayed to it (docs/design/multi-replica.md). Several replicas need volumes that every
+	// replica can mount (ReadWriteMany).
 	// +kubebuilder:default=1
-	// +kubebuilder:validation:XValidation:rule="self == 0 || self == 1",message="replicas must be 0 (stopped) or 1 for now: passive mode needs every data connection to reach the pod that sent the PASV reply, and per-replica passive ranges are not implemented yet"
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=16
 	// +optional
 	Replicas *int32 `json:"replicas,omitempty"`
 
@@ -327,6 +334,16 @@ type PassivePortRange struct {
 	// +kubebuilder:validation:Minimum=1024
 	// +kubebuilder:validation:Maximum=65535
 	End int32 `json:"end"`
+
+	// PerReplica is the size of each replica's slice of the range when spec.replicas is above
+	// 1: replica i answers PASV/EPSV with ports start + i*perReplica up to the next slice.
+	// Default: the range divided evenly by replicas. Set it to keep each replica's slice where
+	// it is when you scale (a derived size moves every slice, and until each daemon has
+	// reloaded its config a transfer can fail once).
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	// +optional
+	PerReplica *int32 `json:"perReplica,omitempty"`
 }
 
 // PassiveAddressSpec chooses the address advertised in PASV replies. By default it is read from
@@ -723,4 +740,21 @@ type FTPServerStatus struct {
 	// ReadyReplicas is the number of daemon pods ready to serve.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
+
+	// Replicas details each daemon pod when spec.replicas is above 1.
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Replicas []ReplicaStatus `json:"replicas,omitempty"`
+}
+
+// ReplicaStatus is one daemon pod of a server with several replicas.
+type ReplicaStatus struct {
+	// Name of the pod.
+	Name string `json:"name"`
+	// PassivePorts is the replica's slice of the exposed passive range, e.g. 30000-30009.
+	PassivePorts string `json:"passivePorts"`
+	// Ready: the pod is ready and serves the current inputs.
+	Ready bool `json:"ready"`
 }

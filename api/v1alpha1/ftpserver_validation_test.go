@@ -128,8 +128,19 @@ func TestInvalidFTPServersAreRejected(t *testing.T) {
 		want     string // substring of the API server's message
 	}{
 		// CEL rules
-		{name: "replicas above 1", override: `replicas: 2`, want: "replicas must be 0 (stopped) or 1 for now"},
-		{name: "negative replicas", override: `replicas: -1`, want: "replicas must be 0 (stopped) or 1 for now"},
+		{name: "replicas above 1 on a ReadWriteOnce claim template", override: `replicas: 2`,
+			want: "replicas above 1 need volumes that every replica can mount: give each claimTemplate accessModes [ReadWriteMany]"},
+		{name: "replicas above 1, one template of two shared", override: `{replicas: 3, volumes: [{name: a, claimTemplate: {size: 1Gi, accessModes: [ReadWriteMany]}}, {name: b, claimTemplate: {size: 1Gi}}]}`,
+			want: "replicas above 1 need volumes that every replica can mount"},
+		{name: "too many replicas", override: `{replicas: 17, volumes: [{name: data, claimName: shared}]}`, want: "spec.replicas: Invalid value: 17: spec.replicas in body should be less than or equal to 16"},
+		{name: "negative replicas", override: `replicas: -1`, want: "spec.replicas in body should be greater than or equal to 0"},
+		{name: "range too small for the replicas", override: `{replicas: 3, volumes: [{name: data, claimName: shared}], ports: {passive: {start: 30000, end: 30001}}}`,
+			want: "ports.passive has too few ports for the replicas"},
+		{name: "range too small for the slices", override: `{replicas: 3, volumes: [{name: data, claimName: shared}], ports: {passive: {start: 30000, end: 30019, perReplica: 7}}}`,
+			want: "ports.passive has too few ports for the replicas: it needs replicas × ports.passive.perReplica ports"},
+		{name: "empty slices", override: `ports: {passive: {start: 30000, end: 30019, perReplica: 0}}`, want: "perReplica in body should be greater than or equal to 1"},
+		{name: "relay port in the range", override: `{replicas: 2, volumes: [{name: data, claimName: shared}], ports: {passive: {start: 2122, end: 2130}}}`,
+			want: "with several replicas ports.passive must not include 2122"},
 		{name: "reversed passive range", override: `ports: {passive: {start: 30010, end: 30000}}`,
 			want: "passive port range is reversed: ports.passive.start must not be greater than ports.passive.end"},
 		{name: "passive range over 1000 ports", override: `ports: {passive: {start: 30000, end: 31000}}`,
@@ -289,6 +300,10 @@ func TestValidEdgeCasesAreAccepted(t *testing.T) {
 		{"fractional quota of whole bytes", `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: 1.5Gi}}]`},
 		{"quota of 1Ei", `users: [{name: q, passwordSecretRef: {name: s}, quota: {maxBytes: 1Ei, maxFileSize: 1Ei}}]`},
 		{"session reuse required", `tls: {mode: Required, secretName: s, requireSessionReuse: true}`},
+		{"16 replicas on an existing claim", `{replicas: 16, volumes: [{name: data, claimName: shared}]}`},
+		{"replicas on a shared claim template", `{replicas: 3, volumes: [{name: data, claimTemplate: {size: 1Gi, accessModes: [ReadWriteMany]}}]}`},
+		{"slices filling the range", `{replicas: 4, volumes: [{name: data, claimName: shared}], ports: {passive: {start: 30000, end: 30019, perReplica: 5}}}`},
+		{"one replica may use 2122", `ports: {passive: {start: 2122, end: 2130}}`},
 	}
 	for i, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -13,6 +13,7 @@ import (
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
@@ -71,6 +72,84 @@ func MarkDeploymentAvailable(ctx context.Context, c client.Client, namespace, na
 	}
 	if err := c.Create(ctx, slice); err != nil && !apierrors.IsAlreadyExists(err) {
 		return fmt.Errorf("create stand-in EndpointSlice of %s/%s: %w", namespace, name, err)
+	}
+	return nil
+}
+
+// MarkStatefulSetServing plays the StatefulSet controller, the kubelet and the EndpointSlice
+// controller for a StatefulSet of several replicas of which the ordinals in serving run: its
+// status counts them as updated and available at the latest generation, a Ready pod
+// <name>-<ordinal> of its template exists for each (the others are deleted), and an
+// EndpointSlice of the Service of the same name lists them.
+func MarkStatefulSetServing(ctx context.Context, c client.Client, namespace, name string, serving ...int) error {
+	var sts appsv1.StatefulSet
+	n := int32(len(serving))
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &sts); err != nil {
+			return err
+		}
+		sts.Status = appsv1.StatefulSetStatus{
+			ObservedGeneration: sts.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n, CurrentReplicas: n,
+			CurrentRevision: "standin", UpdateRevision: "standin",
+		}
+		return c.Status().Update(ctx, &sts)
+	})
+	if err != nil {
+		return fmt.Errorf("mark StatefulSet %s/%s serving: %w", namespace, name, err)
+	}
+	want := map[string]bool{}
+	var endpoints []discoveryv1.Endpoint
+	for _, i := range serving {
+		podName := fmt.Sprintf("%s-%d", name, i)
+		want[podName] = true
+		labels := map[string]string{"statefulset.kubernetes.io/pod-name": podName}
+		for k, v := range sts.Spec.Template.Labels {
+			labels[k] = v
+		}
+		pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: podName, Namespace: namespace, Labels: labels,
+			Annotations: sts.Spec.Template.Annotations}, Spec: sts.Spec.Template.Spec}
+		if err := c.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
+			return fmt.Errorf("create stand-in pod %s/%s: %w", namespace, podName, err)
+		}
+		err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
+				return err
+			}
+			pod.Status = corev1.PodStatus{
+				Phase: corev1.PodRunning, PodIP: fmt.Sprintf("203.0.113.%d", 200+i),
+				Conditions: []corev1.PodCondition{{Type: corev1.PodReady, Status: corev1.ConditionTrue}},
+			}
+			return c.Status().Update(ctx, pod)
+		})
+		if err != nil {
+			return fmt.Errorf("report stand-in pod %s/%s ready: %w", namespace, podName, err)
+		}
+		endpoints = append(endpoints, discoveryv1.Endpoint{
+			Addresses: []string{pod.Status.PodIP}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)},
+			TargetRef: &corev1.ObjectReference{Kind: "Pod", Namespace: namespace, Name: pod.Name, UID: pod.UID},
+		})
+	}
+	var pods corev1.PodList
+	if err := c.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels(sts.Spec.Selector.MatchLabels)); err != nil {
+		return err
+	}
+	for i := range pods.Items {
+		if !want[pods.Items[i].Name] {
+			if err := c.Delete(ctx, &pods.Items[i], client.GracePeriodSeconds(0)); client.IgnoreNotFound(err) != nil {
+				return fmt.Errorf("delete stand-in pod %s: %w", pods.Items[i].Name, err)
+			}
+		}
+	}
+	slice := &discoveryv1.EndpointSlice{
+		ObjectMeta:  metav1.ObjectMeta{Name: name + "-standin", Namespace: namespace, Labels: map[string]string{discoveryv1.LabelServiceName: name}},
+		AddressType: discoveryv1.AddressTypeIPv4,
+	}
+	_, err = controllerutil.CreateOrUpdate(ctx, c, slice, func() error {
+		slice.Endpoints = endpoints
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("stand-in EndpointSlice of %s/%s: %w", namespace, name, err)
 	}
 	return nil
 }

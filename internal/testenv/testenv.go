@@ -81,6 +81,9 @@ func Start() (*Env, string, error) {
 	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.96.0.0/16")
 	cfg, err := env.Start()
 	if err != nil {
+		// envtest leaves the control plane running when a later step (installing the CRDs)
+		// fails: stop it, or it outlives the test binary.
+		_ = env.Stop()
 		return nil, "", fmt.Errorf("start kube-apiserver and etcd from %s: %w", assets, err)
 	}
 	c, err := client.New(cfg, client.Options{Scheme: scheme})

@@ -1,0 +1,256 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/internal/poll"
+	"github.com/kubeftp/ftp-operator/internal/testenv"
+)
+
+func TestReplicaSlices(t *testing.T) {
+	tests := []struct {
+		name       string
+		replicas   int32
+		start, end int32
+		perReplica *int32
+		want       []string
+	}{
+		{name: "divided evenly", replicas: 3, start: 30000, end: 30019, want: []string{"30000-30005", "30006-30011", "30012-30017"}},
+		{name: "exact", replicas: 4, start: 30000, end: 30019, want: []string{"30000-30004", "30005-30009", "30010-30014", "30015-30019"}},
+		{name: "declared size", replicas: 2, start: 31000, end: 31099, perReplica: ptr.To(int32(10)), want: []string{"31000-31009", "31010-31019"}},
+		{name: "one port each", replicas: 3, start: 30000, end: 30002, want: []string{"30000-30000", "30001-30001", "30002-30002"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := replicatedServer()
+			s.Spec.Replicas = ptr.To(tt.replicas)
+			s.Spec.Ports.Passive = ftpv1alpha1.PassivePortRange{Start: tt.start, End: tt.end, PerReplica: tt.perReplica}
+			var got []string
+			for i := range tt.replicas {
+				got = append(got, replicaSlice(s, i).String())
+			}
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Fatalf("slices %v, want %v", got, tt.want)
+			}
+			// The daemon computes the same slices from the config it is given.
+			facts := factsFor(s)
+			cfg, ok := replicasConfigFor(s, facts)
+			if !ok || cfg.PortsPerReplica*int(tt.replicas) > int(tt.end-tt.start+1) || len(cfg.Peers) != int(tt.replicas) {
+				t.Fatalf("config %+v (complete %v)", cfg, ok)
+			}
+		})
+	}
+}
+
+// TestReplicasConfigWaitsForRelayAddresses: a relay Service without a cluster IP holds the
+// config and the workload (the daemon would be told a wrong peer).
+func TestReplicasConfigWaitsForRelayAddresses(t *testing.T) {
+	s := replicatedServer()
+	facts := factsFor(s)
+	delete(facts.replicaServiceIPs, 2)
+	d, err := desiredSetFor(s, facts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !d.relayPending {
+		t.Fatal("a missing relay address did not hold the config")
+	}
+	if d, err := desiredSetFor(s, factsFor(s)); err != nil || d.relayPending {
+		t.Fatalf("complete facts: pending %v, %v", d.relayPending, err)
+	}
+	if d, err := desiredSetFor(minimalServer(), factsFor(minimalServer())); err != nil || d.relayPending || d.statefulSet != nil || d.relaySecret != nil || len(d.replicaServices) != 0 {
+		t.Fatalf("one replica got objects of several: %+v, %v", d, err)
+	}
+}
+
+// TestSeveralReplicas: three replicas on a shared claim get a StatefulSet, a relay Service each
+// (whose cluster IPs the config names), a relay key and a disruption budget, and no Deployment.
+// Ready is True while some replicas serve (Degraded, naming the others), Ready once all do;
+// scaling down prunes the relay Service of the removed replica; returning to one replica swaps
+// the StatefulSet for a Deployment only once the Deployment serves, and prunes every object of
+// several replicas.
+func TestSeveralReplicas(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createSecret(t, ns, "alice-ftp", map[string]string{"password": "wonderland"})
+	shared := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "shared", Namespace: ns},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+	}
+	if err := env.Client.Create(ctx, shared); err != nil {
+		t.Fatal(err)
+	}
+	server := newFTPServer(ns, "files")
+	server.Spec.Replicas = ptr.To(int32(3))
+	server.Spec.Volumes = []ftpv1alpha1.FTPVolume{{Name: "data", ClaimName: "shared"}}
+	if err := env.Client.Create(ctx, server); err != nil {
+		t.Fatal(err)
+	}
+
+	poll.Eventually(t, 20*time.Second, "the StatefulSet", func() (bool, error) {
+		ok, err := exists(ns, "files", &appsv1.StatefulSet{})
+		if !ok && err == nil {
+			var svcs corev1.ServiceList
+			_ = env.Client.List(ctx, &svcs, client.InNamespace(ns))
+			var names []string
+			for _, x := range svcs.Items {
+				names = append(names, x.Name+"="+x.Spec.ClusterIP+fmt.Sprint(x.Labels))
+			}
+			err = fmt.Errorf("absent; Ready: %+v; services %v", readyCondition(t, ns, "files"), names)
+		}
+		return ok, err
+	})
+	sts := get(t, ns, "files", &appsv1.StatefulSet{})
+	if ptr.Deref(sts.Spec.Replicas, 0) != 3 || sts.Spec.PodManagementPolicy != appsv1.ParallelPodManagement {
+		t.Fatalf("StatefulSet spec: replicas %v, policy %s", sts.Spec.Replicas, sts.Spec.PodManagementPolicy)
+	}
+	if ok, err := exists(ns, "files", &appsv1.Deployment{}); ok || err != nil {
+		t.Fatalf("a Deployment exists next to the StatefulSet (%v)", err)
+	}
+	pdb := get(t, ns, "files", &policyv1.PodDisruptionBudget{})
+	if pdb.Spec.MaxUnavailable == nil || pdb.Spec.MaxUnavailable.IntValue() != 1 {
+		t.Fatalf("PodDisruptionBudget maxUnavailable %v", pdb.Spec.MaxUnavailable)
+	}
+	key := get(t, ns, "files-relay", &corev1.Secret{}).Data[relayKeyKey]
+	if len(key) != 2*relayKeyBytes {
+		t.Fatalf("relay key of %d characters", len(key))
+	}
+
+	setLoadBalancerIP(t, ns, "files", "203.0.113.9")
+	relayIPs := func(n int) []string {
+		var ips []string
+		for i := range n {
+			svc := get(t, ns, fmt.Sprintf("files-r%d", i), &corev1.Service{})
+			if svc.Spec.Selector[statefulSetPodNameLabel] != fmt.Sprintf("files-%d", i) || !svc.Spec.PublishNotReadyAddresses {
+				t.Fatalf("relay Service %s: selector %v, publishNotReadyAddresses %v", svc.Name, svc.Spec.Selector, svc.Spec.PublishNotReadyAddresses)
+			}
+			ips = append(ips, fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, relayContainerPort))
+		}
+		return ips
+	}
+	peersAre := func(want []string) func() (bool, error) {
+		return func() (bool, error) {
+			r := configData(t, ns, "files").Passive.Replicas
+			if r == nil {
+				return false, fmt.Errorf("no passive.replicas in the config")
+			}
+			var got []string
+			for i, p := range r.Peers {
+				if p.Name != fmt.Sprintf("files-%d", i) {
+					return false, fmt.Errorf("peer %d is %q", i, p.Name)
+				}
+				got = append(got, p.RelayAddress)
+			}
+			return strings.Join(got, " ") == strings.Join(want, " "), fmt.Errorf("peers %v, want %v", got, want)
+		}
+	}
+	poll.Eventually(t, 20*time.Second, "the peers in the config", peersAre(relayIPs(3)))
+	if k := configData(t, ns, "files").Passive.Replicas.PortsPerReplica; k != 6 {
+		t.Fatalf("portsPerReplica %d, want 6 (20 ports / 3)", k)
+	}
+
+	// Two of three serve: Ready, degraded, naming the third.
+	if err := testenv.MarkStatefulSetServing(ctx, env.Client, ns, "files", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonDegraded)
+	s := get(t, ns, "files", &ftpv1alpha1.FTPServer{})
+	if c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "2 of 3 replicas serve") || !strings.Contains(c.Message, "not serving: files-2") {
+		t.Fatalf("Ready with one replica missing: %+v", c)
+	}
+	wantReplicas := []ftpv1alpha1.ReplicaStatus{{Name: "files-0", PassivePorts: "30000-30005", Ready: true}, {Name: "files-1", PassivePorts: "30006-30011", Ready: true}, {Name: "files-2", PassivePorts: "30012-30017"}}
+	if fmt.Sprint(s.Status.Replicas) != fmt.Sprint(wantReplicas) || s.Status.ReadyReplicas != 2 {
+		t.Fatalf("status replicas %+v (ready %d), want %+v", s.Status.Replicas, s.Status.ReadyReplicas, wantReplicas)
+	}
+	if meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReconciling) == nil {
+		t.Fatal("a degraded server is not Reconciling")
+	}
+
+	if err := testenv.MarkStatefulSetServing(ctx, env.Client, ns, "files", 0, 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+
+	// Scale down: the removed replica's relay Service goes, the config names two peers.
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(2)) })
+	poll.Eventually(t, 20*time.Second, "files-r2 pruned", func() (bool, error) {
+		ok, err := exists(ns, "files-r2", &corev1.Service{})
+		return !ok, err
+	})
+	poll.Eventually(t, 20*time.Second, "two peers in the config", peersAre(relayIPs(2)))
+	if err := testenv.MarkStatefulSetServing(ctx, env.Client, ns, "files", 0, 1); err != nil {
+		t.Fatal(err)
+	}
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+
+	// Back to one replica: a Deployment; the StatefulSet serves until the Deployment does.
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(1)) })
+	poll.Eventually(t, 20*time.Second, "the Deployment", func() (bool, error) { return exists(ns, "files", &appsv1.Deployment{}) })
+	time.Sleep(time.Second) // a reconcile or two
+	if ok, err := exists(ns, "files", &appsv1.StatefulSet{}); !ok {
+		t.Fatalf("the StatefulSet was removed before the Deployment served (%v)", err)
+	}
+	markDeploymentAvailable(t, ns, "files")
+	for _, gone := range []struct {
+		name string
+		obj  client.Object
+	}{{"files", &appsv1.StatefulSet{}}, {"files", &policyv1.PodDisruptionBudget{}}, {"files-relay", &corev1.Secret{}}, {"files-r0", &corev1.Service{}}, {"files-r1", &corev1.Service{}}} {
+		poll.Eventually(t, 20*time.Second, fmt.Sprintf("%T %s pruned", gone.obj, gone.name), func() (bool, error) {
+			ok, err := exists(ns, gone.name, gone.obj)
+			return !ok, err
+		})
+	}
+	if cfg := configData(t, ns, "files"); cfg.Passive.Replicas != nil {
+		t.Fatalf("one replica's config still has passive.replicas: %+v", cfg.Passive.Replicas)
+	}
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+	if s := get(t, ns, "files", &ftpv1alpha1.FTPServer{}); len(s.Status.Replicas) != 0 {
+		t.Fatalf("status.replicas on one replica: %+v", s.Status.Replicas)
+	}
+}
+
+// TestSeveralReplicasNeedASharedClaim: an existing claim that only one node can mount stops
+// several replicas with a reason that says so (CEL cannot see existing claims).
+func TestSeveralReplicasNeedASharedClaim(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createSecret(t, ns, "alice-ftp", map[string]string{"password": "wonderland"})
+	claim := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{Name: "single", Namespace: ns},
+		Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+	}
+	if err := env.Client.Create(ctx, claim); err != nil {
+		t.Fatal(err)
+	}
+	server := newFTPServer(ns, "files")
+	server.Spec.Replicas = ptr.To(int32(2))
+	server.Spec.Volumes = []ftpv1alpha1.FTPVolume{{Name: "data", ClaimName: "single"}}
+	if err := env.Client.Create(ctx, server); err != nil {
+		t.Fatal(err)
+	}
+	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonVolumeNotShared)
+	if !strings.Contains(c.Message, `volume "data" uses PersistentVolumeClaim "single" with access modes [ReadWriteOnce]`) {
+		t.Fatalf("message: %s", c.Message)
+	}
+	if ok, _ := exists(ns, "files", &appsv1.StatefulSet{}); ok {
+		t.Fatal("a StatefulSet was created on a claim its replicas cannot share")
+	}
+}
