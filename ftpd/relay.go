@@ -244,6 +244,9 @@ func (rs *relayServer) receive(conn net.Conn) {
 		s.logger.Warn("relayed connection keepalive", slog.Any("error", err))
 	}
 	s.metrics.relayed.WithLabelValues("received", "accepted").Inc()
+	// One line per relayed transfer, beside the transfer's own: which replica carried it.
+	s.logger.Info("relayed data connection accepted", slog.String("client_addr", client.String()), slog.Int("port", port),
+		slog.String("peer_addr", conn.RemoteAddr().String()))
 	rc := &relayedConn{Conn: conn, client: net.TCPAddrFromAddrPort(client), local: net.TCPAddrFromAddrPort(dst), via: conn.RemoteAddr().String()}
 	ln.dispatch(rc)
 }

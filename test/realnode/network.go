@@ -280,6 +280,49 @@ func enter(nsPath string) (func() error, error) {
 	}, nil
 }
 
+// moreOutsidePrefix holds the outside client's extra addresses (AddOutsideAddresses): inside
+// the test's own namespaces only, apart from the root slots and the client link.
+const (
+	moreOutsidePrefix = "198.51.100.160/27"
+	moreOutsideFirst  = 161
+)
+
+// AddOutsideAddresses gives the outside client n more source addresses (at most 30), routed
+// from the node like its first one, so a test can play many clients. Idempotent.
+func (c *Cluster) AddOutsideAddresses(n int) ([]string, error) {
+	if n > 30 {
+		return nil, fmt.Errorf("at most 30 extra outside addresses, not %d", n)
+	}
+	var ips []string
+	for i := range n {
+		ip := fmt.Sprintf("198.51.100.%d", moreOutsideFirst+i)
+		if out, err := run("ip", "-n", c.net.clientNS, "addr", "replace", ip+"/32", "dev", "eth0"); err != nil {
+			return nil, fmt.Errorf("outside address %s: %w: %s", ip, err, out)
+		}
+		ips = append(ips, ip)
+	}
+	if out, err := run("ip", "-n", c.net.nodeNS, "route", "replace", moreOutsidePrefix, "via", outsideIP); err != nil {
+		return nil, fmt.Errorf("route to the extra outside addresses: %w: %s", err, out)
+	}
+	return ips, nil
+}
+
+// DialFrom connects from role's namespace with source address src (one of its addresses).
+func (c *Cluster) DialFrom(ctx context.Context, role ClientRole, src, network, addr string) (net.Conn, error) {
+	ns, err := c.roleNamespace(role)
+	if err != nil {
+		return nil, err
+	}
+	var conn net.Conn
+	err = inNetns(c.net.nsPath(ns), func() error {
+		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+		var err error
+		conn, err = d.DialContext(ctx, network, addr)
+		return err
+	})
+	return conn, err
+}
+
 // dialIn connects from inside a network namespace: the socket is created there and keeps
 // belonging to it wherever it is used afterwards.
 func dialIn(ctx context.Context, nsPath, network, addr string) (net.Conn, error) {

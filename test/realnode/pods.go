@@ -80,7 +80,22 @@ func (c *Cluster) PodLog(namespace, name string) string {
 func (c *Cluster) PodPID(namespace, name string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	p := c.runningPod(ctx, namespace, name)
+	return c.containerPID(ctx, c.runningPod(ctx, namespace, name))
+}
+
+// ContainerPID is the host PID of the first container's main process of pod namespace/name
+// (a StatefulSet's replica, say), or 0.
+func (c *Cluster) ContainerPID(namespace, name string) int {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var p corev1.Pod
+	if err := c.Client.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &p); err != nil {
+		return 0
+	}
+	return c.containerPID(ctx, &p)
+}
+
+func (c *Cluster) containerPID(ctx context.Context, p *corev1.Pod) int {
 	if p == nil || len(p.Status.ContainerStatuses) == 0 {
 		return 0
 	}

@@ -1,0 +1,376 @@
+package e2e
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/internal/testenv"
+	"github.com/kubeftp/ftp-operator/test/harness"
+)
+
+const (
+	replicasPassiveStart = 30800
+	replicasPerReplica   = 4
+)
+
+// replicasManifest: one server of n replicas on a shared claim, 4 passive ports each.
+func replicasManifest(c *cluster, name string, n int) string {
+	return fmt.Sprintf(`
+apiVersion: v1
+kind: Secret
+metadata: {name: %[1]s-ftp}
+stringData: {password: many-pass}
+---
+apiVersion: ftp.kubeftp.dev/v1alpha1
+kind: FTPServer
+metadata: {name: %[1]s}
+spec:
+  replicas: %[2]d
+  volumes:
+    - name: data
+      claimTemplate: {size: 1Gi, accessModes: [ReadWriteMany]}
+  users:
+    - name: many
+      passwordSecretRef: {name: %[1]s-ftp}
+  ports: {control: %[3]d, passive: {start: %[4]d, end: %[5]d, perReplica: %[6]d}}
+  limits: {maxSessionsPerIP: 50}
+  drainTimeout: 30s
+`, name, n, c.control, replicasPassiveStart, replicasPassiveStart+3*replicasPerReplica-1, replicasPerReplica)
+}
+
+// TestSeveralReplicasOnRealNode (real node only: a real StatefulSet controller, kube-proxy and
+// EndpointSlices): three replicas behind one load-balancer address. 200 downloads from 20
+// client addresses, half by a strict client that connects where PASV says and half by curl with
+// its defaults (EPSV), all succeed and are whole, and every data connection that reached a
+// replica other than the one that answered its PASV/EPSV was relayed to that one (the owners'
+// relay counters match the relays', none refused). A replica killed mid-run fails only the
+// transfers it owned or carried; new sessions succeed once kube-proxy has dropped it. Scaling
+// 3 → 1 → 3 serves at each step.
+func TestSeveralReplicasOnRealNode(t *testing.T) {
+	c := realNode
+	c.require(t)
+	ctx := context.Background()
+	sources, err := c.realNode.AddOutsideAddresses(20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := c.newNamespace(t, "replicas")
+	c.apply(t, ns, replicasManifest(c, "multi", 3))
+	s := c.waitAllReplicas(t, ns, "multi", 3)
+	addr := hostPort(t, s.Status.Endpoint)
+	if got := fmt.Sprint(s.Status.Replicas); !strings.Contains(got, "30800-30803") || !strings.Contains(got, "30808-30811") {
+		t.Fatalf("status.replicas %s", got)
+	}
+
+	home := filepath.Join(c.h.ClaimPath(ns, "multi-data"), "many")
+	small := randomBytes(256 << 10)
+	if err := os.WriteFile(filepath.Join(home, "small.bin"), small, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	big := randomBytes(48 << 20)
+	if err := os.WriteFile(filepath.Join(home, "big.bin"), big, 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("200 transfers from 20 addresses", func(t *testing.T) {
+		fails := c.transfersFrom(t, addr, sources, 10, sha(small))
+		if len(fails) > 0 {
+			t.Fatalf("%d of 200 transfers failed:\n%s", len(fails), strings.Join(fails, "\n"))
+		}
+		var sent, received, refused, failed float64
+		for _, m := range c.replicaMetrics(t, ns, "multi") {
+			sent += m[`ftpd_relayed_data_connections_total{direction="sent",result="relayed"}`]
+			failed += m[`ftpd_relayed_data_connections_total{direction="sent",result="failed"}`]
+			received += m[`ftpd_relayed_data_connections_total{direction="received",result="accepted"}`]
+			refused += m[`ftpd_relayed_data_connections_total{direction="received",result="refused"}`]
+		}
+		t.Logf("of 200 data connections, %v reached another replica than their session's and were relayed", sent)
+		if sent != received || refused != 0 || failed != 0 {
+			t.Fatalf("relays: %v sent, %v accepted, %v refused, %v failed", sent, received, refused, failed)
+		}
+		if sent == 0 {
+			t.Fatal("no data connection reached another replica: the load balancer did not spread them, and the test shows nothing")
+		}
+	})
+
+	t.Run("a replica killed mid-run", func(t *testing.T) {
+		victim := replicaPodName("multi", 1)
+		pods := c.daemonPods(t, ns, "multi")
+		victimIP := ""
+		for _, p := range pods {
+			if p.Name == victim {
+				victimIP = p.Status.PodIP
+			}
+		}
+		type result struct {
+			src, out string
+			err      error
+			took     time.Duration
+		}
+		results := make(chan result, len(sources))
+		back := t.TempDir()
+		started := time.Now()
+		for i, src := range sources[:12] {
+			go func() {
+				cmdCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
+				defer cancel()
+				file := filepath.Join(back, fmt.Sprintf("big-%d.bin", i))
+				out, err := c.h.ClientExec(cmdCtx, harness.Outside, "curl", "-sS", "-v", "--interface", src, "--limit-rate", "2M",
+					"-o", file, fmt.Sprintf("ftp://many:many-pass@%s/big.bin", addr))
+				if err == nil {
+					if data, rerr := os.ReadFile(file); rerr != nil || sha(data) != sha(big) {
+						err = fmt.Errorf("curl succeeded but the file is not whole (%d of %d bytes)", len(data), len(big))
+					}
+				}
+				results <- result{src, string(out), err, time.Since(started)}
+			}()
+		}
+		// Kill once every transfer has bytes on disk; those not yet whole then are in flight.
+		local := func(i int) string { return filepath.Join(back, fmt.Sprintf("big-%d.bin", i)) }
+		eventually(t, 30*time.Second, "every transfer under way", func() error {
+			for i := range 12 {
+				if fi, err := os.Stat(local(i)); err != nil || fi.Size() == 0 {
+					return fmt.Errorf("transfer %d has not started", i)
+				}
+			}
+			return nil
+		})
+		// A crash, not a stop: SIGKILL to the daemon, no drain. The kubelet restarts it.
+		pid := c.realNode.ContainerPID(ns, victim)
+		if pid == 0 {
+			t.Fatalf("no running daemon in %s", victim)
+		}
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		killed := time.Now()
+		inFlight := map[string]bool{}
+		for i, src := range sources[:12] {
+			if fi, err := os.Stat(local(i)); err == nil && fi.Size() < int64(len(big)) {
+				inFlight[src] = true
+			}
+		}
+		what := c.waitReplicaDownOrBack(t, ns, "multi", victim, victimIP, pid)
+		t.Logf("%s %.1f s after the kill", what, time.Since(killed).Seconds())
+		// New sessions succeed at once.
+		if fails := c.transfersFrom(t, addr, sources[12:], 2, sha(small)); len(fails) > 0 {
+			t.Fatalf("new sessions after the kill failed:\n%s", strings.Join(fails, "\n"))
+		}
+		var failedOwn, failedCarried []string
+		involved := 0 // in flight at the kill, owned or carried by the victim
+		for range 12 {
+			r := <-results
+			port := epsvPort(r.out)
+			owner := (port - replicasPassiveStart) / replicasPerReplica
+			if inFlight[r.src] && (owner == 1 || c.relayedThrough(t, ns, replicaPodName("multi", owner), r.src, port, victimIP)) {
+				involved++
+			}
+			if r.err == nil {
+				t.Logf("in flight from %s, port %d (multi-%d's): whole after %.1f s", r.src, port, (port-replicasPassiveStart)/replicasPerReplica, r.took.Seconds())
+				continue
+			}
+			switch {
+			case owner == 1:
+				failedOwn = append(failedOwn, r.src)
+			case c.relayedThrough(t, ns, replicaPodName("multi", owner), r.src, port, victimIP):
+				failedCarried = append(failedCarried, r.src)
+			default:
+				t.Errorf("a transfer neither owned nor carried by the killed replica failed (from %s, port %d, owner multi-%d): %v\n%s", r.src, port, owner, r.err, r.out)
+			}
+		}
+		t.Logf("in flight at the kill: %d of 12; failed: %d owned by %s, %d relayed through it", len(inFlight), len(failedOwn), victim, len(failedCarried))
+		if involved == 0 {
+			t.Fatal("no transfer in flight at the kill was owned or carried by the killed replica: the scenario tested nothing")
+		}
+		c.waitAllReplicas(t, ns, "multi", 3) // the StatefulSet brings it back
+	})
+
+	t.Run("scale 3 to 1 to 3", func(t *testing.T) {
+		for _, n := range []int{1, 3} {
+			patchSpec(t, c, ns, "multi", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(n)) })
+			c.waitAllReplicas(t, ns, "multi", n)
+			if fails := c.transfersFrom(t, addr, sources[:5], 2, sha(small)); len(fails) > 0 {
+				t.Fatalf("after scaling to %d: %d transfers failed:\n%s", n, len(fails), strings.Join(fails, "\n"))
+			}
+		}
+	})
+	c.deleteAndWait(t, ns, "multi")
+}
+
+// replicaPodName is the StatefulSet's pod of ordinal i.
+func replicaPodName(server string, i int) string { return server + "-" + strconv.Itoa(i) }
+
+// waitAllReplicas waits for Ready with reason Ready (every replica serving, not Degraded) and
+// for kube-proxy to forward the endpoint.
+func (c *cluster) waitAllReplicas(t *testing.T, ns, name string, n int) *ftpv1alpha1.FTPServer {
+	t.Helper()
+	s, err := testenv.WaitFTPServer(context.Background(), c.client, ns, name, 180*time.Second, fmt.Sprintf("all %d replicas serving", n), func(cond *metav1.Condition) bool {
+		return cond.Reason == ftpv1alpha1.ReasonReady
+	})
+	if err != nil {
+		t.Fatalf("%v\npods: %s", err, podList(c.daemonPods(t, ns, name)))
+	}
+	if int(s.Status.ReadyReplicas) != n {
+		t.Fatalf("Ready with %d ready replicas, want %d", s.Status.ReadyReplicas, n)
+	}
+	c.waitForwarded(t, s)
+	return s
+}
+
+// transfersFrom downloads small.bin perSource times from each source address, alternating a
+// strict PASV client and curl's defaults, all sources at once. It returns the failures.
+func (c *cluster) transfersFrom(t *testing.T, addr string, sources []string, perSource int, want string) []string {
+	t.Helper()
+	host, port, _ := strings.Cut(addr, ":")
+	script := filepath.Join(testenv.RepoRoot(), "test", "e2e", "testdata", "strict_client.py")
+	dir := t.TempDir()
+	var mu sync.Mutex
+	var fails []string
+	var wg sync.WaitGroup
+	for si, src := range sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range perSource {
+				out := filepath.Join(dir, fmt.Sprintf("%d-%d.bin", si, j))
+				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+				var argv []string
+				if j%2 == 0 {
+					argv = []string{"python3", script, host, port, "many", "many-pass", src, "pasv", "download", "small.bin", out}
+				} else {
+					argv = []string{"curl", "-sS", "--interface", src, "-o", out, fmt.Sprintf("ftp://many:many-pass@%s/small.bin", addr)}
+				}
+				got, err := c.h.ClientExec(ctx, harness.Outside, argv...)
+				cancel()
+				if err == nil {
+					data, rerr := os.ReadFile(out)
+					if rerr != nil || sha(data) != want {
+						err = fmt.Errorf("the download is not whole (%d bytes): %v", len(data), rerr)
+					}
+				}
+				if err != nil {
+					mu.Lock()
+					fails = append(fails, fmt.Sprintf("%s %s: %v: %s", src, argv[0], err, strings.TrimSpace(string(got))))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return fails
+}
+
+var epsvReply = regexp.MustCompile(`\(\|\|\|(\d+)\|\)`)
+
+// epsvPort finds the port of the EPSV reply in curl -v output (-1 when there is none).
+func epsvPort(curlVerbose string) int {
+	m := epsvReply.FindStringSubmatch(curlVerbose)
+	if m == nil {
+		return -1
+	}
+	p, _ := strconv.Atoi(m[1])
+	return p
+}
+
+// relayedThrough tells whether owner's log shows the data connection of src to port arriving
+// from the replica at viaIP.
+func (c *cluster) relayedThrough(t *testing.T, ns, owner, src string, port int, viaIP string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := c.realNode.Kubectl(ctx, "-n", ns, "logs", owner)
+	if err != nil {
+		t.Fatalf("logs of %s: %v", owner, err)
+	}
+	sc := bufio.NewScanner(strings.NewReader(string(out)))
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.Contains(line, `"msg":"relayed data connection accepted"`) && strings.Contains(line, `"client_addr":"`+src+`:`) &&
+			strings.Contains(line, fmt.Sprintf(`"port":%d`, port)) && strings.Contains(line, `"peer_addr":"`+viaIP+`:`) {
+			return true
+		}
+	}
+	return false
+}
+
+// replicaMetrics scrapes every ready daemon pod's /metrics from inside the cluster.
+func (c *cluster) replicaMetrics(t *testing.T, ns, name string) map[string]map[string]float64 {
+	t.Helper()
+	httpc := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.h.DialContext(ctx, harness.InCluster, network, addr)
+		},
+	}}
+	out := map[string]map[string]float64{}
+	for _, p := range c.daemonPods(t, ns, name) {
+		if p.DeletionTimestamp != nil || p.Status.PodIP == "" {
+			continue
+		}
+		resp, err := httpc.Get("http://" + net.JoinHostPort(p.Status.PodIP, "8080") + "/metrics")
+		if err != nil {
+			t.Fatalf("metrics of %s: %v", p.Name, err)
+		}
+		samples := map[string]float64{}
+		sc := bufio.NewScanner(resp.Body)
+		for sc.Scan() {
+			line := sc.Text()
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			i := strings.LastIndexByte(line, ' ')
+			if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+				samples[line[:i]] = v
+			}
+		}
+		resp.Body.Close()
+		out[p.Name] = samples
+	}
+	return out
+}
+
+// waitReplicaDownOrBack waits until the Service's EndpointSlices list the crashed replica's IP
+// as not ready, or its daemon runs again (a fast restart can come before the endpoint update
+// is seen), then for kube-proxy's next sync. It says which happened.
+func (c *cluster) waitReplicaDownOrBack(t *testing.T, ns, service, pod, ip string, oldPID int) string {
+	t.Helper()
+	var what string
+	eventually(t, 30*time.Second, "the crashed replica to leave the endpoints or run again", func() error {
+		if pid := c.realNode.ContainerPID(ns, pod); pid != 0 && pid != oldPID {
+			what = "the daemon of " + pod + " ran again"
+			return nil
+		}
+		var slices discoveryv1.EndpointSliceList
+		if err := c.client.List(context.Background(), &slices, client.InNamespace(ns), client.MatchingLabels{discoveryv1.LabelServiceName: service}); err != nil {
+			return err
+		}
+		for _, sl := range slices.Items {
+			for _, ep := range sl.Endpoints {
+				if len(ep.Addresses) > 0 && ep.Addresses[0] == ip && !ptr.Deref(ep.Conditions.Ready, true) {
+					what = "the endpoints listed " + pod + " as not ready"
+					return nil
+				}
+			}
+		}
+		return fmt.Errorf("%s still a ready endpoint", ip)
+	})
+	time.Sleep(2 * time.Second) // kube-proxy syncs at most once a second
+	return what
+}
