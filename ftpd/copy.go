@@ -1,6 +1,7 @@
 package ftpd
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -113,14 +114,70 @@ func (t *transferFile) uploadPath(conn io.Reader) (CopyPath, rawTCP) {
 	return CopyBuffered, nil
 }
 
-// WriteTo sends a download to the data connection.
+// WriteTo sends a download to the data connection; it returns once the client has it.
 func (t *transferFile) WriteTo(w io.Writer) (int64, error) {
 	path, tc := t.downloadPath(w)
 	t.setPath(path)
+	var n int64
+	var err error
 	if path == CopySendfile {
-		return t.sendfile(tc)
+		n, err = t.sendfile(tc)
+	} else {
+		n, err = t.copy(w, t.f)
 	}
-	return t.copy(w, t.f)
+	if err == nil {
+		err = t.awaitDelivery(w)
+	}
+	return n, err
+}
+
+// deliveryPoll bounds how often awaitDelivery looks at the send queue.
+const deliveryPoll = 20 * time.Millisecond
+
+// awaitDelivery waits until the client has acknowledged every byte of the download. The kernel
+// takes a write as soon as the bytes fit in the socket's send buffer, megabytes before a slow
+// client has them; a transfer must not count as done before (its 226, and a drain's count of
+// transfers in flight), or a daemon that drains and exits takes the tail of the file with the
+// pod's network namespace and the client waits for it forever. A queue that does not shrink
+// for the data timeout ends the transfer as stalled, like the copy.
+func (t *transferFile) awaitDelivery(w io.Writer) error {
+	sc := socketOf(w)
+	if sc == nil {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	last, since := -1, time.Now()
+	for {
+		n, err := unsentBytes(rc)
+		if err != nil || n == 0 {
+			return nil // delivered (or the kernel cannot tell)
+		}
+		if n != last {
+			last, since = n, time.Now()
+		} else if t.timeout > 0 && time.Since(since) > t.timeout {
+			return t.stalled()
+		}
+		time.Sleep(deliveryPoll)
+	}
+}
+
+// socketOf is the TCP socket under a data connection: plain, under TLS, or to the relaying
+// replica; nil when there is none.
+func socketOf(w io.Writer) syscall.Conn {
+	conn := any(w)
+	for range 3 { // TLS over our dataConn over the socket, at most
+		switch c := conn.(type) {
+		case *dataConn:
+			conn = c.Conn
+		case *tls.Conn:
+			conn = c.NetConn()
+		}
+	}
+	sc, _ := conn.(syscall.Conn)
+	return sc
 }
 
 // ReadFrom copies an upload into the file.

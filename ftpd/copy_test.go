@@ -2,11 +2,14 @@ package ftpd
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -285,4 +288,57 @@ func TestCopyPathsFallBack(t *testing.T) {
 		t.Fatalf("RETR: %d bytes (%v), want %d", len(got), err, len(payload))
 	}
 	checkCopied(t, ts, "download", CopyBuffered, int64(len(payload)))
+}
+
+// TestDownloadDoneWhenDelivered: a download counts as done (its 226, a drain's count of
+// transfers in flight) only when the client has acknowledged every byte, not when the last byte
+// fit in the socket's send buffer: a draining daemon that exited earlier would take the tail of
+// the file with the pod's network namespace, and the client would wait for it forever.
+func TestDownloadDoneWhenDelivered(t *testing.T) {
+	ts := startServer(t, func(c *Config) { c.DrainTimeout = 10 * time.Second })
+	payload := randomBytes(t, 2<<20) // fits in the server's send buffer at once
+	writeFile(t, ts.home("alice")+"/f.bin", payload)
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	port := rc.epsvPort()
+	// A slow client: a small receive buffer, so most of the file waits in the server's queue.
+	d := net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) { serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 16<<10) })
+		return errors.Join(err, serr)
+	}}
+	data, err := d.Dial("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer data.Close()
+	rc.mustCmd(150, "RETR f.bin")
+	head := make([]byte, 64<<10)
+	if _, err := io.ReadFull(data, head); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // the server has written all it can
+	stopped := make(chan error, 1)
+	go func() { stopped <- ts.stop() }()
+	select {
+	case err := <-stopped:
+		t.Fatalf("the daemon stopped (%v) with most of the download still in its send queue", err)
+	case <-time.After(700 * time.Millisecond):
+	}
+	rest, err := io.ReadAll(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc.expect(226)
+	if got := slices.Concat(head, rest); sum(got) != sum(payload) {
+		t.Fatalf("got %d of %d bytes", len(got), len(payload))
+	}
+	select {
+	case err := <-stopped:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the daemon did not stop once the download was delivered")
+	}
 }

@@ -2,6 +2,7 @@ package ftpd
 
 import (
 	"net"
+	"syscall"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -22,4 +23,15 @@ func setUserTimeout(conn *net.TCPConn, d time.Duration) error {
 		return err
 	}
 	return serr
+}
+
+// unsentBytes is how many bytes of the socket's send queue the peer has not acknowledged yet
+// (SIOCOUTQ).
+func unsentBytes(rc syscall.RawConn) (int, error) {
+	var n int
+	var ierr error
+	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCOUTQ) }); err != nil {
+		return 0, err
+	}
+	return n, ierr
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	discoveryv1 "k8s.io/api/discovery/v1"
+	"k8s.io/apimachinery/pkg/types"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -201,6 +202,75 @@ func TestSeveralReplicasOnRealNode(t *testing.T) {
 			t.Fatal("no transfer in flight at the kill was owned or carried by the killed replica: the scenario tested nothing")
 		}
 		c.waitAllReplicas(t, ns, "multi", 3) // the StatefulSet brings it back
+	})
+
+	t.Run("a restart-relevant change rolls one replica at a time", func(t *testing.T) {
+		back := t.TempDir()
+		done := make(chan error, 12)
+		for i, src := range sources[:12] {
+			go func() {
+				cmdCtx, cancel := context.WithTimeout(ctx, 120*time.Second)
+				defer cancel()
+				file := filepath.Join(back, fmt.Sprintf("big-%d.bin", i))
+				out, err := c.h.ClientExec(cmdCtx, harness.Outside, "curl", "-sS", "--interface", src, "--limit-rate", "2M",
+					"-o", file, fmt.Sprintf("ftp://many:many-pass@%s/big.bin", addr))
+				if err == nil {
+					if data, rerr := os.ReadFile(file); rerr != nil || sha(data) != sha(big) {
+						err = fmt.Errorf("not whole (%d of %d bytes)", len(data), len(big))
+					}
+				}
+				if err != nil {
+					err = fmt.Errorf("download from %s during the roll: %w: %s", src, err, out)
+				}
+				done <- err
+			}()
+		}
+		eventually(t, 30*time.Second, "every download under way", func() error {
+			for i := range 12 {
+				if fi, err := os.Stat(filepath.Join(back, fmt.Sprintf("big-%d.bin", i))); err != nil || fi.Size() == 0 {
+					return fmt.Errorf("download %d has not started", i)
+				}
+			}
+			return nil
+		})
+		before := map[string]types.UID{}
+		for _, p := range c.daemonPods(t, ns, "multi") {
+			before[p.Name] = p.UID
+		}
+		patchSpec(t, c, ns, "multi", func(s *ftpv1alpha1.FTPServer) {
+			s.Spec.Limits.IdleTimeout = &metav1.Duration{Duration: 7 * time.Minute}
+		})
+		// Watch the roll: at most one replica out of service at any time.
+		deadline := time.Now().Add(180 * time.Second)
+		for {
+			if time.Now().After(deadline) {
+				t.Fatalf("the roll did not finish in 180 s: %s", podList(c.daemonPods(t, ns, "multi")))
+			}
+			pods := c.daemonPods(t, ns, "multi")
+			serving, replaced := 0, 0
+			for i := range pods {
+				p := &pods[i]
+				if p.DeletionTimestamp == nil && podIsReady(p) {
+					serving++
+				}
+				if p.DeletionTimestamp == nil && before[p.Name] != "" && before[p.Name] != p.UID {
+					replaced++
+				}
+			}
+			if serving < 2 {
+				t.Fatalf("two replicas out of service at once during the roll: %s", podList(pods))
+			}
+			if replaced == 3 && serving == 3 {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		for range 12 {
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+		c.waitAllReplicas(t, ns, "multi", 3)
 	})
 
 	t.Run("scale 3 to 1 to 3", func(t *testing.T) {
