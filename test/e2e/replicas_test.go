@@ -205,34 +205,7 @@ func TestSeveralReplicasOnRealNode(t *testing.T) {
 	})
 
 	t.Run("a restart-relevant change rolls one replica at a time", func(t *testing.T) {
-		back := t.TempDir()
-		done := make(chan error, 12)
-		for i, src := range sources[:12] {
-			go func() {
-				cmdCtx, cancel := context.WithTimeout(ctx, 120*time.Second)
-				defer cancel()
-				file := filepath.Join(back, fmt.Sprintf("big-%d.bin", i))
-				out, err := c.h.ClientExec(cmdCtx, harness.Outside, "curl", "-sS", "--interface", src, "--limit-rate", "2M",
-					"-o", file, fmt.Sprintf("ftp://many:many-pass@%s/big.bin", addr))
-				if err == nil {
-					if data, rerr := os.ReadFile(file); rerr != nil || sha(data) != sha(big) {
-						err = fmt.Errorf("not whole (%d of %d bytes)", len(data), len(big))
-					}
-				}
-				if err != nil {
-					err = fmt.Errorf("download from %s during the roll: %w: %s", src, err, out)
-				}
-				done <- err
-			}()
-		}
-		eventually(t, 30*time.Second, "every download under way", func() error {
-			for i := range 12 {
-				if fi, err := os.Stat(filepath.Join(back, fmt.Sprintf("big-%d.bin", i))); err != nil || fi.Size() == 0 {
-					return fmt.Errorf("download %d has not started", i)
-				}
-			}
-			return nil
-		})
+		wait := c.slowDownloads(t, addr, sources[:12], big)
 		before := map[string]types.UID{}
 		for _, p := range c.daemonPods(t, ns, "multi") {
 			before[p.Name] = p.UID
@@ -265,15 +238,28 @@ func TestSeveralReplicasOnRealNode(t *testing.T) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		for range 12 {
-			if err := <-done; err != nil {
-				t.Error(err)
-			}
+		for _, err := range wait() {
+			t.Error(err)
 		}
 		c.waitAllReplicas(t, ns, "multi", 3)
 	})
 
-	t.Run("scale 3 to 1 to 3", func(t *testing.T) {
+	t.Run("scaling down drains the removed replica", func(t *testing.T) {
+		wait := c.slowDownloads(t, addr, sources[:12], big)
+		patchSpec(t, c, ns, "multi", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(2)) })
+		for _, err := range wait() {
+			t.Error(err)
+		}
+		c.waitAllReplicas(t, ns, "multi", 2)
+		eventually(t, 30*time.Second, "the removed replica's exit", func() error {
+			if exit, ok := c.h.LastExit(ns, "multi"); !ok || exit.Pod != "multi-2" || exit.Status != "exit status 0" {
+				return fmt.Errorf("last exit of the StatefulSet's pods: %+v (want multi-2, drained: exit status 0)", exit)
+			}
+			return nil
+		})
+	})
+
+	t.Run("scale to 1 and back to 3", func(t *testing.T) {
 		for _, n := range []int{1, 3} {
 			patchSpec(t, c, ns, "multi", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(n)) })
 			c.waitAllReplicas(t, ns, "multi", n)
@@ -287,6 +273,50 @@ func TestSeveralReplicasOnRealNode(t *testing.T) {
 
 // replicaPodName is the StatefulSet's pod of ordinal i.
 func replicaPodName(server string, i int) string { return server + "-" + strconv.Itoa(i) }
+
+// slowDownloads starts a rate-limited curl download of big.bin from each source and returns
+// once every one has bytes on disk; the function it returns waits for them and gives the
+// failures (a download that is not whole counts).
+func (c *cluster) slowDownloads(t *testing.T, addr string, sources []string, big []byte) func() []error {
+	t.Helper()
+	back := t.TempDir()
+	done := make(chan error, len(sources))
+	for i, src := range sources {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+			defer cancel()
+			file := filepath.Join(back, fmt.Sprintf("big-%d.bin", i))
+			out, err := c.h.ClientExec(ctx, harness.Outside, "curl", "-sS", "--interface", src, "--limit-rate", "2M",
+				"-o", file, fmt.Sprintf("ftp://many:many-pass@%s/big.bin", addr))
+			if err == nil {
+				if data, rerr := os.ReadFile(file); rerr != nil || sha(data) != sha(big) {
+					err = fmt.Errorf("not whole (%d of %d bytes)", len(data), len(big))
+				}
+			}
+			if err != nil {
+				err = fmt.Errorf("download from %s: %w: %s", src, err, out)
+			}
+			done <- err
+		}()
+	}
+	eventually(t, 30*time.Second, "every download under way", func() error {
+		for i := range sources {
+			if fi, err := os.Stat(filepath.Join(back, fmt.Sprintf("big-%d.bin", i))); err != nil || fi.Size() == 0 {
+				return fmt.Errorf("download %d has not started", i)
+			}
+		}
+		return nil
+	})
+	return func() []error {
+		var errs []error
+		for range sources {
+			if err := <-done; err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return errs
+	}
+}
 
 // waitAllReplicas waits for Ready with reason Ready (every replica serving, not Degraded) and
 // for kube-proxy to forward the endpoint.
@@ -305,8 +335,8 @@ func (c *cluster) waitAllReplicas(t *testing.T, ns, name string, n int) *ftpv1al
 	return s
 }
 
-// transfersFrom downloads small.bin perSource times from each source address, alternating a
-// strict PASV client and curl's defaults, all sources at once. It returns the failures.
+// transfersFrom downloads small.bin perSource times from each source address, in turn by a
+// strict PASV client, curl's defaults and lftp's, all sources at once. It returns the failures.
 func (c *cluster) transfersFrom(t *testing.T, addr string, sources []string, perSource int, want string) []string {
 	t.Helper()
 	host, port, _ := strings.Cut(addr, ":")
@@ -323,10 +353,14 @@ func (c *cluster) transfersFrom(t *testing.T, addr string, sources []string, per
 				out := filepath.Join(dir, fmt.Sprintf("%d-%d.bin", si, j))
 				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 				var argv []string
-				if j%2 == 0 {
+				switch j % 3 {
+				case 0:
 					argv = []string{"python3", script, host, port, "many", "many-pass", src, "pasv", "download", "small.bin", out}
-				} else {
+				case 1:
 					argv = []string{"curl", "-sS", "--interface", src, "-o", out, fmt.Sprintf("ftp://many:many-pass@%s/small.bin", addr)}
+				default:
+					argv = []string{"lftp", "-u", "many,many-pass", "-p", port, "-e",
+						fmt.Sprintf("set net:socket-bind-ipv4 %s; set net:max-retries 1; get small.bin -o %s; bye", src, out), host}
 				}
 				got, err := c.h.ClientExec(ctx, harness.Outside, argv...)
 				cancel()

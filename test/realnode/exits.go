@@ -62,12 +62,16 @@ func (c *Cluster) watchExits(ctx context.Context, cs kubernetes.Interface) error
 	return nil // the watch ended (timeout, compaction): list and watch again
 }
 
-// deploymentOf is the Deployment a pod belongs to: its ReplicaSet's name without the
-// pod-template-hash suffix the Deployment controller adds.
+// deploymentOf is the workload a pod belongs to: its StatefulSet, or the Deployment of its
+// ReplicaSet (the ReplicaSet's name without the pod-template-hash suffix the Deployment
+// controller adds).
 func deploymentOf(pod *corev1.Pod) string {
 	hash := pod.Labels["pod-template-hash"]
 	for _, ref := range pod.OwnerReferences {
-		if ref.Kind == "ReplicaSet" && hash != "" {
+		switch {
+		case ref.Kind == "StatefulSet":
+			return ref.Name
+		case ref.Kind == "ReplicaSet" && hash != "":
 			return strings.TrimSuffix(ref.Name, "-"+hash)
 		}
 	}
@@ -134,7 +138,7 @@ func exitStatus(t *corev1.ContainerStateTerminated) string {
 	return fmt.Sprintf("exit status %d", t.ExitCode)
 }
 
-// LastExit tells how the most recent pod of Deployment namespace/name ended (its first
+// LastExit tells how the most recent pod of Deployment (or StatefulSet) namespace/name ended (its first
 // container), with LogPath a copy of that container's log.
 func (c *Cluster) LastExit(namespace, name string) (PodExit, bool) {
 	c.mu.Lock()
