@@ -131,7 +131,9 @@ func (t *transferFile) WriteTo(w io.Writer) (int64, error) {
 	return n, err
 }
 
-// deliveryPoll bounds how often awaitDelivery looks at the send queue.
+// awaitDelivery looks at the send queue after 1 ms, then twice as long each time up to
+// deliveryPoll: on a fast path (loopback, a LAN) the last ACK comes within microseconds, and a
+// small file must not wait a whole poll period.
 const deliveryPoll = 20 * time.Millisecond
 
 // awaitDelivery waits until the client has acknowledged every byte of the download. The kernel
@@ -149,7 +151,7 @@ func (t *transferFile) awaitDelivery(w io.Writer) error {
 	if err != nil {
 		return nil
 	}
-	last, since := -1, time.Now()
+	last, since, pause := -1, time.Now(), time.Millisecond
 	for {
 		n, err := unsentBytes(rc)
 		if err != nil || n == 0 {
@@ -160,7 +162,8 @@ func (t *transferFile) awaitDelivery(w io.Writer) error {
 		} else if t.timeout > 0 && time.Since(since) > t.timeout {
 			return t.stalled()
 		}
-		time.Sleep(deliveryPoll)
+		time.Sleep(pause)
+		pause = min(2*pause, deliveryPoll)
 	}
 }
 
