@@ -123,7 +123,7 @@ func TestDryRunCatchesMistakes(t *testing.T) {
 		"misspelt Deployment field":  `{apiVersion: apps/v1, kind: Deployment, metadata: {name: d}, spec: {replica: 1, selector: {matchLabels: {a: b}}, template: {metadata: {labels: {a: b}}, spec: {containers: [{name: c, image: i}]}}}}`,
 		"misspelt PodMonitor field":  `{apiVersion: monitoring.coreos.com/v1, kind: PodMonitor, metadata: {name: p}, spec: {selector: {}, podMetricEndpoints: [{port: ops}]}}`,
 		"misspelt Certificate field": `{apiVersion: cert-manager.io/v1, kind: Certificate, metadata: {name: c}, spec: {secretName: s, issuerRef: {name: i}, dnsName: [a.example.com]}}`,
-		"FTPServer CEL rule":         `{apiVersion: ftp.kubeftp.dev/v1alpha1, kind: FTPServer, metadata: {name: f}, spec: {replicas: 2, volumes: [{name: data, claimName: c}]}}`,
+		"FTPServer CEL rule":         `{apiVersion: ftp.kubeftp.dev/v1alpha1, kind: FTPServer, metadata: {name: f}, spec: {replicas: 2, volumes: [{name: data, claimTemplate: {size: 1Gi}}]}}`,
 	} {
 		objs, err := manifests.Parse([]byte(doc))
 		if err != nil {
