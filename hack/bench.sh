@@ -24,6 +24,10 @@
 #   BENCH_EXPERIMENTS="splice/sendfile buf4m/buf1m ..."  also benchmark hack/bench/ftpexp with
 #                       these UPLOAD/DOWNLOAD copy strategies (see its doc comment)
 #   BENCH_OURS_BIN=...  benchmark this ftp-operator binary instead of building bin/ftp-operator
+#   SESSIONS (in BENCH_OPS, and in the default) runs the sessions-at-scale benchmark first:
+#                       N concurrent sessions against each server, see hack/bench-sessions.sh
+#                       for it and its BENCH_SESSIONS_* settings; BENCH_OPS=SESSIONS runs only
+#                       that (make bench-sessions), without the 1 GiB file
 #
 # Needs root: vsftpd is installed with apt-get (pure-ftpd conflicts with it as a package, so it
 # is fetched with `apt-get download` and unpacked with `dpkg -x` into the cache), and both
@@ -58,6 +62,24 @@ die() { echo "bench: error: $*" >&2; exit 1; }
 [[ $SIZE_MIB =~ ^[1-9][0-9]*$ ]] || die "BENCH_SIZE_MIB must be a positive integer"
 [[ $TLS =~ ^[01]$ ]] || die "BENCH_TLS must be 0 or 1"
 [ "$(id -u)" -eq 0 ] || die "needs root (apt-get, and vsftpd/pure-ftpd chroot): run it with sudo"
+
+# The operations: the 1 GiB transfers (OPS) and the sessions-at-scale benchmark (SESSIONS=1).
+OPS=(RETR STOR)
+[ "$TLS" = 0 ] || OPS+=(RETR-TLS STOR-TLS)
+SESSIONS=1
+if [ -n "${BENCH_OPS:-}" ]; then
+  read -r -a ops <<<"$BENCH_OPS"
+  OPS=()
+  SESSIONS=0
+  for op in "${ops[@]}"; do
+    case $op in
+    RETR | STOR) OPS+=("$op") ;;
+    RETR-TLS | STOR-TLS) [ "$TLS" = 1 ] || die "$op needs BENCH_TLS=1"; OPS+=("$op") ;;
+    SESSIONS) SESSIONS=1 ;;
+    *) die "unknown operation $op in BENCH_OPS (RETR STOR RETR-TLS STOR-TLS SESSIONS)" ;;
+    esac
+  done
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Install (idempotent).
@@ -161,6 +183,35 @@ DATA=$SRV/$USER_NAME
 mkdir -p "$DATA/up" "$WORK/empty"
 chmod 755 "$SRV" "$DATA" "$WORK/empty"
 chmod 777 "$DATA/up"
+# pure-ftpd virtual user. pure-pw hashes with a deliberately slow argon2id (seconds of server CPU
+# per login, which would pollute the CPU figures), so the hash is a SHA-512 crypt instead.
+hash=$(openssl passwd -6 "$USER_PASS")
+echo "$USER_NAME:$hash:65534:65534::$DATA/./::::::::::::" >"$WORK/pure.passwd"
+chmod 600 "$WORK/pure.passwd"
+PURE_PASSWDFILE=$WORK/pure.passwd PURE_DBFILE=$WORK/pure.pdb "$PURE_PW" mkdb "$WORK/pure.pdb" -f "$WORK/pure.passwd"
+
+# start_server NAME COMMAND...: in its own cgroup when there is one; with $SERVER_NOFILE as its
+# open-files limit (soft and hard) when that is set.
+start_server() {
+  local name=$1 cg=
+  shift
+  if [ -n "$CG_BASE" ]; then
+    mkdir "$CG_BASE/$name"
+    cg=$CG_BASE/$name
+  fi
+  # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
+  bash -c '{ [ -z "$1" ] || echo $$ >"$1/cgroup.procs"; } && { [ -z "$2" ] || ulimit -n "$2"; } && shift 2 && exec "$@"' \
+    bash "$cg" "${SERVER_NOFILE:-}" "$@" >"$WORK/$name.out" 2>&1 &
+  PID[$name]=$!
+}
+
+# The sessions-at-scale benchmark (before the 1 GiB transfers: it is the headline).
+if [ "$SESSIONS" = 1 ]; then
+  # shellcheck source=hack/bench-sessions.sh
+  . hack/bench-sessions.sh
+fi
+[ ${#OPS[@]} -gt 0 ] || exit 0
+
 SIZE=$((SIZE_MIB * 1024 * 1024))
 log "creating a $SIZE_MIB MiB test file in $DATA"
 head -c "$SIZE" /dev/urandom >"$DATA/file.bin"
@@ -223,25 +274,6 @@ rsa_private_key_file=$WORK/tls.key
 EOF
 fi
 
-# pure-ftpd virtual user. pure-pw hashes with a deliberately slow argon2id (seconds of server CPU
-# per login, which would pollute the CPU figures), so the hash is a SHA-512 crypt instead.
-hash=$(openssl passwd -6 "$USER_PASS")
-echo "$USER_NAME:$hash:65534:65534::$DATA/./::::::::::::" >"$WORK/pure.passwd"
-chmod 600 "$WORK/pure.passwd"
-PURE_PASSWDFILE=$WORK/pure.passwd PURE_DBFILE=$WORK/pure.pdb "$PURE_PW" mkdb "$WORK/pure.pdb" -f "$WORK/pure.passwd"
-
-start_server() { # name, then the command
-  local name=$1
-  shift
-  if [ -n "$CG_BASE" ]; then
-    mkdir "$CG_BASE/$name"
-    # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
-    bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' bash "$CG_BASE/$name" "$@" >"$WORK/$name.out" 2>&1 &
-  else
-    "$@" >"$WORK/$name.out" 2>&1 &
-  fi
-  PID[$name]=$!
-}
 PURE_TLS=()
 OURS_TLS=()
 if [ "$TLS" = 1 ]; then
@@ -341,14 +373,6 @@ wait_sessions() {
 
 RAW=$WORK/raw.txt
 : >"$RAW"
-OPS=(RETR STOR)
-[ "$TLS" = 0 ] || OPS+=(RETR-TLS STOR-TLS)
-if [ -n "${BENCH_OPS:-}" ]; then
-  read -r -a OPS <<<"$BENCH_OPS"
-  for op in "${OPS[@]}"; do
-    case $op in RETR | STOR) ;; RETR-TLS | STOR-TLS) [ "$TLS" = 1 ] || die "$op needs BENCH_TLS=1" ;; *) die "unknown operation $op in BENCH_OPS" ;; esac
-  done
-fi
 # One sample: "server op run transfer_s total_s cpu_s client_cpu_s". transfer_s is curl's
 # time_total minus time_pretransfer, i.e. from the RETR/STOR command to the end (the data
 # phase); total_s includes connecting and logging in (and the TLS handshake); client_cpu_s is
