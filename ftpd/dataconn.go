@@ -435,12 +435,8 @@ type dataListener struct {
 
 func (l *dataListener) serve() {
 	for {
-		conn, err := l.ln.Accept()
+		conn, err := acceptRetry(l.ln, l.hub.s.logger, "passive")
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
 			return // closed
 		}
 		if err := setKeepAlive(conn, l.hub.s.dyn.Load().limits.TCPKeepAlive, false); err != nil {
@@ -512,6 +508,12 @@ func (sl *passiveSlot) Accept() (net.Conn, error) {
 	defer timer.Stop()
 	select {
 	case conn := <-sl.conns:
+		// ftpserverlib's throwaway listener has served its purpose: its port named the slot,
+		// and ftpserverlib set its accept deadline on it before calling this Accept (the one
+		// use it makes of it; at the end it closes the slot). Closed now, it holds no file
+		// descriptor for the rest of the transfer, which then costs the session its control
+		// and data connections (and the file) only.
+		_ = sl.lib.Close()
 		sl.mu.Lock()
 		ctrl := sl.ctrl
 		sl.mu.Unlock()

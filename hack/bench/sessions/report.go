@@ -18,7 +18,8 @@ func reportMain(args []string) error {
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	svgFile := fs.String("svg", "", "write the plot (SVG) here")
 	title := fs.String("title", "Sessions at scale", "the plot's title")
-	subtitle := fs.String("subtitle", "", "the plot's second line (date, machine)")
+	var subtitles lines
+	fs.Var(&subtitles, "subtitle", "a line under the plot's title (repeatable: date, machine, ...)")
 	goalP99 := fs.Float64("goal-p99-ms", 250, "the goal line for ours' p99 (ms)")
 	goalRSS := fs.Float64("goal-rss-mib", 200, "the goal line for ours' peak RSS (MiB)")
 	if err := fs.Parse(args); err != nil {
@@ -41,13 +42,18 @@ func reportMain(args []string) error {
 	}
 	writeTable(os.Stdout, results)
 	if *svgFile != "" {
-		svg := plot(results, *title, *subtitle, *goalP99, *goalRSS)
+		svg := plot(results, *title, subtitles, *goalP99, *goalRSS)
 		if err := os.WriteFile(*svgFile, []byte(svg), 0o644); err != nil {
 			return err
 		}
 	}
 	return nil
 }
+
+type lines []string
+
+func (l *lines) String() string     { return strings.Join(*l, "; ") }
+func (l *lines) Set(v string) error { *l = append(*l, v); return nil }
 
 // serverOrder is the servers in the order they first appear; nOrder the sizes, ascending.
 func serverOrder(results []*result) (servers []string, ns []int) {
@@ -182,15 +188,15 @@ func writeTable(w io.Writer, results []*result) {
 
 // Plot geometry.
 const (
-	plotW     = 1000
-	plotH     = 430
-	panelTop  = 90
+	plotW     = 1060
+	plotH     = 480
+	panelTop  = 132
 	panelH    = 240
-	panelW    = 270
+	panelW    = 290
 	panelGap  = 62
 	panelLeft = 62
-	barW      = 24
-	barGap    = 6
+	barW      = 22
+	barGap    = 5
 )
 
 var palette = []string{"#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#17becf"}
@@ -206,26 +212,26 @@ func esc(s string) string { return html.EscapeString(s) }
 // plot draws three panels, each with one group of bars per N and one bar per server: the
 // transfers that succeeded and failed (share of those attempted), the p99 of one transfer and
 // the peak RSS (both on log scales), with the goals of ours as dashed lines.
-func plot(results []*result, title, subtitle string, goalP99, goalRSS float64) string {
+func plot(results []*result, title string, subtitles []string, goalP99, goalRSS float64) string {
 	servers, ns := serverOrder(results)
 	var b svgBuf
 	b.f(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", plotW, plotH, plotW, plotH)
 	b.f(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
 	b.f(`<text x="%d" y="24" font-size="16" font-weight="bold">%s</text>`+"\n", panelLeft-40, esc(title))
-	if subtitle != "" {
-		b.f(`<text x="%d" y="44" fill="#444">%s</text>`+"\n", panelLeft-40, esc(subtitle))
+	for i, line := range subtitles[:min(len(subtitles), 2)] {
+		b.f(`<text x="%d" y="%d" fill="#444">%s</text>`+"\n", panelLeft-40, 42+16*i, esc(line))
 	}
 	// Legend.
 	x := panelLeft - 40
 	for i, s := range servers {
-		b.f(`<rect x="%d" y="56" width="12" height="12" fill="%s"/><text x="%d" y="66">%s</text>`+"\n", x, palette[i%len(palette)], x+16, esc(s))
+		b.f(`<rect x="%d" y="68" width="12" height="12" fill="%s"/><text x="%d" y="78">%s</text>`+"\n", x, palette[i%len(palette)], x+16, esc(s))
 		x += 24 + 8*len(s)
 	}
-	b.f(`<rect x="%d" y="56" width="12" height="12" fill="%s"/><text x="%d" y="66">failed transfers</text>`+"\n", x, failColor, x+16)
+	b.f(`<rect x="%d" y="68" width="12" height="12" fill="%s"/><text x="%d" y="78">failed transfers</text>`+"\n", x, failColor, x+16)
 
 	groupW := len(servers)*(barW+barGap) + 24
 	type panel struct {
-		title  string
+		title  [2]string
 		log    bool
 		lo, hi float64
 		unit   string
@@ -241,18 +247,18 @@ func plot(results []*result, title, subtitle string, goalP99, goalRSS float64) s
 	}
 	panels := []panel{
 		{
-			title: "Transfers ok (bar) and failed (red), % of N x rounds", lo: 0, hi: 100, unit: "%",
+			title: [2]string{"Transfers: ok (server's colour) and failed (red)", "% of N sessions x rounds; failed ones over the bars"}, lo: 0, hi: 100, unit: "% of the transfers",
 			value: func(r *result) (float64, bool) { return 100 * float64(r.OK) / float64(max(r.Transfers, 1)), true },
-			label: func(r *result) string { return fmt.Sprintf("%d", failed(r)) },
+			label: func(r *result) string { return compact(failed(r)) },
 		},
 		{
-			title: "p99 of one transfer, ms (log)", log: true, lo: 1, hi: math.Pow(10, math.Ceil(math.Log10(p99Hi))), unit: "ms",
+			title: [2]string{"p99 of one transfer (PASV/EPSV sent to 226 read)", "ms, log scale; over the bars: p99"}, log: true, lo: 1, hi: math.Pow(10, math.Ceil(math.Log10(p99Hi))), unit: "ms",
 			value: func(r *result) (float64, bool) { return r.P99ms, r.P99ms > 0 },
 			goal:  goalP99,
 			label: func(r *result) string { return ms(r.P99ms) },
 		},
 		{
-			title: "Peak RSS of the server, MiB (log)", log: true, lo: 1, hi: math.Pow(10, math.Ceil(math.Log10(rssHi))), unit: "MiB",
+			title: [2]string{"Peak RSS of the server (all its processes)", "MiB, log scale; over the bars: MiB"}, log: true, lo: 1, hi: math.Pow(10, math.Ceil(math.Log10(rssHi))), unit: "MiB",
 			value: func(r *result) (float64, bool) { return mib(r.PeakRSS), r.PeakRSS > 0 },
 			goal:  goalRSS,
 			label: func(r *result) string { return fmt.Sprintf("%.0f", mib(r.PeakRSS)) },
@@ -268,7 +274,8 @@ func plot(results []*result, title, subtitle string, goalP99, goalRSS float64) s
 			}
 			return float64(bottom) - float64(panelH)*(v-p.lo)/(p.hi-p.lo)
 		}
-		b.f(`<text x="%d" y="%d" font-weight="bold">%s</text>`+"\n", left-30, panelTop-8, esc(p.title))
+		b.f(`<text x="%d" y="%d" font-weight="bold">%s</text>`+"\n", left-30, panelTop-34, esc(p.title[0]))
+		b.f(`<text x="%d" y="%d" fill="#444" font-size="11">%s</text>`+"\n", left-30, panelTop-20, esc(p.title[1]))
 		// Axis and grid.
 		var ticks []float64
 		if p.log {
@@ -289,11 +296,12 @@ func plot(results []*result, title, subtitle string, goalP99, goalRSS float64) s
 		b.f(`<text transform="translate(%d,%d) rotate(-90)" text-anchor="middle" fill="#444">%s</text>`+"\n", left-44, panelTop+panelH/2, p.unit)
 		if p.goal > 0 {
 			b.f(`<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="%s" stroke-dasharray="5,4"/>`+"\n", left, y(p.goal), left+panelW, y(p.goal), palette[0])
-			b.f(`<text x="%d" y="%.1f" text-anchor="end" fill="%s" font-size="11">goal of ours: %s %s</text>`+"\n", left+panelW-2, y(p.goal)-4, palette[0], tick(p.goal), p.unit)
+			b.f(`<text x="%d" y="%.1f" text-anchor="end" fill="%s" font-size="11">goal of ours:</text>`+"\n", left+panelW-2, y(p.goal)-17, palette[0])
+			b.f(`<text x="%d" y="%.1f" text-anchor="end" fill="%s" font-size="11">%s %s</text>`+"\n", left+panelW-2, y(p.goal)-4, palette[0], tick(p.goal), p.unit)
 		}
 		for gi, n := range ns {
 			gx := left + 14 + gi*groupW
-			b.f(`<text x="%d" y="%d" text-anchor="middle">N = %s</text>`+"\n", gx+groupW/2-12, bottom+34, thousands(n))
+			b.f(`<text x="%d" y="%d" text-anchor="middle" font-weight="bold">N = %s</text>`+"\n", gx+groupW/2-12, bottom+62, thousands(n))
 			for si, s := range servers {
 				bx := gx + si*(barW+barGap)
 				r := find(results, s, n)
@@ -316,9 +324,21 @@ func plot(results []*result, title, subtitle string, goalP99, goalRSS float64) s
 			}
 		}
 	}
-	b.f(`<text x="%d" y="%d" fill="#444" font-size="11">Numbers over the bars: failed transfers (left), p99 in ms (middle), peak RSS in MiB, summed over the server's processes (right).</text>`+"\n", panelLeft-40, plotH-12)
+	b.f(`<text x="%d" y="%d" fill="#444" font-size="11">Dashed: the goals for ours (issue 13). RSS is summed over the server's processes (vsftpd and pure-ftpd fork per session). n/a: no transfer succeeded.</text>`+"\n", panelLeft-40, plotH-12)
 	b.f("</svg>\n")
 	return b.String()
+}
+
+// compact writes a count in at most four characters: 950, 2.2k, 30k.
+func compact(n int) string {
+	switch {
+	case n < 1000:
+		return strconv.Itoa(n)
+	case n < 9950:
+		return strconv.FormatFloat(float64(n)/1000, 'f', 1, 64) + "k"
+	default:
+		return strconv.Itoa((n+500)/1000) + "k"
+	}
 }
 
 func tick(v float64) string {

@@ -296,7 +296,7 @@ func TestPlotIsWellFormed(t *testing.T) {
 		{Server: "vs<ftpd>&", N: 1000, Transfers: 3000, OK: 90, P99ms: 20000, PeakRSS: 1400 << 20},
 		{Server: "pure-ftpd", N: 10000, Transfers: 30000, OK: 0, P99ms: -1, PeakRSS: 0},
 	}
-	svg := plot(results, "Sessions & scale", "2026-12-01 <machine>", 250, 200)
+	svg := plot(results, "Sessions & scale", []string{"2026-12-01 <machine>"}, 250, 200)
 	d := xml.NewDecoder(strings.NewReader(svg))
 	for {
 		if _, err := d.Token(); err != nil {
@@ -306,7 +306,7 @@ func TestPlotIsWellFormed(t *testing.T) {
 			t.Fatalf("plot is not well-formed XML: %v", err)
 		}
 	}
-	for _, want := range []string{"N = 1,000", "N = 10,000", "goal of ours: 250 ms", "goal of ours: 200 MiB", "n/a"} {
+	for _, want := range []string{"N = 1,000", "N = 10,000", ">250 ms<", ">200 MiB<", "n/a", ">2.9k<"} {
 		if !strings.Contains(svg, want) {
 			t.Errorf("plot lacks %q", want)
 		}
@@ -328,6 +328,14 @@ func TestBadCode(t *testing.T) {
 	for _, tt := range tests {
 		if got := badCode(tt.cmd, tt.r); got != tt.want {
 			t.Errorf("badCode(%s, %+v) = %q, want %q", tt.cmd, tt.r, got, tt.want)
+		}
+	}
+}
+
+func TestCompact(t *testing.T) {
+	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1.0k", 2913: "2.9k", 9949: "9.9k", 9950: "10k", 30000: "30k", 29499: "29k"} {
+		if got := compact(n); got != want {
+			t.Errorf("compact(%d) = %q, want %q", n, got, want)
 		}
 	}
 }
