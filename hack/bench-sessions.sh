@@ -23,6 +23,13 @@
 #   BENCH_SESSIONS_MAX_CLIENTS=100000 every server's own session limits (total and per IP)
 #   BENCH_SESSIONS_SERVER_NOFILE=     the servers' open-files limit (soft and hard; empty: the
 #                                     limit this script runs with, as for everything else)
+#   BENCH_SESSIONS_SERVER_MEM_MIB=8192  memory cap of each server's processes together, and
+#   BENCH_SESSIONS_SERVER_PIDS=22000    their process (and thread) cap: vsftpd forks two
+#                                     processes per session, which at N=10000 would otherwise
+#                                     take a shared machine's memory and PIDs (kernel.pid_max is
+#                                     often 32768). A cgroup (v2 when its controllers are enabled,
+#                                     else v1) enforces them; the table shows its peak and any OOM
+#                                     kills and refused forks. 0: no cap.
 #   BENCH_SESSIONS_SVG=docs/img/sessions-at-scale.svg   where the plot goes (empty: none)
 #   BENCH_SESSIONS_OUT=DIR            also keep every run's result (JSON) in DIR
 #   BENCH_SESSIONS_CLIENT_FLAGS=...   more flags for the client (e.g. -round-timeout 30s)
@@ -36,6 +43,8 @@ S_PORT_BASE=${BENCH_SESSIONS_PORT_BASE:-2231}
 S_PASV_BASE=${BENCH_SESSIONS_PASV_BASE:-31000}
 S_MAX=${BENCH_SESSIONS_MAX_CLIENTS:-100000}
 S_NOFILE=${BENCH_SESSIONS_SERVER_NOFILE:-}
+S_MEM_MIB=${BENCH_SESSIONS_SERVER_MEM_MIB:-8192}
+S_PIDS=${BENCH_SESSIONS_SERVER_PIDS:-22000}
 S_SVG=${BENCH_SESSIONS_SVG-docs/img/sessions-at-scale.svg}
 S_OUT=${BENCH_SESSIONS_OUT:-}
 read -r -a S_CLIENT_FLAGS <<<"${BENCH_SESSIONS_CLIENT_FLAGS:-}"
@@ -43,6 +52,7 @@ read -r -a S_CLIENT_FLAGS <<<"${BENCH_SESSIONS_CLIENT_FLAGS:-}"
 for v in $S_NS $S_ROUNDS $S_SIZE $S_PORT_BASE $S_PASV_BASE $S_MAX ${S_NOFILE:+$S_NOFILE}; do
   [[ $v =~ ^[1-9][0-9]*$ ]] || die "BENCH_SESSIONS_*: $v is not a positive integer"
 done
+[[ $S_MEM_MIB =~ ^[0-9]+$ && $S_PIDS =~ ^[0-9]+$ ]] || die "BENCH_SESSIONS_SERVER_MEM_MIB and _PIDS must be numbers"
 for s in $S_SERVERS; do
   case $s in ours | vsftpd | pure-ftpd) ;; *) die "BENCH_SESSIONS_SERVERS: unknown server $s" ;; esac
 done
@@ -64,6 +74,38 @@ tree_pids() {
   echo "$1"
   for p in $(pgrep -P "$1" || true); do tree_pids "$p"; done
 }
+# make_caps NAME: the cgroups that cap the server's memory and processes. With cgroup v2
+# controllers, its own cgroup (start_server makes it; the caps are written after the start,
+# before any session); else cgroup v1 directories it joins at start (SERVER_JOIN). Sets
+# S_MEMCG and S_PIDSCG (empty when not capped) and SERVER_JOIN.
+make_caps() {
+  local name=$1 d
+  S_MEMCG= S_PIDSCG= SERVER_JOIN=
+  if [ -n "$CG_BASE" ] && grep -qw memory "$CG_BASE/cgroup.subtree_control" 2>/dev/null; then
+    [ "$S_MEM_MIB" = 0 ] || S_MEMCG=$CG_BASE/$name
+  elif [ "$S_MEM_MIB" != 0 ] && [ -d /sys/fs/cgroup/memory ] && d=/sys/fs/cgroup/memory/ftpbench.$$.$name && mkdir "$d" 2>/dev/null; then
+    CG_EXTRA+=("$d")
+    echo $((S_MEM_MIB * 1048576)) >"$d/memory.limit_in_bytes"
+    S_MEMCG=$d SERVER_JOIN="$SERVER_JOIN $d"
+  fi
+  if [ -n "$CG_BASE" ] && grep -qw pids "$CG_BASE/cgroup.subtree_control" 2>/dev/null; then
+    [ "$S_PIDS" = 0 ] || S_PIDSCG=$CG_BASE/$name
+  elif [ "$S_PIDS" != 0 ] && [ -d /sys/fs/cgroup/pids ] && d=/sys/fs/cgroup/pids/ftpbench.$$.$name && mkdir "$d" 2>/dev/null; then
+    CG_EXTRA+=("$d")
+    echo "$S_PIDS" >"$d/pids.max"
+    S_PIDSCG=$d SERVER_JOIN="$SERVER_JOIN $d"
+  fi
+  if { [ "$S_MEM_MIB" != 0 ] && [ -z "$S_MEMCG" ]; } || { [ "$S_PIDS" != 0 ] && [ -z "$S_PIDSCG" ]; }; then
+    log "warning: no cgroup to cap $name's memory or processes; it runs uncapped"
+  fi
+}
+# set_v2_caps NAME: the caps in the server's own cgroup v2, when that is where they live.
+set_v2_caps() {
+  local cg=$CG_BASE/$1
+  [ "$S_MEMCG" != "$cg" ] || echo $((S_MEM_MIB * 1048576)) >"$cg/memory.max"
+  [ "$S_PIDSCG" != "$cg" ] || echo "$S_PIDS" >"$cg/pids.max"
+}
+
 stop_server() { # name
   local name=$1 cg i pids
   if [ -z "$CG_BASE" ]; then
@@ -79,6 +121,10 @@ stop_server() { # name
     xargs -r kill -9 <"$cg/cgroup.procs" 2>/dev/null || true
     for i in $(seq 100); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
   fi
+  for cg in $SERVER_JOIN; do
+    xargs -r kill -9 <"$cg/cgroup.procs" 2>/dev/null || true
+    for i in $(seq 100); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
+  done
   unset "PID[$name]"
 }
 
@@ -94,6 +140,7 @@ for n in $S_NS; do
       log "warning: passive range $first-$last overlaps ip_local_port_range $EPH_LO-$EPH_HI"
     fi
     name=sessions-$s-$n
+    make_caps "$name"
     case $s in
     ours)
       user=$USER_NAME pass=$USER_PASS
@@ -143,6 +190,7 @@ EOF
         -l "puredb:$WORK/pure.pdb" -E -H -4 -c "$S_MAX" -C "$S_MAX"
       ;;
     esac
+    set_v2_caps "$name"
     url="ftp://$user:$pass@127.0.0.1:$port/"
     ok=0
     for _ in $(seq 50); do
@@ -156,7 +204,8 @@ EOF
     log "sessions at scale: $s, N=$n, control port $port, passive $first-$last (pid ${PID[$name]})"
     "$WORK/sessions" run -server "$s" -config "$conf" -addr "127.0.0.1:$port" -user "$user" -pass "$pass" \
       -file small.bin -size "$S_SIZE" -sha256 "$S_SHA" -passive "$first-$last" -n "$n" -rounds "$S_ROUNDS" \
-      -src "$S_SRC" ${cg:+-cgroup "$cg"} -pid "${PID[$name]}" -out "$S_RES/$s-$n.json" "${S_CLIENT_FLAGS[@]}" ||
+      -src "$S_SRC" ${cg:+-cgroup "$cg"} ${S_MEMCG:+-memcg "$S_MEMCG"} ${S_PIDSCG:+-pidscg "$S_PIDSCG"} \
+      -pid "${PID[$name]}" -out "$S_RES/$s-$n.json" "${S_CLIENT_FLAGS[@]}" ||
       log "warning: the client reported an error for $s N=$n (its result says what)"
     if ! kill -0 "${PID[$name]}" 2>/dev/null; then
       log "warning: $name died during the run: $(tail -5 "$WORK/$name.out")"
@@ -166,6 +215,7 @@ EOF
     [ -e "$S_RES/$s-$n.json" ] && S_FILES+=("$S_RES/$s-$n.json")
   done
 done
+SERVER_JOIN=
 [ -z "$S_OUT" ] || { mkdir -p "$S_OUT" && cp "${S_FILES[@]}" "$S_OUT/"; }
 
 S_WHEN=$(date -u '+%Y-%m-%d %H:%M UTC')
@@ -173,7 +223,7 @@ S_MACHINE="$(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //'
 echo
 echo "ftpd sessions at scale: N = ${S_NS// /, } concurrent sessions per server, each from its own address of $S_SRC; 10-port passive range per server; $S_ROUNDS rounds of PASV/EPSV + RETR of $S_SIZE bytes, all sessions at once; $S_WHEN"
 echo "machine: $S_MACHINE; load average at start: $S_LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "limits: this shell's open files $(ulimit -Sn)/$(ulimit -Hn) (soft/hard), servers' ${S_NOFILE:-the same}; net.core.somaxconn $(cat /proc/sys/net/core/somaxconn), tcp_max_syn_backlog $(cat /proc/sys/net/ipv4/tcp_max_syn_backlog), ip_local_port_range $EPH_LO-$EPH_HI, tcp_max_tw_buckets $(cat /proc/sys/net/ipv4/tcp_max_tw_buckets), tcp_tw_reuse $(cat /proc/sys/net/ipv4/tcp_tw_reuse), kernel.pid_max $(cat /proc/sys/kernel/pid_max)"
+echo "limits: this shell's open files $(ulimit -Sn)/$(ulimit -Hn) (soft/hard), servers' ${S_NOFILE:-the same}; each server capped at $S_MEM_MIB MiB and $S_PIDS processes (0: no cap); net.core.somaxconn $(cat /proc/sys/net/core/somaxconn), tcp_max_syn_backlog $(cat /proc/sys/net/ipv4/tcp_max_syn_backlog), ip_local_port_range $EPH_LO-$EPH_HI, tcp_max_tw_buckets $(cat /proc/sys/net/ipv4/tcp_max_tw_buckets), tcp_tw_reuse $(cat /proc/sys/net/ipv4/tcp_tw_reuse), kernel.pid_max $(cat /proc/sys/kernel/pid_max)"
 echo "command: BENCH_OPS=${BENCH_OPS:-\"<default>\"} BENCH_SESSIONS_N=\"$S_NS\" BENCH_SESSIONS_ROUNDS=$S_ROUNDS BENCH_SESSIONS_SIZE=$S_SIZE${S_NOFILE:+ BENCH_SESSIONS_SERVER_NOFILE=$S_NOFILE}${BENCH_SESSIONS_CLIENT_FLAGS:+ BENCH_SESSIONS_CLIENT_FLAGS=\"$BENCH_SESSIONS_CLIENT_FLAGS\"} hack/bench.sh; ours: $OURS_VERSION; took $(($(date +%s) - S_START)) s"
 echo
 svg=()

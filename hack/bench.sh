@@ -149,6 +149,8 @@ cg2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 if [ -n "$cg2" ] && mkdir "$cg2/ftpbench.$$" 2>/dev/null; then
   CG_BASE=$cg2/ftpbench.$$
 fi
+# More cgroups the script made (cgroup v1 caps of the sessions benchmark), removed on exit.
+CG_EXTRA=()
 cleanup() {
   local s cg i
   for s in "${!PID[@]}"; do
@@ -156,6 +158,11 @@ cleanup() {
   done
   for s in "${!PID[@]}"; do
     wait "${PID[$s]}" 2>/dev/null || true
+  done
+  for cg in "${CG_EXTRA[@]}"; do
+    [ -d "$cg" ] || continue
+    xargs -r kill -9 <"$cg/cgroup.procs" 2>/dev/null || true
+    for i in $(seq 50); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
   done
   if [ -n "$CG_BASE" ]; then
     for cg in "$CG_BASE"/*/; do
@@ -190,7 +197,8 @@ echo "$USER_NAME:$hash:65534:65534::$DATA/./::::::::::::" >"$WORK/pure.passwd"
 chmod 600 "$WORK/pure.passwd"
 PURE_PASSWDFILE=$WORK/pure.passwd PURE_DBFILE=$WORK/pure.pdb "$PURE_PW" mkdb "$WORK/pure.pdb" -f "$WORK/pure.passwd"
 
-# start_server NAME COMMAND...: in its own cgroup when there is one; with $SERVER_NOFILE as its
+# start_server NAME COMMAND...: in its own cgroup when there is one, and in the cgroups listed
+# in $SERVER_JOIN (directories, e.g. of cgroup v1 controllers); with $SERVER_NOFILE as its
 # open-files limit (soft and hard) when that is set.
 start_server() {
   local name=$1 cg=
@@ -200,8 +208,8 @@ start_server() {
     cg=$CG_BASE/$name
   fi
   # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
-  bash -c '{ [ -z "$1" ] || echo $$ >"$1/cgroup.procs"; } && { [ -z "$2" ] || ulimit -n "$2"; } && shift 2 && exec "$@"' \
-    bash "$cg" "${SERVER_NOFILE:-}" "$@" >"$WORK/$name.out" 2>&1 &
+  bash -c 'for d in $1 $2; do echo $$ >"$d/cgroup.procs" || exit 1; done && { [ -z "$3" ] || ulimit -n "$3"; } && shift 3 && exec "$@"' \
+    bash "$cg" "${SERVER_JOIN:-}" "${SERVER_NOFILE:-}" "$@" >"$WORK/$name.out" 2>&1 &
   PID[$name]=$!
 }
 

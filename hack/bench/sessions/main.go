@@ -362,12 +362,14 @@ type result struct {
 	TimeWaitServerEnd int   `json:"timeWaitServerEnd"` // after QUIT
 	TimeWaitClientEnd int   `json:"timeWaitClientEnd"`
 
-	PeakRSS     int64   `json:"peakRSS"`
-	PeakAnon    int64   `json:"peakAnon"`
-	PeakProcs   int     `json:"peakProcs"`
-	MemSamples  int     `json:"memSamples"`
-	MemInterval float64 `json:"memIntervalMaxSeconds"`
-	MemErr      string  `json:"memErr,omitempty"`
+	PeakRSS     int64      `json:"peakRSS"`
+	PeakAnon    int64      `json:"peakAnon"`
+	PeakProcs   int        `json:"peakProcs"`
+	MemSamples  int        `json:"memSamples"`
+	MemInterval float64    `json:"memIntervalMaxSeconds"`
+	MemErr      string     `json:"memErr,omitempty"`
+	Caps        capFigures `json:"caps"`
+	CapsErr     string     `json:"capsErr,omitempty"`
 
 	QuitOK       int     `json:"quitOK"`
 	QuitFailures counts  `json:"quitFailures"`
@@ -385,6 +387,8 @@ func runMain(args []string) error {
 	rounds := fs.Int("rounds", 3, "rounds of PASV/EPSV + RETR")
 	passive := fs.String("passive", "", "the server's passive range START-END (for the TIME_WAIT counts)")
 	cgroup := fs.String("cgroup", "", "cgroup v2 directory of the server (its processes, for the memory figures)")
+	memcg := fs.String("memcg", "", "the memory cgroup capping the server (v1 or v2), for its limit, peak and OOM kills")
+	pidscg := fs.String("pidscg", "", "the pids cgroup capping the server, for its limit, peak and refused forks")
 	pid := fs.Int("pid", 0, "the server's PID (its process tree, without -cgroup; and its open-files limit)")
 	perProc := fs.Int("per-proc", 0, "sessions per worker process (0: as many as the open-files limit allows)")
 	interval := fs.Duration("sample", 200*time.Millisecond, "memory sampling interval")
@@ -586,6 +590,9 @@ func runMain(args []string) error {
 	peak, samples, maxInterval, memErr := mem.finish()
 	res.PeakRSS, res.PeakAnon, res.PeakProcs = peak.rss, peak.anon, peak.procs
 	res.MemSamples, res.MemInterval, res.MemErr = samples, maxInterval.Seconds(), memErr
+	if res.Caps, err = readCaps(*memcg, *pidscg); err != nil {
+		res.CapsErr = err.Error()
+	}
 	if tws, twc, err := timeWaits(); err == nil {
 		res.TimeWaitServerEnd, res.TimeWaitClientEnd = tws, twc
 	}

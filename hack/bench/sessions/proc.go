@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -297,4 +298,78 @@ func openFilesLimit(pid int) string {
 		}
 	}
 	return "?"
+}
+
+// capFigures are what the cgroups capping the server (-memcg, -pidscg) recorded: limits
+// (0: none), peaks, OOM kills and refused forks.
+type capFigures struct {
+	MemLimit    int64 `json:"memLimit,omitempty"`
+	MemPeak     int64 `json:"memPeak,omitempty"`
+	OOMKills    int64 `json:"oomKills,omitempty"`
+	PidsLimit   int64 `json:"pidsLimit,omitempty"`
+	PidsPeak    int64 `json:"pidsPeak,omitempty"`
+	PidsRefused int64 `json:"pidsRefused,omitempty"`
+}
+
+// readCaps reads the memory cgroup memcg and the pids cgroup pidscg (either may be ""), in the
+// v2 layout (memory.max, memory.peak, memory.events) or the v1 one (memory.limit_in_bytes,
+// memory.max_usage_in_bytes, memory.oom_control); pids.max, pids.peak and pids.events are the
+// same in both.
+func readCaps(memcg, pidscg string) (capFigures, error) {
+	var c capFigures
+	var errs []error
+	num := func(dir, file string) int64 {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			errs = append(errs, err)
+			return 0
+		}
+		v := strings.TrimSpace(string(b))
+		if v == "max" {
+			return 0
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s/%s: %w", dir, file, err))
+		}
+		return n
+	}
+	keyed := func(dir, file, key string) int64 {
+		b, err := os.ReadFile(filepath.Join(dir, file))
+		if err != nil {
+			errs = append(errs, err)
+			return 0
+		}
+		n, ok := keyedValue(string(b), key)
+		if !ok {
+			errs = append(errs, fmt.Errorf("%s/%s: no %q", dir, file, key))
+		}
+		return n
+	}
+	if memcg != "" {
+		if _, err := os.Stat(filepath.Join(memcg, "memory.max")); err == nil {
+			c.MemLimit, c.MemPeak, c.OOMKills = num(memcg, "memory.max"), num(memcg, "memory.peak"), keyed(memcg, "memory.events", "oom_kill")
+		} else {
+			c.MemLimit, c.MemPeak, c.OOMKills = num(memcg, "memory.limit_in_bytes"), num(memcg, "memory.max_usage_in_bytes"), keyed(memcg, "memory.oom_control", "oom_kill")
+			if c.MemLimit >= 1<<62 { // v1's "no limit"
+				c.MemLimit = 0
+			}
+		}
+	}
+	if pidscg != "" {
+		c.PidsLimit, c.PidsPeak, c.PidsRefused = num(pidscg, "pids.max"), num(pidscg, "pids.peak"), keyed(pidscg, "pids.events", "max")
+	}
+	return c, errors.Join(errs...)
+}
+
+// keyedValue finds "key value" in a flat-keyed cgroup file ("oom_kill 3\n...").
+func keyedValue(text, key string) (int64, bool) {
+	for _, line := range strings.Split(text, "\n") {
+		f := strings.Fields(line)
+		if len(f) == 2 && f[0] == key {
+			n, err := strconv.ParseInt(f[1], 10, 64)
+			return n, err == nil
+		}
+	}
+	return 0, false
 }

@@ -127,17 +127,21 @@ func failed(r *result) int { return r.Transfers - r.OK }
 
 func writeTable(w io.Writer, results []*result) {
 	servers, ns := serverOrder(results)
-	fmt.Fprintln(w, "| server | N | logged in | transfers ok | failed | p50 ms | p99 ms | max ms | peak RSS MiB (anon) | processes | TIME_WAIT server side after each round | TIME_WAIT at the end: server / client side | wall s |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|")
+	fmt.Fprintln(w, "| server | N | logged in | transfers ok | failed | p50 ms | p99 ms | max ms | peak RSS MiB (anon) | cgroup peak MiB | processes | TIME_WAIT server side after each round | TIME_WAIT at the end: server / client side | wall s |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|")
 	for _, n := range ns {
 		for _, s := range servers {
 			r := find(results, s, n)
 			if r == nil {
 				continue
 			}
-			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s | %s | %s | %.1f (%.1f) | %d | %s | %d / %d | %.0f |\n",
+			cgPeak := "-"
+			if r.Caps.MemPeak > 0 {
+				cgPeak = fmt.Sprintf("%.1f", mib(r.Caps.MemPeak))
+			}
+			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s | %s | %s | %.1f (%.1f) | %s | %d | %s | %d / %d | %.0f |\n",
 				r.Server, r.N, r.LoggedIn, r.OK, failed(r), ms(r.P50ms), ms(r.P99ms), ms(r.Maxms),
-				mib(r.PeakRSS), mib(r.PeakAnon), r.PeakProcs, ints(r.TimeWaitServer), r.TimeWaitServerEnd, r.TimeWaitClientEnd, r.WallSeconds)
+				mib(r.PeakRSS), mib(r.PeakAnon), cgPeak, r.PeakProcs, ints(r.TimeWaitServer), r.TimeWaitServerEnd, r.TimeWaitClientEnd, r.WallSeconds)
 		}
 	}
 	fmt.Fprintln(w)
@@ -155,6 +159,12 @@ func writeTable(w io.Writer, results []*result) {
 			if r.Relogins > 0 {
 				line += fmt.Sprintf("; %d re-logins", r.Relogins)
 			}
+			if r.Caps.OOMKills > 0 {
+				line += fmt.Sprintf("; %d processes killed at the memory cap (OOM)", r.Caps.OOMKills)
+			}
+			if r.Caps.PidsRefused > 0 {
+				line += fmt.Sprintf("; %d forks refused at the process cap", r.Caps.PidsRefused)
+			}
 			if len(r.QuitFailures) > 0 {
 				line += "; QUIT: " + reasons(r.QuitFailures)
 			}
@@ -170,7 +180,14 @@ func writeTable(w io.Writer, results []*result) {
 	for _, s := range servers {
 		for _, n := range ns {
 			if r := find(results, s, n); r != nil {
-				fmt.Fprintf(w, "- %s: %s; server open-files limit (soft/hard) %s\n", r.Server, r.Config, r.ServerNofile)
+				caps := ""
+				if r.Caps.MemLimit > 0 {
+					caps += fmt.Sprintf("; memory capped at %.0f MiB", mib(r.Caps.MemLimit))
+				}
+				if r.Caps.PidsLimit > 0 {
+					caps += fmt.Sprintf("; processes capped at %d", r.Caps.PidsLimit)
+				}
+				fmt.Fprintf(w, "- %s: %s; server open-files limit (soft/hard) %s%s\n", r.Server, r.Config, r.ServerNofile, caps)
 				break
 			}
 		}
@@ -189,7 +206,7 @@ func writeTable(w io.Writer, results []*result) {
 // Plot geometry.
 const (
 	plotW     = 1060
-	plotH     = 480
+	plotH     = 494
 	panelTop  = 132
 	panelH    = 240
 	panelW    = 290
@@ -317,6 +334,11 @@ func plot(results []*result, title string, subtitles []string, goalP99, goalRSS 
 				}
 				top := y(v)
 				b.f(`<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"><title>%s N=%d: %s</title></rect>`+"\n", bx, top, barW, float64(bottom)-top, color, esc(s), n, esc(p.label(r)))
+				if pi == 2 && r.Caps.MemPeak > 0 {
+					// The cgroup's own peak: pages shared between forked processes count once.
+					ty := y(mib(r.Caps.MemPeak))
+					b.f(`<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="black" stroke-width="3"><title>%s N=%d: cgroup memory peak %.0f MiB</title></line>`+"\n", bx-3, ty, bx+barW+3, ty, esc(s), n, mib(r.Caps.MemPeak))
+				}
 				if pi == 0 && failed(r) > 0 {
 					b.f(`<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"/>`+"\n", bx, y(100), barW, top-y(100), failColor)
 				}
@@ -324,7 +346,8 @@ func plot(results []*result, title string, subtitles []string, goalP99, goalRSS 
 			}
 		}
 	}
-	b.f(`<text x="%d" y="%d" fill="#444" font-size="11">Dashed: the goals for ours (issue 13). RSS is summed over the server's processes (vsftpd and pure-ftpd fork per session). n/a: no transfer succeeded.</text>`+"\n", panelLeft-40, plotH-12)
+	b.f(`<text x="%d" y="%d" fill="#444" font-size="11">Dashed: the goals for ours (issue 13). n/a: no transfer succeeded. RSS: summed over the server's processes (vsftpd and pure-ftpd fork per session);</text>`+"\n", panelLeft-40, plotH-26)
+	b.f(`<text x="%d" y="%d" fill="#444" font-size="11">black tick: the peak of the server's memory cgroup, which counts pages shared between processes once (and no file-backed pages loaded before).</text>`+"\n", panelLeft-40, plotH-12)
 	b.f("</svg>\n")
 	return b.String()
 }

@@ -339,3 +339,24 @@ func TestCompact(t *testing.T) {
 		}
 	}
 }
+
+func TestKeyedValue(t *testing.T) {
+	const oomControl = "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"
+	tests := []struct {
+		text, key string
+		want      int64
+		ok        bool
+	}{
+		{text: oomControl, key: "oom_kill", want: 3, ok: true},
+		{text: oomControl, key: "under_oom", want: 0, ok: true},
+		{text: "max 12\n", key: "max", want: 12, ok: true},
+		{text: oomControl, key: "oom", ok: false},
+		{text: "oom_kill x\n", key: "oom_kill", ok: false},
+	}
+	for _, tt := range tests {
+		got, ok := keyedValue(tt.text, tt.key)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("keyedValue(%q, %q) = %d, %v; want %d, %v", tt.text, tt.key, got, ok, tt.want, tt.ok)
+		}
+	}
+}
