@@ -365,6 +365,7 @@ type result struct {
 	PeakRSS     int64      `json:"peakRSS"`
 	PeakAnon    int64      `json:"peakAnon"`
 	PeakProcs   int        `json:"peakProcs"`
+	PeakFDs     int        `json:"peakFDs"` // of the main process
 	MemSamples  int        `json:"memSamples"`
 	MemInterval float64    `json:"memIntervalMaxSeconds"`
 	MemErr      string     `json:"memErr,omitempty"`
@@ -588,7 +589,7 @@ func runMain(args []string) error {
 		logf("aborted: %v", runErr)
 	}
 	peak, samples, maxInterval, memErr := mem.finish()
-	res.PeakRSS, res.PeakAnon, res.PeakProcs = peak.rss, peak.anon, peak.procs
+	res.PeakRSS, res.PeakAnon, res.PeakProcs, res.PeakFDs = peak.rss, peak.anon, peak.procs, peak.fds
 	res.MemSamples, res.MemInterval, res.MemErr = samples, maxInterval.Seconds(), memErr
 	if res.Caps, err = readCaps(*memcg, *pidscg); err != nil {
 		res.CapsErr = err.Error()

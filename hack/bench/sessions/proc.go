@@ -128,6 +128,7 @@ type memSample struct {
 	procs int
 	rss   int64 // sum of the processes' resident set sizes, bytes
 	anon  int64 // sum of resident minus resident shared (file-backed and shmem) pages
+	fds   int   // open file descriptors of the main process (-pid)
 }
 
 // statm parses /proc/PID/statm: "size resident shared text lib data dt" in pages.
@@ -219,6 +220,11 @@ func sampleMemory(cgroup string, rootPID int, pageSize int64) (memSample, error)
 		m.rss += rss
 		m.anon += anon
 	}
+	if rootPID > 0 {
+		if fds, err := os.ReadDir("/proc/" + strconv.Itoa(rootPID) + "/fd"); err == nil {
+			m.fds = len(fds)
+		}
+	}
 	return m, nil
 }
 
@@ -271,6 +277,7 @@ func (s *memSampler) sample() time.Duration {
 		s.peak.rss = max(s.peak.rss, m.rss)
 		s.peak.anon = max(s.peak.anon, m.anon)
 		s.peak.procs = max(s.peak.procs, m.procs)
+		s.peak.fds = max(s.peak.fds, m.fds)
 	}
 	return time.Since(t0)
 }

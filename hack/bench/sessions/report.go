@@ -159,6 +159,9 @@ func writeTable(w io.Writer, results []*result) {
 			if r.Relogins > 0 {
 				line += fmt.Sprintf("; %d re-logins", r.Relogins)
 			}
+			if r.PeakFDs > 0 {
+				line += fmt.Sprintf("; main process: at most %d open files seen (limit %s)", r.PeakFDs, r.ServerNofile)
+			}
 			if r.Caps.OOMKills > 0 {
 				line += fmt.Sprintf("; %d processes killed at the memory cap (OOM)", r.Caps.OOMKills)
 			}
