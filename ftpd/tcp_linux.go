@@ -1,6 +1,7 @@
 package ftpd
 
 import (
+	"math"
 	"net"
 	"time"
 
@@ -22,4 +23,14 @@ func setUserTimeout(conn *net.TCPConn, d time.Duration) error {
 		return err
 	}
 	return serr
+}
+
+// openFilesLimit is the process's RLIMIT_NOFILE soft limit (the Go runtime raised it to the
+// hard limit at start), or 0 when unknown.
+func openFilesLimit() int {
+	var r unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err != nil {
+		return 0
+	}
+	return int(min(r.Cur, math.MaxInt32))
 }

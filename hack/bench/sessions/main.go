@@ -496,15 +496,13 @@ func runMain(args []string) error {
 	}
 	logf("%d worker process(es) of up to %d sessions (open-files hard limit %d)", nw, per, lim.Max)
 
-	// TIME_WAIT sockets from before (e.g. of the readiness check of the server) are not ours.
-	baseS, baseC, err := countTimeWaits(ports)
-	if err != nil {
+	// TIME_WAIT sockets from before (the server's readiness check, an earlier run on the same
+	// ports) are not this run's: they are left out by their addresses.
+	before := map[string]bool{}
+	if _, _, err := countTimeWaits(ports, nil, before); err != nil {
 		return err
 	}
-	timeWaits := func() (int, int, error) {
-		s, c, err := countTimeWaits(ports)
-		return max(s-baseS, 0), max(c-baseC, 0), err
-	}
+	timeWaits := func() (int, int, error) { return countTimeWaits(ports, before, nil) }
 	started := time.Now()
 	mem := startMemSampler(*cgroup, *pid, *interval)
 	// The whole run's bound: past it the workers are killed, which ends every pending phase.

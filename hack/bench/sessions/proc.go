@@ -32,8 +32,10 @@ const tcpStateTimeWait = 0x06
 // timeWaits counts the TIME_WAIT sockets of one /proc/net/tcp or /proc/net/tcp6 listing on the
 // server's ports: server side, the socket's local port is one of them (the server closed
 // first); client side, its remote port is (the client closed first). Both ends of a loopback
-// connection are in the same listing.
-func timeWaits(r io.Reader, ports portSet) (server, client int, err error) {
+// connection are in the same listing. Sockets whose addresses ("local remote", as listed) are
+// in exclude are not counted (those of before the run); those counted are added to collect
+// when it is not nil.
+func timeWaits(r io.Reader, ports portSet, exclude, collect map[string]bool) (server, client int, err error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64*1024), 1024*1024)
 	header := true
@@ -58,10 +60,19 @@ func timeWaits(r io.Reader, ports portSet) (server, client int, err error) {
 		if err1 != nil || err2 != nil {
 			return 0, 0, fmt.Errorf("bad address in %q", sc.Text())
 		}
-		switch {
-		case ports.has(local):
+		if !ports.has(local) && !ports.has(remote) {
+			continue
+		}
+		key := f[1] + " " + f[2]
+		if exclude[key] {
+			continue
+		}
+		if collect != nil {
+			collect[key] = true
+		}
+		if ports.has(local) {
 			server++
-		case ports.has(remote):
+		} else {
 			client++
 		}
 	}
@@ -78,8 +89,9 @@ func hexPort(addr string) (uint16, error) {
 	return uint16(p), err
 }
 
-// countTimeWaits reads /proc/net/tcp and /proc/net/tcp6 of this network namespace.
-func countTimeWaits(ports portSet) (server, client int, err error) {
+// countTimeWaits reads /proc/net/tcp and /proc/net/tcp6 of this network namespace (see
+// timeWaits).
+func countTimeWaits(ports portSet, exclude, collect map[string]bool) (server, client int, err error) {
 	for _, name := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
 		f, err := os.Open(name)
 		if err != nil {
@@ -88,7 +100,7 @@ func countTimeWaits(ports portSet) (server, client int, err error) {
 			}
 			return 0, 0, err
 		}
-		s, c, err := timeWaits(f, ports)
+		s, c, err := timeWaits(f, ports, exclude, collect)
 		_ = f.Close()
 		if err != nil {
 			return 0, 0, fmt.Errorf("%s: %w", name, err)
@@ -102,7 +114,7 @@ func countTimeWaits(ports portSet) (server, client int, err error) {
 // allTimeWaits is the number of TIME_WAIT sockets in the namespace, on any port (against
 // net.ipv4.tcp_max_tw_buckets).
 func allTimeWaits() (int, error) {
-	s, _, err := countTimeWaits(portSet{first: 1, end: math.MaxUint16})
+	s, _, err := countTimeWaits(portSet{first: 1, end: math.MaxUint16}, nil, nil)
 	return s, err
 }
 
@@ -228,7 +240,7 @@ func sampleMemory(cgroup string, rootPID int, pageSize int64) (memSample, error)
 	return m, nil
 }
 
-// memSampler samples the server's memory every interval (stretched to five times the cost of
+// memSampler samples the server's memory every interval (stretched to twice the cost of
 // one sample when reading thousands of processes takes long, so that sampling stays a small
 // part of the machine's load), and when asked, and keeps the peaks.
 type memSampler struct {
@@ -250,7 +262,7 @@ func startMemSampler(cgroup string, rootPID int, interval time.Duration) *memSam
 		defer close(s.done)
 		for {
 			cost := s.sample()
-			wait := max(interval, 5*cost)
+			wait := max(interval, 2*cost)
 			s.mu.Lock()
 			s.maxInterval = max(s.maxInterval, wait)
 			s.mu.Unlock()

@@ -166,6 +166,7 @@ func TestTimeWaits(t *testing.T) {
 		name               string
 		in                 string
 		ports              portSet
+		exclude            map[string]bool
 		wantServer, wantCl int
 		wantErr            bool
 	}{
@@ -174,6 +175,8 @@ func TestTimeWaits(t *testing.T) {
 		// range; line 6: ESTABLISHED; line 7: another server's port.
 		{name: "sample", in: procNetTCP, ports: ports, wantServer: 3, wantCl: 1},
 		{name: "only the control port", in: procNetTCP, ports: portSet{control: 2211}, wantServer: 1},
+		{name: "sockets of before the run left out", in: procNetTCP, ports: ports, wantServer: 2, wantCl: 0,
+			exclude: map[string]bool{"0100007F:7918 0100017F:9C40": true, "0400017F:9C43 0100007F:791A": true}},
 		{name: "header only", in: strings.SplitAfter(procNetTCP, "\n")[0], ports: ports},
 		{name: "tcp6 addresses", in: "  sl  local_address                         remote_address                        st\n" +
 			"   0: 00000000000000000000000001000000:7918 00000000000000000000000001000000:9C40 06 0:0 0:0 0 0 0 0 3\n", ports: ports, wantServer: 1},
@@ -182,7 +185,7 @@ func TestTimeWaits(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, c, err := timeWaits(strings.NewReader(tt.in), tt.ports)
+			s, c, err := timeWaits(strings.NewReader(tt.in), tt.ports, tt.exclude, nil)
 			if tt.wantErr {
 				if err == nil {
 					t.Fatalf("timeWaits = %d, %d; want an error", s, c)
@@ -222,9 +225,13 @@ func TestTimeWaitsOfThisHost(t *testing.T) {
 		t.Fatalf("client read: %v, want EOF", err)
 	}
 	_ = c.Close()
-	server, client, err := countTimeWaits(ports)
-	if err != nil || server != 1 || client != 0 {
-		t.Fatalf("countTimeWaits = %d, %d, %v; want 1 on the server side", server, client, err)
+	seen := map[string]bool{}
+	server, client, err := countTimeWaits(ports, nil, seen)
+	if err != nil || server != 1 || client != 0 || len(seen) != 1 {
+		t.Fatalf("countTimeWaits = %d, %d, %v (%d collected); want 1 on the server side", server, client, err, len(seen))
+	}
+	if server, client, err := countTimeWaits(ports, seen, nil); err != nil || server+client != 0 {
+		t.Fatalf("countTimeWaits without the one seen = %d, %d, %v; want none", server, client, err)
 	}
 }
 
