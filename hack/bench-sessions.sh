@@ -30,6 +30,7 @@
 #                                     often 32768). A cgroup (v2 when its controllers are enabled,
 #                                     else v1) enforces them; the table shows its peak and any OOM
 #                                     kills and refused forks. 0: no cap.
+#   BENCH_SESSIONS_OURS_ENV="GOMEMLIMIT=200MiB"  environment of ours (e.g. the Go runtime's)
 #   BENCH_SESSIONS_SVG=docs/img/sessions-at-scale.svg   where the plot goes (empty: none)
 #   BENCH_SESSIONS_OUT=DIR            also keep every run's result (JSON) in DIR
 #   BENCH_SESSIONS_CLIENT_FLAGS=...   more flags for the client (e.g. -round-timeout 30s)
@@ -47,6 +48,7 @@ S_MEM_MIB=${BENCH_SESSIONS_SERVER_MEM_MIB:-8192}
 S_PIDS=${BENCH_SESSIONS_SERVER_PIDS:-22000}
 S_SVG=${BENCH_SESSIONS_SVG-docs/img/sessions-at-scale.svg}
 S_OUT=${BENCH_SESSIONS_OUT:-}
+read -r -a S_OURS_ENV <<<"${BENCH_SESSIONS_OURS_ENV:-}"
 read -r -a S_CLIENT_FLAGS <<<"${BENCH_SESSIONS_CLIENT_FLAGS:-}"
 
 for v in $S_NS $S_ROUNDS $S_SIZE $S_PORT_BASE $S_PASV_BASE $S_MAX ${S_NOFILE:+$S_NOFILE}; do
@@ -144,8 +146,8 @@ for n in $S_NS; do
     case $s in
     ours)
       user=$USER_NAME pass=$USER_PASS
-      conf="ftp-operator ftpd --max-sessions $S_MAX --max-sessions-per-ip $S_MAX --passive-ports $first-$last (multiplexed by client address, the default with a range) --log-level warn"
-      SERVER_NOFILE=$S_NOFILE start_server "$name" "$OURS_BIN" ftpd --listen "127.0.0.1:$port" --root "$SRV" \
+      conf="${S_OURS_ENV[*]:+${S_OURS_ENV[*]} }ftp-operator ftpd --max-sessions $S_MAX --max-sessions-per-ip $S_MAX --passive-ports $first-$last (multiplexed by client address, the default with a range) --log-level warn"
+      SERVER_NOFILE=$S_NOFILE start_server "$name" env "${S_OURS_ENV[@]}" "$OURS_BIN" ftpd --listen "127.0.0.1:$port" --root "$SRV" \
         --user "$USER_NAME:$USER_PASS" --passive-ports "$first-$last" --max-sessions "$S_MAX" \
         --max-sessions-per-ip "$S_MAX" --log-level warn
       ;;
@@ -224,7 +226,7 @@ echo
 echo "ftpd sessions at scale: N = ${S_NS// /, } concurrent sessions per server, each from its own address of $S_SRC; 10-port passive range per server; $S_ROUNDS rounds of PASV/EPSV + RETR of $S_SIZE bytes, all sessions at once; $S_WHEN"
 echo "machine: $S_MACHINE; load average at start: $S_LOAD_START, at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "limits: this shell's open files $(ulimit -Sn)/$(ulimit -Hn) (soft/hard), servers' ${S_NOFILE:-the same}; each server capped at $S_MEM_MIB MiB and $S_PIDS processes (0: no cap); net.core.somaxconn $(cat /proc/sys/net/core/somaxconn), tcp_max_syn_backlog $(cat /proc/sys/net/ipv4/tcp_max_syn_backlog), ip_local_port_range $EPH_LO-$EPH_HI, tcp_max_tw_buckets $(cat /proc/sys/net/ipv4/tcp_max_tw_buckets), tcp_tw_reuse $(cat /proc/sys/net/ipv4/tcp_tw_reuse), kernel.pid_max $(cat /proc/sys/kernel/pid_max)"
-echo "command: BENCH_OPS=${BENCH_OPS:-\"<default>\"} BENCH_SESSIONS_N=\"$S_NS\" BENCH_SESSIONS_ROUNDS=$S_ROUNDS BENCH_SESSIONS_SIZE=$S_SIZE${S_NOFILE:+ BENCH_SESSIONS_SERVER_NOFILE=$S_NOFILE}${BENCH_SESSIONS_CLIENT_FLAGS:+ BENCH_SESSIONS_CLIENT_FLAGS=\"$BENCH_SESSIONS_CLIENT_FLAGS\"} hack/bench.sh; ours: $OURS_VERSION; took $(($(date +%s) - S_START)) s"
+echo "command: ${BENCH_OPS:+BENCH_OPS=\"$BENCH_OPS\" }BENCH_SESSIONS_N=\"$S_NS\" BENCH_SESSIONS_ROUNDS=$S_ROUNDS BENCH_SESSIONS_SIZE=$S_SIZE${S_NOFILE:+ BENCH_SESSIONS_SERVER_NOFILE=$S_NOFILE}${BENCH_SESSIONS_OURS_ENV:+ BENCH_SESSIONS_OURS_ENV=\"$BENCH_SESSIONS_OURS_ENV\"}${BENCH_SESSIONS_SERVERS:+ BENCH_SESSIONS_SERVERS=\"$S_SERVERS\"}${BENCH_SESSIONS_CLIENT_FLAGS:+ BENCH_SESSIONS_CLIENT_FLAGS=\"$BENCH_SESSIONS_CLIENT_FLAGS\"} hack/bench.sh; ours: $OURS_VERSION; took $(($(date +%s) - S_START)) s"
 echo
 svg=()
 if [ -n "$S_SVG" ]; then

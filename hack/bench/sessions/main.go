@@ -152,6 +152,7 @@ type answer struct {
 	Failed   counts    `json:"failed,omitempty"`
 	Lat      []float64 `json:"lat,omitempty"` // ms, of the transfers that succeeded
 	Relogins int       `json:"relogins,omitempty"`
+	CPU      float64   `json:"cpu,omitempty"` // the worker's CPU seconds (user + system) in a round
 	Nofile   string    `json:"nofile,omitempty"`
 	Err      string    `json:"err,omitempty"`
 }
@@ -245,6 +246,7 @@ func workerMain(args []string) error {
 // transfer at the same moment.
 func round(ctx context.Context, sessions []*session, t *target, cfg *config) answer {
 	var a answer
+	cpu0 := ownCPU()
 	lost := map[*session]failure{}
 	var relog []*session
 	for _, s := range sessions {
@@ -293,7 +295,17 @@ func round(ctx context.Context, sessions []*session, t *target, cfg *config) ans
 	}
 	close(start)
 	wg.Wait()
+	a.CPU = ownCPU() - cpu0
 	return a
+}
+
+// ownCPU is this process's CPU time so far (user + system), in seconds.
+func ownCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return float64(ru.Utime.Sec+ru.Stime.Sec) + float64(ru.Utime.Usec+ru.Stime.Usec)/1e6
 }
 
 // worker is one worker process as the coordinator sees it.
@@ -353,9 +365,13 @@ type result struct {
 	Relogins     int       `json:"relogins"`
 	RoundOK      []int     `json:"roundOK"`
 	RoundSeconds []float64 `json:"roundSeconds"`
-	P50ms        float64   `json:"p50ms"`
-	P99ms        float64   `json:"p99ms"`
-	Maxms        float64   `json:"maxms"`
+	// CPU seconds spent in the rounds: by the server (its cgroup, or its process with reaped
+	// children) and by the client's workers.
+	ServerCPU float64 `json:"serverCPU"`
+	ClientCPU float64 `json:"clientCPU"`
+	P50ms     float64 `json:"p50ms"`
+	P99ms     float64 `json:"p99ms"`
+	Maxms     float64 `json:"maxms"`
 
 	TimeWaitServer    []int `json:"timeWaitServer"` // after each round, server side
 	TimeWaitClient    []int `json:"timeWaitClient"`
@@ -544,8 +560,10 @@ func runMain(args []string) error {
 		var lat []float64
 		for r := 1; r <= *rounds; r++ {
 			t0 := time.Now()
+			cpu0 := serverCPU(*cgroup, *pid)
 			answers, err := askAll(workers, command{Op: "round", Round: r})
 			secs := time.Since(t0).Seconds()
+			res.ServerCPU += serverCPU(*cgroup, *pid) - cpu0
 			mem.sample() // also between the periodic samples: a short round may fall between two
 			if err != nil {
 				return err
@@ -555,6 +573,7 @@ func runMain(args []string) error {
 				ok += a.OK
 				res.Failures.add(a.Failed)
 				res.Relogins += a.Relogins
+				res.ClientCPU += a.CPU
 				lat = append(lat, a.Lat...)
 			}
 			res.OK += ok

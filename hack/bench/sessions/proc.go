@@ -392,3 +392,46 @@ func keyedValue(text, key string) (int64, bool) {
 	}
 	return 0, false
 }
+
+// serverCPU is the CPU time the server has used so far, in seconds: its cgroup's usage_usec
+// (all its processes, reaped or not), else utime + stime + cutime + cstime of its main process.
+func serverCPU(cgroup string, pid int) float64 {
+	if cgroup != "" {
+		if b, err := os.ReadFile(filepath.Join(cgroup, "cpu.stat")); err == nil {
+			if us, ok := keyedValue(string(b), "usage_usec"); ok {
+				return float64(us) / 1e6
+			}
+		}
+	}
+	if pid <= 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	return statCPU(b, clockTicks)
+}
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/PID/stat's times: 100 on every Linux
+// architecture Go supports.
+const clockTicks = 100
+
+// statCPU is utime + stime + cutime + cstime of /proc/PID/stat (fields 14-17; counted after
+// the command's closing parenthesis, which may hold spaces), in seconds.
+func statCPU(b []byte, ticks float64) float64 {
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 15 {
+		return 0
+	}
+	var sum float64
+	for _, v := range f[11:15] {
+		n, _ := strconv.ParseFloat(v, 64)
+		sum += n
+	}
+	return sum / ticks
+}

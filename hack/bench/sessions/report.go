@@ -125,10 +125,18 @@ func ints(v []int) string {
 
 func failed(r *result) int { return r.Transfers - r.OK }
 
+func floats(v []float64) string {
+	s := make([]string, len(v))
+	for i, x := range v {
+		s[i] = strconv.FormatFloat(x, 'f', 1, 64)
+	}
+	return strings.Join(s, " / ")
+}
+
 func writeTable(w io.Writer, results []*result) {
 	servers, ns := serverOrder(results)
-	fmt.Fprintln(w, "| server | N | logged in | transfers ok | failed | p50 ms | p99 ms | max ms | peak RSS MiB (anon) | cgroup peak MiB | processes | TIME_WAIT server side after each round | TIME_WAIT at the end: server / client side | wall s |")
-	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|--:|")
+	fmt.Fprintln(w, "| server | N | logged in | transfers ok | failed | p50 ms | p99 ms | max ms | round s | CPU ms per transfer: server / client | peak RSS MiB (anon) | cgroup peak MiB | processes | TIME_WAIT server side after each round | TIME_WAIT at the end: server / client side |")
+	fmt.Fprintln(w, "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|---|")
 	for _, n := range ns {
 		for _, s := range servers {
 			r := find(results, s, n)
@@ -139,9 +147,11 @@ func writeTable(w io.Writer, results []*result) {
 			if r.Caps.MemPeak > 0 {
 				cgPeak = fmt.Sprintf("%.1f", mib(r.Caps.MemPeak))
 			}
-			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s | %s | %s | %.1f (%.1f) | %s | %d | %s | %d / %d | %.0f |\n",
-				r.Server, r.N, r.LoggedIn, r.OK, failed(r), ms(r.P50ms), ms(r.P99ms), ms(r.Maxms),
-				mib(r.PeakRSS), mib(r.PeakAnon), cgPeak, r.PeakProcs, ints(r.TimeWaitServer), r.TimeWaitServerEnd, r.TimeWaitClientEnd, r.WallSeconds)
+			perT := 1000 / float64(max(r.Transfers, 1))
+			fmt.Fprintf(w, "| %s | %d | %d | %d | %d | %s | %s | %s | %s | %.2f / %.2f | %.1f (%.1f) | %s | %d | %s | %d / %d |\n",
+				r.Server, r.N, r.LoggedIn, r.OK, failed(r), ms(r.P50ms), ms(r.P99ms), ms(r.Maxms), floats(r.RoundSeconds),
+				r.ServerCPU*perT, r.ClientCPU*perT,
+				mib(r.PeakRSS), mib(r.PeakAnon), cgPeak, r.PeakProcs, ints(r.TimeWaitServer), r.TimeWaitServerEnd, r.TimeWaitClientEnd)
 		}
 	}
 	fmt.Fprintln(w)

@@ -290,8 +290,13 @@ func TestStatm(t *testing.T) {
 	if _, _, err := statm([]byte("1 2"), 4096); err == nil {
 		t.Fatal("short statm: no error")
 	}
-	if ppid, ok := statPPID([]byte("42 (a) b) c) S 17 42 42 0 -1")); !ok || ppid != 17 {
+	const stat = "42 (a) b) c) S 17 42 42 0 -1 4194560 100 0 0 0 250 50 30 20 20 0 1 0 100 1000 10\n"
+	if ppid, ok := statPPID([]byte(stat)); !ok || ppid != 17 {
 		t.Fatalf("statPPID = %d, %v; want 17", ppid, ok)
+	}
+	// utime 250 + stime 50 + cutime 30 + cstime 20 ticks.
+	if got := statCPU([]byte(stat), 100); got != 3.5 {
+		t.Fatalf("statCPU = %v, want 3.5", got)
 	}
 }
 
