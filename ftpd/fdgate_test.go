@@ -168,10 +168,13 @@ func TestPassiveSetupsWithinDescriptorLimit(t *testing.T) {
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		select {
-		case <-done:
+		case err := <-done:
+			if err != nil {
+				t.Errorf("server process: %v", err)
+			}
 		case <-time.After(10 * time.Second):
 			_ = cmd.Process.Kill()
-			<-done
+			t.Errorf("server process did not stop within 10 s of its input's end (killed: %v)", <-done)
 		}
 		if t.Failed() {
 			t.Logf("server output:\n%s", stderr.String())

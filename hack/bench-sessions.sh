@@ -235,7 +235,7 @@ if [ -n "$S_SVG" ]; then
 fi
 "$WORK/sessions" report "${svg[@]}" -title "Sessions at scale: ours, vsftpd and pure-ftpd, 10-port passive range each" \
   -subtitle "N concurrent sessions, each from its own address of $S_SRC, all logged in; $S_ROUNDS rounds: all do PASV or EPSV + RETR of $S_SIZE bytes at once, content checked" \
-  -subtitle "$S_WHEN; $S_MACHINE; load average at start $S_LOAD_START; ours $OURS_VERSION; sudo make bench" "${S_FILES[@]}"
+  -subtitle "$S_WHEN; $S_MACHINE; load average at start $S_LOAD_START; ours $OURS_VERSION; ${BENCH_OPS:+BENCH_OPS=$BENCH_OPS }hack/bench.sh" "${S_FILES[@]}"
 echo
 echo "p50/p99/max: one transfer, from sending PASV/EPSV to reading the 226, over the transfers that succeeded."
 echo "peak RSS: the sum of the RSS of all the server's processes (its cgroup, or its process tree), sampled"

@@ -282,7 +282,7 @@ func plot(results []*result, title string, subtitles []string, goalP99, goalRSS 
 			label: func(r *result) string { return compact(failed(r)) },
 		},
 		{
-			title: [2]string{"p99 of one transfer (PASV/EPSV sent to 226 read)", "ms, log scale; over the bars: p99"}, log: true, lo: 1, hi: math.Pow(10, math.Ceil(math.Log10(p99Hi))), unit: "ms",
+			title: [2]string{"p99 of one transfer (PASV/EPSV sent to 226 read)", "ms, log scale; over the bars: p99, n = transfers ok"}, log: true, lo: 1, hi: math.Pow(10, math.Ceil(math.Log10(p99Hi))), unit: "ms",
 			value: func(r *result) (float64, bool) { return r.P99ms, r.P99ms > 0 },
 			goal:  goalP99,
 			label: func(r *result) string { return ms(r.P99ms) },
@@ -355,7 +355,13 @@ func plot(results []*result, title string, subtitles []string, goalP99, goalRSS 
 				if pi == 0 && failed(r) > 0 {
 					b.f(`<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"/>`+"\n", bx, y(100), barW, top-y(100), failColor)
 				}
-				b.f(`<text x="%d" y="%.1f" text-anchor="middle" font-size="10">%s</text>`+"\n", bx+barW/2, math.Min(top, y(100))-3, esc(p.label(r)))
+				labelY := math.Min(top, y(100)) - 3
+				if pi == 1 {
+					// A p99 is only as good as the number of transfers behind it.
+					b.f(`<text x="%d" y="%.1f" text-anchor="middle" font-size="9" fill="#444">n=%s</text>`+"\n", bx+barW/2, labelY, compact(r.OK))
+					labelY -= 11
+				}
+				b.f(`<text x="%d" y="%.1f" text-anchor="middle" font-size="10">%s</text>`+"\n", bx+barW/2, labelY, esc(p.label(r)))
 			}
 		}
 	}
