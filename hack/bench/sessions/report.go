@@ -355,7 +355,10 @@ func plot(results []*result, title string, subtitles []string, goalP99, goalRSS 
 				if pi == 0 && failed(r) > 0 {
 					b.f(`<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"/>`+"\n", bx, y(100), barW, top-y(100), failColor)
 				}
-				labelY := math.Min(top, y(100)) - 3
+				labelY := top - 3
+				if pi == 0 {
+					labelY = y(100) - 3 // over the red part
+				}
 				if pi == 1 {
 					// A p99 is only as good as the number of transfers behind it.
 					b.f(`<text x="%d" y="%.1f" text-anchor="middle" font-size="9" fill="#444">n=%s</text>`+"\n", bx+barW/2, labelY, compact(r.OK))
