@@ -126,8 +126,12 @@ fuzz: ## A short run of every fuzz target (FUZZ_TIME each; part of make test).
 	go test -run '^$$' -fuzz '^FuzzParseUsers$$' -fuzztime $(FUZZ_TIME) ./ftpd/fileconfig
 
 .PHONY: bench
-bench: ## Benchmark ftpd against vsftpd and pure-ftpd: 1 GiB RETR/STOR with curl over loopback, plain and FTPS (needs root; BENCH_RUNS=5, BENCH_TLS=1).
+bench: ## Benchmark ftpd against vsftpd and pure-ftpd: sessions at scale (N=1000, 10000), then 1 GiB RETR/STOR with curl over loopback, plain and FTPS (needs root; BENCH_RUNS=5, BENCH_TLS=1).
 	hack/bench.sh
+
+.PHONY: bench-sessions
+bench-sessions: ## Only the sessions-at-scale part of make bench: N concurrent sessions per server, 10-port passive range, writes docs/img/sessions-at-scale.svg (needs root).
+	BENCH_OPS=SESSIONS hack/bench.sh
 
 .PHONY: bench-controller
 bench-controller: control-plane ## Reconcile 100 and 500 FTPServers against the real API server; prints a table.

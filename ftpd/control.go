@@ -114,7 +114,10 @@ type controlConn struct {
 	loggedIn     atomic.Bool
 	// pasvPending is set when a PASV/EPSV went to ftpserverlib and its 227/229 reply, which
 	// binds the passive slot (dataconn.go), has not been written yet.
-	pasvPending   atomic.Bool
+	pasvPending atomic.Bool
+	// fdHold: the PASV/EPSV in ftpserverlib was admitted by the descriptor gate (fdgate.go);
+	// its reply hands the hold to the passive slot, or gives it back when it is an error.
+	fdHold        atomic.Bool
 	loginDeadline time.Time
 
 	// handshakeFailed: the implicit TLS handshake failed and was counted (metrics.go).
@@ -327,8 +330,23 @@ func (c *controlConn) filter(line []byte) (bool, error) {
 			}
 		}
 		c.pasvPending.Store(cmd == "PASV" || cmd == "EPSV")
+		if cmd == "PASV" || cmd == "EPSV" {
+			c.admitPassive()
+		}
 	}
 	return true, nil
+}
+
+// admitPassive waits until the descriptor gate admits this passive setup (fdgate.go). The
+// session's earlier setups that no data connection used are given up first: they would be
+// anyway when this one's reply goes out (closeEarlierSlots), and holding them while waiting
+// could keep the gate shut.
+func (c *controlConn) admitPassive() {
+	c.s.passive.closeEarlierSlots(c, nil)
+	if c.fdHold.Swap(false) {
+		c.s.fdGate.release()
+	}
+	c.fdHold.Store(c.s.fdGate.acquire(passiveGateWait))
 }
 
 // splitCommand returns the upper-cased command and its parameter.
@@ -498,13 +516,16 @@ func (c *controlConn) handleAUTH(param string) (bool, error) {
 func (c *controlConn) Write(p []byte) (int, error) {
 	if c.pasvPending.Load() && (bytes.HasPrefix(p, []byte("227 ")) || bytes.HasPrefix(p, []byte("229 "))) {
 		c.pasvPending.Store(false)
-		out := c.s.passive.bindReply(c, p)
+		out := c.s.passive.bindReply(c, p, c.fdHold.Swap(false))
 		c.wmu.Lock()
 		defer c.wmu.Unlock()
 		if _, err := c.transport().Write(out); err != nil {
 			return 0, err
 		}
 		return len(p), nil // ftpserverlib counts what it asked to write
+	}
+	if len(p) >= 4 && p[3] == ' ' && c.fdHold.Swap(false) {
+		c.s.fdGate.release() // the PASV/EPSV failed: no slot holds its descriptors
 	}
 	if bytes.HasPrefix(p, []byte("552")) && c.fullVolumeReply.CompareAndSwap(true, false) {
 		p = append([]byte("452"), p[3:]...)
@@ -531,6 +552,10 @@ func (c *controlConn) Close() error {
 		c.s.dropActiveTargetLocked(c)
 		c.s.mu.Unlock()
 		c.s.limiter.release(c.group)
+		if c.fdHold.Swap(false) {
+			c.s.fdGate.release()
+		}
+		c.s.fdGate.kick()
 	})
 	return c.closeErr
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -93,6 +94,9 @@ type passiveSlot struct {
 	ln     *dataListener // nil until bound, and again once the connection was handed out
 	bound  bool
 	closed bool
+	// fdHold: the slot holds its setup's admission by the descriptor gate, given back when it
+	// closes (fdgate.go).
+	fdHold bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -127,11 +131,15 @@ func (h *passiveHub) newSlot(lib net.Listener) (*passiveSlot, error) {
 // bindReply binds the slot named by a 227/229 reply line to a real port for controlConn c and
 // returns the line rewritten to advertise that port. A line that names no pending slot, or
 // whose slot cannot be bound, becomes an error reply: ftpserverlib's own listener must never be
-// advertised.
-func (h *passiveHub) bindReply(c *controlConn, line []byte) []byte {
+// advertised. fdHold: the setup was admitted by the descriptor gate; the slot keeps that until
+// it closes.
+func (h *passiveHub) bindReply(c *controlConn, line []byte, fdHold bool) []byte {
 	text := strings.TrimRight(string(line), "\r\n")
 	prefix, token, suffix, ok := splitPassiveReply(text)
 	if !ok {
+		if fdHold {
+			h.s.fdGate.release()
+		}
 		return line
 	}
 	h.mu.Lock()
@@ -139,10 +147,13 @@ func (h *passiveHub) bindReply(c *controlConn, line []byte) []byte {
 	delete(h.pending, token)
 	h.mu.Unlock()
 	if sl == nil {
+		if fdHold {
+			h.s.fdGate.release()
+		}
 		return []byte("425 Could not set up the passive port.\r\n")
 	}
 	sl.quiesceLib()
-	port, err := sl.bind(c)
+	port, err := sl.bind(c, fdHold)
 	if err != nil {
 		c.s.logger.Warn("passive port refused", slog.String("client_ip", c.ip.String()), slog.Any("error", err))
 		_ = sl.Close()
@@ -213,14 +224,19 @@ func (sl *passiveSlot) quiesceLib() {
 	}
 }
 
-// bind reserves a real port for the slot's session and returns the port to advertise.
-func (sl *passiveSlot) bind(c *controlConn) (int, error) {
+// bind reserves a real port for the slot's session and returns the port to advertise. The
+// slot takes fdHold over (also when binding fails: closing the slot gives it back).
+func (sl *passiveSlot) bind(c *controlConn, fdHold bool) (int, error) {
 	sl.abandon.Stop()
 	sl.mu.Lock()
 	defer sl.mu.Unlock()
 	if sl.closed {
+		if fdHold {
+			sl.hub.s.fdGate.release()
+		}
 		return 0, net.ErrClosed
 	}
+	sl.fdHold = fdHold
 	sl.client, sl.ctrl = c.ip, c
 	sl.hub.closeEarlierSlots(c, sl)
 	ln, port, err := sl.hub.reserve(sl, c.ip, passiveBindIP(c))
@@ -435,12 +451,8 @@ type dataListener struct {
 
 func (l *dataListener) serve() {
 	for {
-		conn, err := l.ln.Accept()
+		conn, err := acceptRetry(l.ln, l.hub.s.logger, "passive")
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
 			return // closed
 		}
 		if err := setKeepAlive(conn, l.hub.s.dyn.Load().limits.TCPKeepAlive, false); err != nil {
@@ -512,10 +524,25 @@ func (sl *passiveSlot) Accept() (net.Conn, error) {
 	defer timer.Stop()
 	select {
 	case conn := <-sl.conns:
+		// ftpserverlib's throwaway listener has served its purpose: its port named the slot,
+		// and ftpserverlib set its accept deadline on it before calling this Accept (the one
+		// use it makes of it; at the end it closes the slot). Closed now, it holds no file
+		// descriptor for the rest of the transfer, which then costs the session its control
+		// and data connections (and the file) only.
+		_ = sl.lib.Close()
 		sl.mu.Lock()
 		ctrl := sl.ctrl
+		// The setup's descriptors are now the data connection's (and the file's, closed
+		// before it): given back when it closes, not when ftpserverlib closes the slot just
+		// before it, which would let another setup in while they are still open.
+		dc := &dataConn{Conn: conn, ctrl: ctrl}
+		if sl.fdHold {
+			sl.fdHold = false
+			dc.gate = sl.hub.s.fdGate
+			dc.fdHold.Store(true)
+		}
 		sl.mu.Unlock()
-		return &dataConn{Conn: conn, ctrl: ctrl}, nil
+		return dc, nil
 	case <-sl.done:
 		return nil, net.ErrClosed
 	case <-timer.C:
@@ -536,11 +563,16 @@ func (sl *passiveSlot) close() {
 	ln := sl.ln
 	sl.ln = nil
 	bound := sl.bound
+	fdHold := sl.fdHold
+	sl.fdHold = false
 	close(sl.done)
 	sl.mu.Unlock()
 
 	sl.abandon.Stop()
 	h := sl.hub
+	if fdHold {
+		h.s.fdGate.release()
+	}
 	h.mu.Lock()
 	if h.pending[sl.token] == sl {
 		delete(h.pending, sl.token)
@@ -566,7 +598,18 @@ func (sl *passiveSlot) close() {
 // that the TLS handshake ftpserverlib does over it resumes that session only (tls.go).
 type dataConn struct {
 	net.Conn
-	ctrl *controlConn
+	ctrl   *controlConn
+	gate   *descriptorGate
+	fdHold atomic.Bool // the transfer's admission by the descriptor gate, given back on Close
+}
+
+// Close closes the connection and then gives the transfer's descriptors back to the gate.
+func (d *dataConn) Close() error {
+	err := d.Conn.Close()
+	if d.fdHold.Swap(false) {
+		d.gate.release()
+	}
+	return err
 }
 
 // Addr is ftpserverlib's throwaway port: it writes it in the reply, which is how the reply is

@@ -44,6 +44,13 @@ func (l *sessionLimiter) acquire(ip netip.Addr, lim Limits) *rejection {
 	return nil
 }
 
+// count is the number of open sessions.
+func (l *sessionLimiter) count() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.total
+}
+
 func (l *sessionLimiter) release(ip netip.Addr) {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -414,3 +414,44 @@ func TestRepeatedPASVOnOnePort(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// openFDs counts this process's open file descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	return len(entries)
+}
+
+// TestTransferFileDescriptors: while a download runs, its session holds its control
+// connection, its data connection and the file, and no longer ftpserverlib's throwaway passive
+// listener, which is closed when the data connection is handed over. With thousands of
+// sessions at once, file descriptors are what runs out first (RLIMIT_NOFILE: the sessions-at-
+// scale benchmark, docs/benchmarks.md).
+func TestTransferFileDescriptors(t *testing.T) {
+	const sessions = 10
+	ports := freePortRange(t, 1)
+	ts := startServer(t, func(c *Config) { c.PassivePorts = ports })
+	// More than the loopback socket buffers hold, so that every transfer stays in flight.
+	writeFile(t, ts.home("alice")+"/big.bin", make([]byte, 32<<20))
+	rcs := make([]*rawConn, sessions)
+	for i := range rcs {
+		rcs[i] = dialRaw(t, ts.Addr())
+		rcs[i].login("alice", alicePass)
+	}
+	before := openFDs(t)
+	for _, rc := range rcs {
+		port := rc.epsvPort()
+		data := dialDataFrom(t, "127.0.0.1", port)
+		defer data.Close()
+		rc.mustCmd(150, "RETR big.bin")
+	}
+	during := openFDs(t)
+	// Per session: the client's data socket (this process is the client too), the server's
+	// data socket and the file; ftpserverlib's listener would be a fourth.
+	if got, want := during-before, 3*sessions; got > want {
+		t.Fatalf("%d downloads in flight opened %d descriptors, want at most %d (3 each)", sessions, got, want)
+	}
+}

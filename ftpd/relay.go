@@ -195,12 +195,8 @@ func (s *Server) RelayAddr() string {
 
 func (rs *relayServer) serve() {
 	for {
-		conn, err := rs.ln.Accept()
+		conn, err := acceptRetry(rs.ln, rs.s.logger, "relay")
 		if err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				continue
-			}
 			return // closed
 		}
 		rs.wg.Add(1)

@@ -43,10 +43,11 @@ type Server struct {
 	usage        *usageRegistry
 	metrics      *metrics
 	passive      *passiveHub
-	relay        *relayServer // nil without replicas
-	certs        *certHolder  // nil without TLS
-	tlsConf      *tls.Config  // template of the TLS configs (tls.go); nil without TLS
-	dataTLS      *tls.Config  // for ftpserverlib's data connections (dataTLSConfig); nil without TLS
+	fdGate       *descriptorGate // passive setups by the file descriptors left (fdgate.go)
+	relay        *relayServer    // nil without replicas
+	certs        *certHolder     // nil without TLS
+	tlsConf      *tls.Config     // template of the TLS configs (tls.go); nil without TLS
+	dataTLS      *tls.Config     // for ftpserverlib's data connections (dataTLSConfig); nil without TLS
 	lookup       lookupFunc
 	source       *fileSource // nil in standalone mode; only the watcher goroutine uses it after start
 
@@ -120,6 +121,7 @@ func NewServer(cfg Config, logger *slog.Logger) (*Server, error) {
 	s.metrics.setUsers(declaredUsers(&cfg))
 	s.metrics.reg.MustRegister(quotaCollector{s})
 	s.passive = newPassiveHub(s)
+	s.fdGate = newDescriptorGate(openFilesLimit(), descriptorReserve+cfg.PassivePorts.Count(), s.limiter.count, logger)
 	return s, nil
 }
 

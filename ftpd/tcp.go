@@ -1,8 +1,12 @@
 package ftpd
 
 import (
+	"errors"
 	"fmt"
+	"log/slog"
 	"net"
+	"syscall"
+	"time"
 
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
@@ -60,4 +64,49 @@ func setKeepAlive(conn net.Conn, ka TCPKeepAlive, control bool) error {
 		}
 	}
 	return nil
+}
+
+// maxAcceptDelay bounds the wait between two attempts of an accept loop that keeps failing.
+const maxAcceptDelay = time.Second
+
+// acceptRetry is Accept for the daemon's own accept loops (passive ports, the relay): after a
+// temporary failure, above all EMFILE (the process is out of file descriptors, e.g. thousands
+// of sessions at once near RLIMIT_NOFILE), it waits (5 ms, doubling up to maxAcceptDelay) and
+// tries again, as ftpserverlib does for the control listener and net/http for its own. The
+// connection stays in the kernel's accept queue meanwhile. Giving up instead would leave the
+// port listening with nobody accepting: every data connection to it would time out, for as
+// long as reservations keep the listener open. It returns an error when the listener is closed
+// or fails for good.
+func acceptRetry(ln net.Listener, logger *slog.Logger, what string) (net.Conn, error) {
+	var delay time.Duration
+	for {
+		conn, err := ln.Accept()
+		if err == nil {
+			return conn, nil
+		}
+		var ne net.Error
+		switch {
+		case errors.Is(err, net.ErrClosed):
+			return nil, err
+		case errors.As(err, &ne) && ne.Timeout():
+			continue
+		case !temporaryAcceptError(err):
+			return nil, err
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), maxAcceptDelay)
+		logger.Warn("accept failed, retrying", slog.String("listener", what), slog.String("addr", ln.Addr().String()),
+			slog.Duration("retry_in", delay), slog.Any("error", err))
+		time.Sleep(delay)
+	}
+}
+
+// temporaryAcceptError: a failure of accept(2) that goes away by itself (descriptors or memory
+// freed, a connection aborted).
+func temporaryAcceptError(err error) bool {
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED, syscall.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

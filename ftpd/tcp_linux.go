@@ -1,6 +1,7 @@
 package ftpd
 
 import (
+	"math"
 	"net"
 	"syscall"
 	"time"
@@ -34,4 +35,14 @@ func unsentBytes(rc syscall.RawConn) (int, error) {
 		return 0, err
 	}
 	return n, ierr
+}
+
+// openFilesLimit is the process's RLIMIT_NOFILE soft limit (the Go runtime raised it to the
+// hard limit at start), or 0 when unknown.
+func openFilesLimit() int {
+	var r unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &r); err != nil {
+		return 0
+	}
+	return int(min(r.Cur, math.MaxInt32))
 }

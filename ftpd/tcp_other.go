@@ -13,3 +13,6 @@ func setUserTimeout(*net.TCPConn, time.Duration) error { return nil }
 
 // unsentBytes is Linux only (SIOCOUTQ); elsewhere a download is done when it is written.
 func unsentBytes(syscall.RawConn) (int, error) { return 0, nil }
+
+// openFilesLimit is only read on Linux; elsewhere passive setups are not gated (fdgate.go).
+func openFilesLimit() int { return 0 }

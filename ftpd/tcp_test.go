@@ -2,6 +2,8 @@ package ftpd
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -205,5 +207,97 @@ func TestKeepAliveFromConfigFile(t *testing.T) {
 	}
 	if strings.Contains(ts.logs.String(), "need a restart") {
 		t.Errorf("a keepalive change was reported as needing a restart:\n%s", ts.logs.String())
+	}
+}
+
+// exhaustFDs opens /dev/null until the process is out of file descriptors, then closes one, so
+// that exactly one descriptor is left. The soft RLIMIT_NOFILE is first lowered to a little
+// above the highest descriptor in use, which keeps this cheap. The returned function closes
+// them all and restores the limit.
+func exhaustFDs(t *testing.T) (release func()) {
+	t.Helper()
+	var orig syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	highest := 0
+	for _, e := range entries {
+		if fd, err := strconv.Atoi(e.Name()); err == nil {
+			highest = max(highest, fd)
+		}
+	}
+	lower := orig
+	lower.Cur = min(uint64(highest)+64, orig.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lower); err != nil {
+		t.Fatal(err)
+	}
+	var files []*os.File
+	release = func() {
+		for _, f := range files {
+			_ = f.Close()
+		}
+		files = nil
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
+			t.Errorf("restore RLIMIT_NOFILE: %v", err)
+		}
+	}
+	for {
+		f, err := os.Open(os.DevNull)
+		if err != nil {
+			if !errors.Is(err, syscall.EMFILE) {
+				release()
+				t.Fatalf("filling the descriptor table: %v", err)
+			}
+			break
+		}
+		files = append(files, f)
+	}
+	if len(files) == 0 {
+		release()
+		t.Fatal("no descriptor could be opened")
+	}
+	_ = files[len(files)-1].Close()
+	files = files[:len(files)-1]
+	return release
+}
+
+// TestPassivePortSurvivesEMFILE: a passive port whose accept fails because the process is out
+// of file descriptors (EMFILE: thousands of sessions near RLIMIT_NOFILE) accepts the waiting
+// connection once descriptors are free again. Before, its accept loop returned on the first
+// such failure and left the port listening with nobody accepting: the data connection sat in
+// the kernel's queue until the client gave up, and so did every later one to that port while
+// other sessions' reservations kept it open.
+func TestPassivePortSurvivesEMFILE(t *testing.T) {
+	ports := freePortRange(t, 1)
+	ts := startServer(t, func(c *Config) { c.PassivePorts = ports })
+	writeFile(t, ts.home("alice")+"/f.txt", []byte("after EMFILE"))
+	rc := dialRaw(t, ts.Addr())
+	rc.login("alice", alicePass)
+	port := rc.epsvPort()
+
+	// The client's data connection takes the last descriptor; the server's accept finds none.
+	release := exhaustFDs(t)
+	data, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), 5*time.Second)
+	if err != nil {
+		release()
+		t.Fatalf("data connection: %v", err)
+	}
+	defer data.Close()
+	time.Sleep(200 * time.Millisecond) // the server's accept runs, and fails, meanwhile
+	release()
+
+	rc.mustCmd(150, "RETR f.txt") // without a retrying accept loop: no reply until the client gives up
+	_ = data.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(data)
+	if err != nil || string(got) != "after EMFILE" {
+		t.Fatalf("download after EMFILE: %q, %v", got, err)
+	}
+	rc.expect(226)
+	if !strings.Contains(ts.logs.String(), "too many open files") {
+		t.Fatal("no accept failed with EMFILE: the test did not reach the case it is about")
 	}
 }

@@ -24,6 +24,10 @@
 #   BENCH_EXPERIMENTS="splice/sendfile buf4m/buf1m ..."  also benchmark hack/bench/ftpexp with
 #                       these UPLOAD/DOWNLOAD copy strategies (see its doc comment)
 #   BENCH_OURS_BIN=...  benchmark this ftp-operator binary instead of building bin/ftp-operator
+#   SESSIONS (in BENCH_OPS, and in the default) runs the sessions-at-scale benchmark first:
+#                       N concurrent sessions against each server, see hack/bench-sessions.sh
+#                       for it and its BENCH_SESSIONS_* settings; BENCH_OPS=SESSIONS runs only
+#                       that (make bench-sessions), without the 1 GiB file
 #
 # Needs root: vsftpd is installed with apt-get (pure-ftpd conflicts with it as a package, so it
 # is fetched with `apt-get download` and unpacked with `dpkg -x` into the cache), and both
@@ -58,6 +62,24 @@ die() { echo "bench: error: $*" >&2; exit 1; }
 [[ $SIZE_MIB =~ ^[1-9][0-9]*$ ]] || die "BENCH_SIZE_MIB must be a positive integer"
 [[ $TLS =~ ^[01]$ ]] || die "BENCH_TLS must be 0 or 1"
 [ "$(id -u)" -eq 0 ] || die "needs root (apt-get, and vsftpd/pure-ftpd chroot): run it with sudo"
+
+# The operations: the 1 GiB transfers (OPS) and the sessions-at-scale benchmark (SESSIONS=1).
+OPS=(RETR STOR)
+[ "$TLS" = 0 ] || OPS+=(RETR-TLS STOR-TLS)
+SESSIONS=1
+if [ -n "${BENCH_OPS:-}" ]; then
+  read -r -a ops <<<"$BENCH_OPS"
+  OPS=()
+  SESSIONS=0
+  for op in "${ops[@]}"; do
+    case $op in
+    RETR | STOR) OPS+=("$op") ;;
+    RETR-TLS | STOR-TLS) [ "$TLS" = 1 ] || die "$op needs BENCH_TLS=1"; OPS+=("$op") ;;
+    SESSIONS) SESSIONS=1 ;;
+    *) die "unknown operation $op in BENCH_OPS (RETR STOR RETR-TLS STOR-TLS SESSIONS)" ;;
+    esac
+  done
+fi
 
 # ---------------------------------------------------------------------------------------------
 # Install (idempotent).
@@ -127,6 +149,8 @@ cg2=$(awk '$3 == "cgroup2" { print $2; exit }' /proc/mounts)
 if [ -n "$cg2" ] && mkdir "$cg2/ftpbench.$$" 2>/dev/null; then
   CG_BASE=$cg2/ftpbench.$$
 fi
+# More cgroups the script made (cgroup v1 caps of the sessions benchmark), removed on exit.
+CG_EXTRA=()
 cleanup() {
   local s cg i
   for s in "${!PID[@]}"; do
@@ -134,6 +158,11 @@ cleanup() {
   done
   for s in "${!PID[@]}"; do
     wait "${PID[$s]}" 2>/dev/null || true
+  done
+  for cg in "${CG_EXTRA[@]}"; do
+    [ -d "$cg" ] || continue
+    xargs -r kill -9 <"$cg/cgroup.procs" 2>/dev/null || true
+    for i in $(seq 50); do rmdir "$cg" 2>/dev/null && break; sleep 0.1; done
   done
   if [ -n "$CG_BASE" ]; then
     for cg in "$CG_BASE"/*/; do
@@ -161,6 +190,36 @@ DATA=$SRV/$USER_NAME
 mkdir -p "$DATA/up" "$WORK/empty"
 chmod 755 "$SRV" "$DATA" "$WORK/empty"
 chmod 777 "$DATA/up"
+# pure-ftpd virtual user. pure-pw hashes with a deliberately slow argon2id (seconds of server CPU
+# per login, which would pollute the CPU figures), so the hash is a SHA-512 crypt instead.
+hash=$(openssl passwd -6 "$USER_PASS")
+echo "$USER_NAME:$hash:65534:65534::$DATA/./::::::::::::" >"$WORK/pure.passwd"
+chmod 600 "$WORK/pure.passwd"
+PURE_PASSWDFILE=$WORK/pure.passwd PURE_DBFILE=$WORK/pure.pdb "$PURE_PW" mkdb "$WORK/pure.pdb" -f "$WORK/pure.passwd"
+
+# start_server NAME COMMAND...: in its own cgroup when there is one, and in the cgroups listed
+# in $SERVER_JOIN (directories, e.g. of cgroup v1 controllers); with $SERVER_NOFILE as its
+# open-files limit (soft and hard) when that is set.
+start_server() {
+  local name=$1 cg=
+  shift
+  if [ -n "$CG_BASE" ]; then
+    mkdir "$CG_BASE/$name"
+    cg=$CG_BASE/$name
+  fi
+  # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
+  bash -c 'for d in $1 $2; do echo $$ >"$d/cgroup.procs" || exit 1; done && { [ -z "$3" ] || ulimit -n "$3"; } && shift 3 && exec "$@"' \
+    bash "$cg" "${SERVER_JOIN:-}" "${SERVER_NOFILE:-}" "$@" >"$WORK/$name.out" 2>&1 &
+  PID[$name]=$!
+}
+
+# The sessions-at-scale benchmark (before the 1 GiB transfers: it is the headline).
+if [ "$SESSIONS" = 1 ]; then
+  # shellcheck source=hack/bench-sessions.sh
+  . hack/bench-sessions.sh
+fi
+[ ${#OPS[@]} -gt 0 ] || exit 0
+
 SIZE=$((SIZE_MIB * 1024 * 1024))
 log "creating a $SIZE_MIB MiB test file in $DATA"
 head -c "$SIZE" /dev/urandom >"$DATA/file.bin"
@@ -223,25 +282,6 @@ rsa_private_key_file=$WORK/tls.key
 EOF
 fi
 
-# pure-ftpd virtual user. pure-pw hashes with a deliberately slow argon2id (seconds of server CPU
-# per login, which would pollute the CPU figures), so the hash is a SHA-512 crypt instead.
-hash=$(openssl passwd -6 "$USER_PASS")
-echo "$USER_NAME:$hash:65534:65534::$DATA/./::::::::::::" >"$WORK/pure.passwd"
-chmod 600 "$WORK/pure.passwd"
-PURE_PASSWDFILE=$WORK/pure.passwd PURE_DBFILE=$WORK/pure.pdb "$PURE_PW" mkdb "$WORK/pure.pdb" -f "$WORK/pure.passwd"
-
-start_server() { # name, then the command
-  local name=$1
-  shift
-  if [ -n "$CG_BASE" ]; then
-    mkdir "$CG_BASE/$name"
-    # shellcheck disable=SC2016 # $$ and $@ belong to the inner shell
-    bash -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' bash "$CG_BASE/$name" "$@" >"$WORK/$name.out" 2>&1 &
-  else
-    "$@" >"$WORK/$name.out" 2>&1 &
-  fi
-  PID[$name]=$!
-}
 PURE_TLS=()
 OURS_TLS=()
 if [ "$TLS" = 1 ]; then
@@ -341,14 +381,6 @@ wait_sessions() {
 
 RAW=$WORK/raw.txt
 : >"$RAW"
-OPS=(RETR STOR)
-[ "$TLS" = 0 ] || OPS+=(RETR-TLS STOR-TLS)
-if [ -n "${BENCH_OPS:-}" ]; then
-  read -r -a OPS <<<"$BENCH_OPS"
-  for op in "${OPS[@]}"; do
-    case $op in RETR | STOR) ;; RETR-TLS | STOR-TLS) [ "$TLS" = 1 ] || die "$op needs BENCH_TLS=1" ;; *) die "unknown operation $op in BENCH_OPS" ;; esac
-  done
-fi
 # One sample: "server op run transfer_s total_s cpu_s client_cpu_s". transfer_s is curl's
 # time_total minus time_pretransfer, i.e. from the RETR/STOR command to the end (the data
 # phase); total_s includes connecting and logging in (and the TLS handshake); client_cpu_s is
