@@ -92,6 +92,19 @@ func (c *Cluster) recordExit(pod *corev1.Pod) {
 	if status == nil {
 		return
 	}
+	logOf := func(restart int32) (src, dst string) {
+		return filepath.Join(c.dir, "pod-logs", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), status.Name, fmt.Sprintf("%d.log", restart)),
+			filepath.Join(c.dir, "exits", fmt.Sprintf("%s_%s_%s_%d.log", pod.Namespace, pod.Name, status.Name, restart))
+	}
+	if status.State.Running != nil {
+		// A hard link to the running container's log keeps all of it, however late the event
+		// of its end comes: the kubelet may remove the pod's directory first (under load, the
+		// copy below then found nothing).
+		src, dst := logOf(status.RestartCount)
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
+			_ = os.Link(src, dst)
+		}
+	}
 	term, restart := status.State.Terminated, status.RestartCount
 	if term == nil && status.LastTerminationState.Terminated != nil {
 		// Running again after a crash: the previous run ended.
@@ -109,13 +122,15 @@ func (c *Cluster) recordExit(pod *corev1.Pod) {
 	if done {
 		return
 	}
-	// The kubelet's log of that run, copied before the kubelet removes the pod's directory.
-	src := filepath.Join(c.dir, "pod-logs", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), status.Name, fmt.Sprintf("%d.log", restart))
-	dst := filepath.Join(c.dir, "exits", fmt.Sprintf("%s_%s_%s_%d.log", pod.Namespace, pod.Name, status.Name, restart))
+	// The kubelet's log of that run, copied before the kubelet removes the pod's directory
+	// (or, when it was faster, the hard link made while the container ran).
+	src, dst := logOf(restart)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err == nil {
 		if data, err := os.ReadFile(src); err == nil {
-			_ = os.WriteFile(dst, data, 0o644)
-		} else {
+			if _, lerr := os.Stat(dst); lerr != nil || !sameFile(src, dst) {
+				_ = os.WriteFile(dst, data, 0o644)
+			}
+		} else if _, lerr := os.Stat(dst); lerr != nil {
 			c.logf("exits: log of %s/%s: %v", pod.Namespace, pod.Name, err)
 		}
 	}
@@ -145,4 +160,11 @@ func (c *Cluster) LastExit(namespace, name string) (PodExit, bool) {
 	defer c.mu.Unlock()
 	e, ok := c.exits[types.NamespacedName{Namespace: namespace, Name: name}]
 	return e, ok
+}
+
+// sameFile tells whether a and b are one file (b a hard link of a).
+func sameFile(a, b string) bool {
+	fa, err1 := os.Stat(a)
+	fb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(fa, fb)
 }
