@@ -140,7 +140,6 @@ func unmapAddrPort(a netip.AddrPort) netip.AddrPort {
 type relayedConn struct {
 	net.Conn
 	client, local net.Addr
-	via           string // the relaying peer's address, for logs
 }
 
 func (c *relayedConn) RemoteAddr() net.Addr { return c.client }
@@ -243,7 +242,7 @@ func (rs *relayServer) receive(conn net.Conn) {
 	// One line per relayed transfer, beside the transfer's own: which replica carried it.
 	s.logger.Info("relayed data connection accepted", slog.String("client_addr", client.String()), slog.Int("port", port),
 		slog.String("peer_addr", conn.RemoteAddr().String()))
-	rc := &relayedConn{Conn: conn, client: net.TCPAddrFromAddrPort(client), local: net.TCPAddrFromAddrPort(dst), via: conn.RemoteAddr().String()}
+	rc := &relayedConn{Conn: conn, client: net.TCPAddrFromAddrPort(client), local: net.TCPAddrFromAddrPort(dst)}
 	ln.dispatch(rc)
 }
 
