@@ -174,7 +174,7 @@ func runMain(m *testing.M) int {
 		}
 		if c == realNode {
 			wg.Add(1)
-			go func() { defer wg.Done(); errs[i] = startRealNode(c, filepath.Join(work, c.mode)) }()
+			go func() { defer wg.Done(); errs[i] = startRealNode(c, filepath.Join(work, c.mode), 1) }()
 			continue
 		}
 		opts := harness.Options{
@@ -216,9 +216,9 @@ func runMain(m *testing.M) int {
 // written as `make image` does and imported into the node's containerd.
 const realNodeImage = "localhost/ftp-operator/ftp-operator:e2e"
 
-// startRealNode boots test/realnode with our image and installs the operator from its chart,
-// as a pod with the chart's ServiceAccount and RBAC.
-func startRealNode(c *cluster, dir string) error {
+// startRealNode boots test/realnode with nodeCount nodes and our image, and installs the
+// operator from its chart, as a pod with the chart's ServiceAccount and RBAC.
+func startRealNode(c *cluster, dir string, nodeCount int) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -228,7 +228,7 @@ func startRealNode(c *cluster, dir string) error {
 	if err != nil {
 		return err
 	}
-	opts := realnode.Options{Images: []string{archive}, CRDsFromChart: true, SaveLogsTo: os.Getenv("REALNODE_LOGS")}
+	opts := realnode.Options{Images: []string{archive}, CRDsFromChart: true, SaveLogsTo: os.Getenv("REALNODE_LOGS"), Nodes: nodeCount}
 	if os.Getenv("E2E_VERBOSE") != "" {
 		opts.Log = &linePrefixer{w: os.Stderr, prefix: "[" + c.mode + "] "}
 	}

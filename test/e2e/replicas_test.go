@@ -58,16 +58,41 @@ spec:
 }
 
 // TestSeveralReplicasOnRealNode (real node only: a real StatefulSet controller, kube-proxy and
-// EndpointSlices): three replicas behind one load-balancer address. 200 downloads from 20
+// EndpointSlices) runs the several-replicas scenario (severalReplicas) on the real node.
+func TestSeveralReplicasOnRealNode(t *testing.T) {
+	realNode.require(t)
+	severalReplicas(t, realNode)
+}
+
+// TestSeveralReplicasOnTwoNodes runs the same scenario on a cluster of its own with two nodes,
+// each a kubelet, containerd and kube-proxy in network and mount namespaces of its own: the
+// replicas spread over both, the load balancer spreads connections over both nodes (to those
+// with a ready replica: externalTrafficPolicy Local), and a data connection that lands on the
+// other node is relayed across the node-to-node network to the replica that answered PASV/EPSV.
+func TestSeveralReplicasOnTwoNodes(t *testing.T) {
+	realNode.require(t) // the same preconditions; skipped with the real-node mode
+	c := &cluster{mode: realNodeMode + "-2nodes", lbPrefix: realNode.lbPrefix, spareLB: realNode.spareLB, control: realNode.control, podIPsHidden: true}
+	if err := startRealNode(c, t.TempDir(), 2); err != nil {
+		t.Fatalf("start a cluster of two nodes: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := c.h.Stop(); err != nil {
+			t.Errorf("stop the cluster of two nodes: %v", err)
+		}
+	})
+	severalReplicas(t, c)
+}
+
+// severalReplicas: three replicas behind one load-balancer address. 200 downloads from 20
 // client addresses, half by a strict client that connects where PASV says and half by curl with
 // its defaults (EPSV), all succeed and are whole, and every data connection that reached a
 // replica other than the one that answered its PASV/EPSV was relayed to that one (the owners'
-// relay counters match the relays', none refused). A replica killed mid-run fails only the
-// transfers it owned or carried; new sessions succeed once kube-proxy has dropped it. Scaling
-// 3 → 1 → 3 serves at each step.
-func TestSeveralReplicasOnRealNode(t *testing.T) {
-	c := realNode
-	c.require(t)
+// relay counters match the relays', none refused; on several nodes, some relays crossed from
+// one node to the other). A replica killed mid-run fails only the transfers it owned or
+// carried; new sessions succeed once kube-proxy has dropped it. A restart-relevant change rolls
+// one replica at a time under running downloads; 3 -> 2 drains the removed one; 3 -> 1 -> 3
+// serves at each step.
+func severalReplicas(t *testing.T, c *cluster) {
 	ctx := context.Background()
 	sources, err := c.realNode.AddOutsideAddresses(20)
 	if err != nil {
@@ -109,6 +134,13 @@ func TestSeveralReplicasOnRealNode(t *testing.T) {
 		}
 		if sent == 0 {
 			t.Fatal("no data connection reached another replica: the load balancer did not spread them, and the test shows nothing")
+		}
+		if len(c.realNode.NodeNames()) > 1 {
+			across := c.relaysAcrossNodes(t, ns, "multi")
+			t.Logf("of those, %d crossed from one node to the other", across)
+			if across == 0 {
+				t.Fatal("no relay crossed between the nodes: the two-node path was not exercised")
+			}
 		}
 	})
 
@@ -332,7 +364,62 @@ func (c *cluster) waitAllReplicas(t *testing.T, ns, name string, n int) *ftpv1al
 		t.Fatalf("Ready with %d ready replicas, want %d", s.Status.ReadyReplicas, n)
 	}
 	c.waitForwarded(t, s)
+	if c.realNode != nil && len(c.realNode.NodeNames()) > 1 {
+		// The load balancer sends new connections to every node with a ready replica.
+		lb, _, _ := strings.Cut(hostPort(t, s.Status.Endpoint), ":")
+		eventually(t, 30*time.Second, "the load balancer sending "+lb+" to every node with a replica", func() error {
+			want := map[string]bool{}
+			for _, p := range c.daemonPods(t, ns, name) {
+				if p.DeletionTimestamp == nil && podIsReady(&p) {
+					want[p.Spec.NodeName] = true
+				}
+			}
+			got := c.realNode.LoadBalancerNodes(lb)
+			if len(got) != len(want) {
+				return fmt.Errorf("routed to %v, replicas on %v", got, want)
+			}
+			for _, nd := range got {
+				if !want[nd] {
+					return fmt.Errorf("routed to %v, replicas on %v", got, want)
+				}
+			}
+			return nil
+		})
+		if n > 1 {
+			t.Logf("replicas on the nodes: %s", podList(c.daemonPods(t, ns, name)))
+		}
+	}
 	return s
+}
+
+// relaysAcrossNodes counts, in the daemons' logs, the relayed data connections whose relaying
+// replica ran on another node than their owner.
+func (c *cluster) relaysAcrossNodes(t *testing.T, ns, name string) int {
+	t.Helper()
+	nodeOf := map[string]string{} // pod IP -> node
+	pods := c.daemonPods(t, ns, name)
+	for _, p := range pods {
+		nodeOf[p.Status.PodIP] = p.Spec.NodeName
+	}
+	peer := regexp.MustCompile(`"peer_addr":"([0-9.]+):`)
+	across := 0
+	for _, p := range pods {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		out, err := c.realNode.Kubectl(ctx, "-n", ns, "logs", p.Name)
+		cancel()
+		if err != nil {
+			t.Fatalf("logs of %s: %v", p.Name, err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if !strings.Contains(line, `"msg":"relayed data connection accepted"`) {
+				continue
+			}
+			if m := peer.FindStringSubmatch(line); m != nil && nodeOf[m[1]] != "" && nodeOf[m[1]] != p.Spec.NodeName {
+				across++
+			}
+		}
+	}
+	return across
 }
 
 // transfersFrom downloads small.bin perSource times from each source address, in turn by a

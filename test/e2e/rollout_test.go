@@ -363,6 +363,9 @@ func podList(pods []corev1.Pod) string {
 	var parts []string
 	for _, p := range pods {
 		s := fmt.Sprintf("%s (%s, template %s", p.Name, p.Status.Phase, p.Labels["pod-template-hash"])
+		if p.Spec.NodeName != "" {
+			s += ", on " + p.Spec.NodeName
+		}
 		if p.DeletionTimestamp != nil {
 			s += ", terminating"
 		}

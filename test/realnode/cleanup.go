@@ -262,10 +262,10 @@ func teardownID(id string, logf func(string, ...any)) error {
 	if err := removeCgroups("/" + id); err != nil {
 		errs = append(errs, err)
 	}
-	// The root end of the node's veth goes with the node namespace, but only once the kernel's
+	// The root end of a node's veth goes with the node namespace, but only once the kernel's
 	// namespace cleanup has run, some time later: delete it now, so that it is gone when Stop
 	// returns.
-	if veth := rootVethOf(id); veth != "" {
+	for _, veth := range rootVethsOf(id) {
 		if _, err := os.Stat(filepath.Join("/sys/class/net", veth)); err == nil {
 			if _, err := run("ip", "link", "del", veth); err != nil {
 				errs = append(errs, err)
@@ -293,13 +293,28 @@ func teardownID(id string, logf func(string, ...any)) error {
 	return errors.Join(errs...)
 }
 
-// rootVethOf is the name of cluster id's interface in the root namespace: frn<hex>.
-func rootVethOf(id string) string {
+// rootVethOf is the name of the root namespace's end of node index's link in cluster id:
+// frn<hex> for the first node, frn<hex>-2 for the second, ...
+func rootVethOf(id string, index int) string {
 	i := strings.LastIndexByte(id, '-')
 	if i < 0 {
 		return ""
 	}
-	return "frn" + id[i+1:]
+	if index == 0 {
+		return "frn" + id[i+1:]
+	}
+	return fmt.Sprintf("frn%s-%d", id[i+1:], index+1)
+}
+
+// rootVethsOf are the names every node of cluster id could have given its link.
+func rootVethsOf(id string) []string {
+	var names []string
+	for k := range MaxNodes {
+		if veth := rootVethOf(id, k); veth != "" {
+			names = append(names, veth)
+		}
+	}
+	return names
 }
 
 func readFileString(path string) string {
@@ -345,7 +360,7 @@ func removeStale(logf func(string, ...any)) {
 }
 
 // leftovers lists what of cluster id still exists.
-func leftovers(id, rootVeth string) []string {
+func leftovers(id string) []string {
 	dir := filepath.Join(runBase, id)
 	var found []string
 	for _, pid := range processesMentioning(dir) {
@@ -364,9 +379,9 @@ func leftovers(id, rootVeth string) []string {
 			}
 		}
 	}
-	if rootVeth != "" {
-		if _, err := os.Stat(filepath.Join("/sys/class/net", rootVeth)); err == nil {
-			found = append(found, "interface "+rootVeth)
+	for _, veth := range rootVethsOf(id) {
+		if _, err := os.Stat(filepath.Join("/sys/class/net", veth)); err == nil {
+			found = append(found, "interface "+veth)
 		}
 	}
 	if _, err := os.Stat(dir); err == nil {

@@ -27,7 +27,6 @@ type credentials struct {
 	saKey, saPub  string
 	apiServer     keyPair // serving
 	kubeletClient keyPair // the API server toward kubelets (logs, exec)
-	kubeletServe  keyPair
 	kubeconfigs   map[string]string // component -> kubeconfig file
 	admin         []byte            // the admin kubeconfig's content
 }
@@ -56,10 +55,12 @@ func (c *Cluster) makeCredentials() error {
 	if cr.kubeletClient, err = p.client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters"); err != nil {
 		return err
 	}
-	cr.kubeletServe, err = p.issue("kubelet-serving", "system:node:"+c.nodeName, []string{"system:nodes"},
-		[]string{c.nodeName}, []net.IP{net.ParseIP(c.net.nodeIP)}, x509.ExtKeyUsageServerAuth)
-	if err != nil {
-		return err
+	for _, nd := range c.nodes {
+		nd.serving, err = p.issue(nd.procName("kubelet-serving"), "system:node:"+nd.name, []string{"system:nodes"},
+			[]string{nd.name}, []net.IP{net.ParseIP(nd.ip)}, x509.ExtKeyUsageServerAuth)
+		if err != nil {
+			return err
+		}
 	}
 	server := fmt.Sprintf("https://%s", net.JoinHostPort(c.net.rootIP, strconv.Itoa(apiServerPort)))
 	users := []struct {
@@ -69,10 +70,15 @@ func (c *Cluster) makeCredentials() error {
 		{"admin", "realnode-admin", []string{"system:masters"}},
 		{"kube-controller-manager", "system:kube-controller-manager", nil},
 		{"kube-scheduler", "system:kube-scheduler", nil},
-		// The Node authorizer and NodeRestriction know the kubelet by this name and group.
-		{"kubelet", "system:node:" + c.nodeName, []string{"system:nodes"}},
 		// Bound to system:node-proxier by the default RBAC policy.
 		{"kube-proxy", "system:kube-proxy", nil},
+	}
+	for _, nd := range c.nodes {
+		// The Node authorizer and NodeRestriction know each kubelet by this name and group.
+		users = append(users, struct {
+			name, user string
+			groups     []string
+		}{nd.procName("kubelet"), "system:node:" + nd.name, []string{"system:nodes"}})
 	}
 	for _, u := range users {
 		kp, err := p.client(u.name+"-client", u.user, u.groups...)
@@ -91,6 +97,9 @@ func (c *Cluster) makeCredentials() error {
 		if u.name == "admin" {
 			cr.admin = data
 		}
+	}
+	for _, nd := range c.nodes {
+		nd.kubeconfig = cr.kubeconfigs[nd.procName("kubelet")]
 	}
 	c.creds = cr
 	return nil

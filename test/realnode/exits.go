@@ -89,11 +89,12 @@ func (c *Cluster) recordExit(pod *corev1.Pod) {
 			status = &pod.Status.ContainerStatuses[i]
 		}
 	}
-	if status == nil {
+	nd := c.nodeOf(pod.Spec.NodeName)
+	if status == nil || nd == nil {
 		return
 	}
 	logOf := func(restart int32) (src, dst string) {
-		return filepath.Join(c.dir, "pod-logs", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), status.Name, fmt.Sprintf("%d.log", restart)),
+		return filepath.Join(nd.podLogsDir(), fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), status.Name, fmt.Sprintf("%d.log", restart)),
 			filepath.Join(c.dir, "exits", fmt.Sprintf("%s_%s_%s_%d.log", pod.Namespace, pod.Name, status.Name, restart))
 	}
 	if status.State.Running != nil {

@@ -97,11 +97,14 @@ func BuildOperatorImage(ctx context.Context, dir, ref string) (string, error) {
 	return archive, nil
 }
 
-// ImportImage loads an OCI archive (as internal/ociimage writes it) into the node's containerd,
-// where the kubelet finds it: the CRI's k8s.io namespace, unpacked for its snapshotter.
+// ImportImage loads an OCI archive (as internal/ociimage writes it) into every node's
+// containerd, where the kubelet finds it: the CRI's k8s.io namespace, unpacked for its
+// snapshotter.
 func (c *Cluster) ImportImage(ctx context.Context, archive string) error {
-	if _, err := c.ctr(ctx, "images", "import", "--snapshotter", "overlayfs", archive); err != nil {
-		return fmt.Errorf("import %s: %w", archive, err)
+	for _, nd := range c.nodes {
+		if _, err := c.ctr(ctx, nd, "images", "import", "--snapshotter", "overlayfs", archive); err != nil {
+			return fmt.Errorf("import %s into %s: %w", archive, nd.name, err)
+		}
 	}
 	return nil
 }

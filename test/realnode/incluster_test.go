@@ -34,7 +34,7 @@ func TestInClusterOperatorOnRealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := startCluster(ctx, t, archive)
+	c := startCluster(ctx, t, realnode.Options{Images: []string{archive}})
 
 	// config/default with the image replaced, as a user's overlay does it (`kustomize edit set
 	// image`): nothing else. The manager reads its own image from its pod and gives it to the

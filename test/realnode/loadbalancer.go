@@ -3,7 +3,14 @@ package realnode
 import (
 	"context"
 	"fmt"
+	"maps"
+	"net"
+	"net/http"
 	"net/netip"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -54,7 +61,135 @@ func (c *Cluster) syncLoadBalancers(ctx context.Context) error {
 		}
 	}
 	c.mu.Unlock()
+	if len(c.nodes) > 1 {
+		return c.routeLoadBalancers(ctx, list.Items)
+	}
 	return nil
+}
+
+// routeLoadBalancers is the load balancer in front of several nodes, as a cloud's network load
+// balancer is: each new connection to a load balancer address goes to one of the nodes that
+// pass its health check, chosen at random, and stays with that node for its whole life
+// (connection tracking), whatever happens to the set afterwards. With externalTrafficPolicy
+// Local the health check is the one cloud load balancers use, kube-proxy's own answer on the
+// Service's healthCheckNodePort (200 while kube-proxy on that node has programmed a ready local
+// endpoint, 503 otherwise), so a node gets connections only once its kube-proxy can take them,
+// and a node whose last replica is draining gets no new ones but keeps its established ones
+// until they end, as with connection draining. With Cluster, every node. An address no node
+// serves goes by the default route (to the first node).
+//
+// In the outside client's namespace: an nftables chain on the output route hook marks each new
+// connection with its node (ct mark) and every packet with its connection's mark; a routing
+// rule per node sends marked packets by a table whose route to the pool points at that node.
+func (c *Cluster) routeLoadBalancers(ctx context.Context, services []corev1.Service) error {
+	want := map[string][]*node{} // address -> the nodes serving it
+	for i := range services {
+		svc := &services[i]
+		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.LoadBalancerClass != nil || len(svc.Status.LoadBalancer.Ingress) != 1 {
+			continue
+		}
+		ip := svc.Status.LoadBalancer.Ingress[0].IP
+		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
+		for _, nd := range c.nodes {
+			if !local || c.nodeHealthy(ctx, nd, svc.Spec.HealthCheckNodePort) {
+				want[ip] = append(want[ip], nd)
+			}
+		}
+	}
+	routes := map[string][]string{}
+	for ip, nodes := range want {
+		for _, nd := range nodes {
+			routes[ip] = append(routes[ip], nd.name)
+		}
+	}
+	c.mu.Lock()
+	same := maps.EqualFunc(routes, c.lbRoutes, slices.Equal[[]string])
+	c.mu.Unlock()
+	if same {
+		return nil
+	}
+	if err := c.loadLBRules(want); err != nil {
+		return err
+	}
+	for ip, nodes := range routes {
+		c.logf("loadbalancer: new connections to %s go to %s", ip, strings.Join(nodes, ", "))
+	}
+	c.mu.Lock()
+	c.lbRoutes = routes
+	c.mu.Unlock()
+	return nil
+}
+
+// nodeHealthy asks kube-proxy on nd, from the outside network, whether it has a ready local
+// endpoint of the Service whose health check node port is port.
+func (c *Cluster) nodeHealthy(ctx context.Context, nd *node, port int32) bool {
+	if port == 0 {
+		return false
+	}
+	hc := &http.Client{
+		Timeout: time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.DialContext(ctx, Outside, network, addr)
+		}},
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(nd.ip, strconv.Itoa(int(port)))+"/", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// lbTable is the load balancer's nftables table in the outside client's namespace.
+const lbTable = "realnode_lb"
+
+// loadLBRules replaces the load balancer's rules (atomically: nft -f). Connection marks live
+// in the conntrack entries, so established connections keep their node.
+func (c *Cluster) loadLBRules(want map[string][]*node) error {
+	var rules strings.Builder
+	fmt.Fprintf(&rules, "table ip %[1]s {}\ndelete table ip %[1]s\ntable ip %[1]s {\n", lbTable)
+	rules.WriteString("\tchain output {\n\t\ttype route hook output priority mangle; policy accept;\n")
+	ips := slices.Sorted(maps.Keys(want))
+	for _, ip := range ips {
+		nodes := want[ip]
+		if len(nodes) == 1 {
+			fmt.Fprintf(&rules, "\t\tip daddr %s ct state new ct mark set %d\n", ip, nodes[0].lbMark())
+			continue
+		}
+		var m []string
+		for i, nd := range nodes {
+			m = append(m, fmt.Sprintf("%d : %d", i, nd.lbMark()))
+		}
+		fmt.Fprintf(&rules, "\t\tip daddr %s ct state new ct mark set numgen random mod %d map { %s }\n", ip, len(nodes), strings.Join(m, ", "))
+	}
+	fmt.Fprintf(&rules, "\t\tip daddr %s ct mark != 0 meta mark set ct mark\n\t}\n}\n", loadBalancerCIDR)
+	cmd := exec.Command("ip", "netns", "exec", c.net.clientNS, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(rules.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("load balancer rules: %w: %s\n%s", err, strings.TrimSpace(string(out)), rules.String())
+	}
+	return nil
+}
+
+// lbMark is the packet mark that routes to the node (a routing rule per node, set up with the
+// network when there are several nodes), and its routing table.
+func (nd *node) lbMark() int  { return nd.index + 1 }
+func (nd *node) lbTable() int { return 100 + nd.index + 1 }
+
+// LoadBalancerNodes are the nodes the load balancer sends new connections for address ip to, as
+// last programmed: with several nodes, those that serve the address (see routeLoadBalancers);
+// with one node, that node.
+func (c *Cluster) LoadBalancerNodes(ip string) []string {
+	if len(c.nodes) == 1 {
+		return c.NodeNames()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.lbRoutes[ip]...)
 }
 
 // lbAddressFor is a Service's address: the one a test set, else the one allocated before, else
@@ -120,7 +255,8 @@ func (c *Cluster) poll(ctx context.Context, interval time.Duration, what string,
 // addresses. Only one cluster at a time can own the route; it goes with the cluster's link to
 // the root namespace at Stop.
 func (c *Cluster) RouteLoadBalancersFromHost() error {
-	if _, err := run("ip", "route", "add", loadBalancerCIDR, "via", c.net.nodeIP, "dev", c.net.rootVeth); err != nil {
+	first := c.nodes[0]
+	if _, err := run("ip", "route", "add", loadBalancerCIDR, "via", first.ip, "dev", first.rootVeth); err != nil {
 		return fmt.Errorf("route %s to the node (another cluster of this machine may own it): %w", loadBalancerCIDR, err)
 	}
 	return nil

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -19,19 +20,19 @@ import (
 
 // The address plan (see the package documentation for the picture).
 const (
-	// rootSlots is 198.51.100.0/25 cut into /30s: one per cluster running on this machine, the
-	// only addresses this package puts in the root namespace.
+	// rootSlots is 198.51.100.0/25 cut into /30s: one per node of every cluster running on this
+	// machine, the only addresses this package puts in the root namespace.
 	rootSlotsPrefix = "198.51.100."
 	rootSlots       = 32
 
-	nodeExtIP   = "198.51.100.253" // the node's side of the client link
-	outsideIP   = "198.51.100.254" // the outside client
-	clientLink  = "198.51.100.252/30"
-	podCIDR     = "192.0.2.0/24" // only inside the node namespace and the namespaces on its bridge
-	podGateway  = "192.0.2.1"
-	podFirst    = "192.0.2.10"
-	podLast     = "192.0.2.239"
-	inClusterIP = "192.0.2.250" // on the pod bridge, outside the CNI's range
+	// The outside network: a bridge in the client's namespace with the client and every node's
+	// ext0 on it (node k at .253-k), as a LAN or a router's segment in front of the nodes.
+	outsideIP     = "198.51.100.254" // the outside client
+	outsideLAN    = "198.51.100.240/28"
+	firstNodeLAN  = 253
+	outsideBridge = "lan0"
+
+	podCIDR = "192.0.2.0/24" // only inside the node namespaces and the namespaces on their bridges
 
 	serviceCIDR      = "203.0.113.0/25"
 	kubernetesSvcIP  = "203.0.113.1"
@@ -39,7 +40,11 @@ const (
 	firstLBOctet     = 129
 	lastLBOctet      = 249 // .250 and above are left for tests moving a Service by hand
 
-	nodeTable = "realnode" // our nftables table in the node namespace, beside kube-proxy's
+	nodeTable = "realnode" // our nftables table in each node namespace, beside kube-proxy's
+
+	// MaxNodes bounds Options.Nodes: the pod network is cut into one block per node, and the
+	// outside network has room for four.
+	MaxNodes = 4
 )
 
 // Client roles are the harness's, so that tests can run against either.
@@ -50,23 +55,49 @@ const (
 	InCluster = harness.InCluster
 )
 
-// network is the namespaces and links of one cluster.
+// network is the namespaces and links shared by the nodes of one cluster.
 type network struct {
-	slot           int
-	rootIP, nodeIP string
-	rootVeth       string
-	nodeNS         string // names under /run/netns
-	clientNS       string
-	inClusterNS    string
+	rootIP      string // the API server's address: the root side of the first node's link
+	clientNS    string // names under /run/netns
+	inClusterNS string
+	inClusterIP string // on the first node's pod bridge, outside its CNI range
 }
 
 func (n *network) nsPath(name string) string { return filepath.Join("/run/netns", name) }
 
-// pickSlot returns the first /30 of 198.51.100.0/25 that has no address in the root namespace.
-func pickSlot() (int, error) {
+// podBlock is one node's share of the pod network: the whole /24 for a single node, else a
+// /25 or /26 each. The gateway is the block's first address, the CNI hands out from its 10th
+// to 16 before its end, and the last few are left for hosts the tests add (the in-cluster
+// client).
+type podBlock struct {
+	cidr, gateway, first, last string
+	prefixLen                  int
+	spare                      string // 5 before the end: the in-cluster client's, on the first node
+}
+
+func podBlockOf(index, nodes int) podBlock {
+	bits := 0
+	for 1<<bits < nodes {
+		bits++
+	}
+	size := 256 >> bits
+	base := index * size
+	at := func(off int) string { return fmt.Sprintf("192.0.2.%d", base+off) }
+	return podBlock{
+		cidr:      fmt.Sprintf("192.0.2.%d/%d", base, 24+bits),
+		prefixLen: 24 + bits,
+		gateway:   at(1),
+		first:     at(10),
+		last:      at(size - 17),
+		spare:     at(size - 6),
+	}
+}
+
+// pickSlots returns n free /30s of 198.51.100.0/25: those with no address in the root namespace.
+func pickSlots(n int) ([]int, error) {
 	addrs, err := net.InterfaceAddrs()
 	if err != nil {
-		return 0, fmt.Errorf("list root namespace addresses: %w", err)
+		return nil, fmt.Errorf("list root namespace addresses: %w", err)
 	}
 	used := map[int]bool{}
 	for _, a := range addrs {
@@ -83,17 +114,22 @@ func pickSlot() (int, error) {
 			used[int(ip.As4()[3])/4] = true
 		}
 	}
+	var slots []int
 	for k := range rootSlots {
 		if !used[k] {
-			return k, nil
+			slots = append(slots, k)
+			if len(slots) == n {
+				return slots, nil
+			}
 		}
 	}
-	return 0, errors.New("every /30 of 198.51.100.0/25 is in use in the root namespace: too many clusters at once")
+	return nil, fmt.Errorf("fewer than %d free /30s of 198.51.100.0/25 in the root namespace: too many clusters at once", n)
 }
 
-// lockSlots serialises picking a slot and claiming it (its address on the root veth) among the
-// clusters of all processes on this machine: an flock on the run directories' parent, which
-// needs no lock file of ours to be left behind. (Not /run/netns: ip netns add locks that one.)
+// lockSlots serialises picking slots and claiming them (their addresses on the root veths)
+// among the clusters of all processes on this machine: an flock on the run directories' parent,
+// which needs no lock file of ours to be left behind. (Not /run/netns: ip netns add locks that
+// one.)
 func lockSlots() (func(), error) {
 	f, err := os.Open(runBase)
 	if err != nil {
@@ -109,7 +145,33 @@ func lockSlots() (func(), error) {
 	}, nil
 }
 
-func (c *Cluster) setupNetwork() error {
+// newNodes lays out n nodes: names, namespaces, directories, addresses.
+func (c *Cluster) newNodes(n int, slots []int) []*node {
+	nodes := make([]*node, n)
+	for k := range n {
+		nd := &node{
+			index:    k,
+			name:     "realnode",
+			dir:      c.dir,
+			ns:       c.id + "-node",
+			rootVeth: rootVethOf(c.id, k),
+			rootIP:   fmt.Sprintf("%s%d", rootSlotsPrefix, 4*slots[k]+1),
+			ip:       fmt.Sprintf("%s%d", rootSlotsPrefix, 4*slots[k]+2),
+			lanIP:    fmt.Sprintf("%s%d", rootSlotsPrefix, firstNodeLAN-k),
+			pods:     podBlockOf(k, n),
+		}
+		if k > 0 {
+			// Short: containerd's shim socket directory must stay within 42 bytes.
+			nd.name = fmt.Sprintf("realnode-%d", k+1)
+			nd.dir = filepath.Join(c.dir, fmt.Sprintf("n%d", k+1))
+			nd.ns = fmt.Sprintf("%s-node%d", c.id, k+1)
+		}
+		nodes[k] = nd
+	}
+	return nodes
+}
+
+func (c *Cluster) setupNetwork(nodes int) error {
 	unlock, err := lockSlots()
 	if err != nil {
 		return err
@@ -120,22 +182,21 @@ func (c *Cluster) setupNetwork() error {
 			unlock()
 		}
 	}()
-	slot, err := pickSlot()
+	slots, err := pickSlots(nodes)
 	if err != nil {
 		return err
 	}
+	c.nodes = c.newNodes(nodes, slots)
+	first := c.nodes[0]
 	n := &network{
-		slot:        slot,
-		rootIP:      fmt.Sprintf("%s%d", rootSlotsPrefix, 4*slot+1),
-		nodeIP:      fmt.Sprintf("%s%d", rootSlotsPrefix, 4*slot+2),
-		rootVeth:    rootVethOf(c.id),
-		nodeNS:      c.id + "-node",
+		rootIP:      first.rootIP,
 		clientNS:    c.id + "-client",
 		inClusterNS: c.id + "-incluster",
+		inClusterIP: first.pods.spare,
 	}
 	c.net = n
-	node, client, inc := n.nodeNS, n.clientNS, n.inClusterNS
-	for _, ns := range []string{node, client, inc} {
+	client, inc := n.clientNS, n.inClusterNS
+	for _, ns := range append([]string{client, inc}, c.nodeNamespaces()...) {
 		if _, err := run("ip", "netns", "add", ns); err != nil {
 			return err
 		}
@@ -144,49 +205,98 @@ func (c *Cluster) setupNetwork() error {
 		}
 	}
 	steps := [][]string{
-		// The link to the root namespace: the API server is reached here, and reaches the kubelet.
-		{"ip", "link", "add", n.rootVeth, "type", "veth", "peer", "name", "eth0", "netns", node},
-		{"ip", "addr", "add", n.rootIP + "/30", "dev", n.rootVeth},
-		{"ip", "link", "set", n.rootVeth, "up"},
-		{"ip", "-n", node, "addr", "add", n.nodeIP + "/30", "dev", "eth0"},
-		{"ip", "-n", node, "link", "set", "eth0", "up"},
-		// ClusterIPs from the node's own processes: connect() needs a route before kube-proxy's
-		// output chain rewrites the destination. On-link on eth0, an unclaimed ClusterIP gets no
-		// ARP answer instead of leaking anywhere.
-		{"ip", "-n", node, "route", "add", serviceCIDR, "dev", "eth0"},
-		// The pod bridge, made here rather than by the bridge plugin so that the in-cluster
-		// client can join it before the first pod exists.
-		{"ip", "-n", node, "link", "add", "cni0", "type", "bridge"},
-		{"ip", "-n", node, "addr", "add", podGateway + "/24", "dev", "cni0"},
-		{"ip", "-n", node, "link", "set", "cni0", "up"},
-		// The outside client, routed to the node for load balancer addresses and the node IP only.
-		{"ip", "link", "add", "eth0", "netns", client, "type", "veth", "peer", "name", "ext0", "netns", node},
-		{"ip", "-n", node, "addr", "add", nodeExtIP + "/30", "dev", "ext0"},
-		{"ip", "-n", node, "link", "set", "ext0", "up"},
-		{"ip", "-n", client, "addr", "add", outsideIP + "/30", "dev", "eth0"},
-		{"ip", "-n", client, "link", "set", "eth0", "up"},
-		{"ip", "-n", client, "route", "add", loadBalancerCIDR, "via", nodeExtIP},
-		{"ip", "-n", client, "route", "add", n.nodeIP + "/32", "via", nodeExtIP},
-		// The in-cluster client: one more host on the pod bridge.
-		{"ip", "link", "add", "eth0", "netns", inc, "type", "veth", "peer", "name", "vi0", "netns", node},
-		{"ip", "-n", node, "link", "set", "vi0", "master", "cni0"},
-		{"ip", "-n", node, "link", "set", "vi0", "up"},
-		{"ip", "-n", inc, "addr", "add", inClusterIP + "/24", "dev", "eth0"},
-		{"ip", "-n", inc, "link", "set", "eth0", "up"},
-		{"ip", "-n", inc, "route", "add", "default", "via", podGateway},
+		// The outside network, and the client on it: it routes load balancer addresses to the
+		// first node unless the load balancer routes an address over the nodes that serve it
+		// (several nodes: routeLoadBalancers).
+		{"ip", "-n", client, "link", "add", outsideBridge, "type", "bridge"},
+		{"ip", "-n", client, "addr", "add", outsideIP + "/28", "dev", outsideBridge},
+		{"ip", "-n", client, "link", "set", outsideBridge, "up"},
+		{"ip", "-n", client, "route", "add", loadBalancerCIDR, "via", first.lanIP},
 	}
+	for _, nd := range c.nodes {
+		node, lanPort := nd.ns, fmt.Sprintf("n%d", nd.index+1)
+		steps = append(steps,
+			// The link to the root namespace: the API server is reached here, and reaches the kubelet.
+			[]string{"ip", "link", "add", nd.rootVeth, "type", "veth", "peer", "name", "eth0", "netns", node},
+			[]string{"ip", "addr", "add", nd.rootIP + "/30", "dev", nd.rootVeth},
+			[]string{"ip", "link", "set", nd.rootVeth, "up"},
+			[]string{"ip", "-n", node, "addr", "add", nd.ip + "/30", "dev", "eth0"},
+			[]string{"ip", "-n", node, "link", "set", "eth0", "up"},
+			// ClusterIPs from the node's own processes: connect() needs a route before kube-proxy's
+			// output chain rewrites the destination. On-link on eth0, an unclaimed ClusterIP gets no
+			// ARP answer instead of leaking anywhere.
+			[]string{"ip", "-n", node, "route", "add", serviceCIDR, "dev", "eth0"},
+			// The pod bridge, made here rather than by the bridge plugin so that the in-cluster
+			// client can join it before the first pod exists.
+			[]string{"ip", "-n", node, "link", "add", "cni0", "type", "bridge"},
+			[]string{"ip", "-n", node, "addr", "add", fmt.Sprintf("%s/%d", nd.pods.gateway, nd.pods.prefixLen), "dev", "cni0"},
+			[]string{"ip", "-n", node, "link", "set", "cni0", "up"},
+			// The node's port on the outside network.
+			[]string{"ip", "link", "add", "ext0", "netns", node, "type", "veth", "peer", "name", lanPort, "netns", client},
+			[]string{"ip", "-n", client, "link", "set", lanPort, "master", outsideBridge},
+			[]string{"ip", "-n", client, "link", "set", lanPort, "up"},
+			[]string{"ip", "-n", node, "addr", "add", nd.lanIP + "/28", "dev", "ext0"},
+			[]string{"ip", "-n", node, "link", "set", "ext0", "up"},
+			// Node ports: the client reaches each node's InternalIP over the outside network.
+			[]string{"ip", "-n", client, "route", "add", nd.ip + "/32", "via", nd.lanIP},
+		)
+		if len(c.nodes) > 1 {
+			// The load balancer sends a connection to this node by marking it (routeLoadBalancers).
+			table := strconv.Itoa(nd.lbTable())
+			steps = append(steps,
+				[]string{"ip", "-n", client, "route", "add", loadBalancerCIDR, "via", nd.lanIP, "table", table},
+				[]string{"ip", "-n", client, "rule", "add", "fwmark", strconv.Itoa(nd.lbMark()), "table", table},
+			)
+		}
+		if nd.index > 0 {
+			// The API server listens on the first node's link; the root namespace answers on
+			// every link for its own addresses.
+			steps = append(steps, []string{"ip", "-n", node, "route", "add", n.rootIP + "/32", "via", nd.rootIP})
+		}
+		for _, other := range c.nodes {
+			if other != nd {
+				// Pod to pod across nodes, as a cloud's routes (or kubenet) do it: each node's
+				// block via that node.
+				steps = append(steps, []string{"ip", "-n", node, "route", "add", other.pods.cidr, "via", other.lanIP})
+			}
+		}
+	}
+	steps = append(steps,
+		// The in-cluster client: one more host on the first node's pod bridge.
+		[]string{"ip", "link", "add", "eth0", "netns", inc, "type", "veth", "peer", "name", "vi0", "netns", first.ns},
+		[]string{"ip", "-n", first.ns, "link", "set", "vi0", "master", "cni0"},
+		[]string{"ip", "-n", first.ns, "link", "set", "vi0", "up"},
+		[]string{"ip", "-n", inc, "addr", "add", fmt.Sprintf("%s/%d", n.inClusterIP, first.pods.prefixLen), "dev", "eth0"},
+		[]string{"ip", "-n", inc, "link", "set", "eth0", "up"},
+		[]string{"ip", "-n", inc, "route", "add", "default", "via", first.pods.gateway},
+	)
 	if err := runAll(steps); err != nil {
 		return fmt.Errorf("network: %w", err)
 	}
-	unlock() // the slot's address is on the root veth now: the next cluster sees it taken
+	unlock() // the slots' addresses are on the root veths now: the next cluster sees them taken
 	locked = false
-	// Routing between the pod bridge, the client link and the API server link.
-	if err := writeNetnsSysctl(n.nsPath(node), "net/ipv4/ip_forward", "1"); err != nil {
+	var lanIPs []string
+	for _, nd := range c.nodes {
+		lanIPs = append(lanIPs, nd.lanIP)
+	}
+	for _, nd := range c.nodes {
+		if err := c.setupNodeNetwork(nd, lanIPs); err != nil {
+			return err
+		}
+	}
+	c.logf("network: API server %s; outside client %s in %s, in-cluster client %s in %s", n.rootIP, outsideIP, client, n.inClusterIP, inc)
+	return nil
+}
+
+// setupNodeNetwork turns routing on in a node's namespace and loads its own nftables rules.
+func (c *Cluster) setupNodeNetwork(nd *node, lanIPs []string) error {
+	// Routing between the pod bridge, the outside network and the API server link.
+	if err := writeNetnsSysctl(c.net.nsPath(nd.ns), "net/ipv4/ip_forward", "1"); err != nil {
 		return err
 	}
 	// Pod -> ClusterIP -> pod on the same bridge: the reply is bridged, not routed, and only
 	// passes conntrack (to be un-DNATed) with bridge netfilter on. Per namespace since Linux 5.3.
-	if err := writeNetnsSysctl(n.nsPath(node), "net/bridge/bridge-nf-call-iptables", "1"); err != nil {
+	if err := writeNetnsSysctl(c.net.nsPath(nd.ns), "net/bridge/bridge-nf-call-iptables", "1"); err != nil {
 		c.logf("network: bridge netfilter unavailable (in-cluster clients cannot use ClusterIPs of pods on the same bridge): %v", err)
 	}
 	rules := fmt.Sprintf(`table ip %[1]s {}
@@ -195,29 +305,40 @@ table ip %[1]s {
 	chain postrouting {
 		type nat hook postrouting priority srcnat; policy accept;
 		# Pod egress leaves the node with the node's address, as on any node: the root namespace
-		# must never see a 192.0.2.x source, and the client has no route back to pods.
-		ip saddr %[2]s oifname { "eth0", "ext0" } masquerade
+		# must never see a 192.0.2.x source, and the client has no route back to pods. Pod to
+		# pod on another node keeps its addresses.
+		ip saddr %[2]s ip daddr != %[2]s oifname { "eth0", "ext0" } masquerade
 	}
 	chain forward {
 		type filter hook forward priority filter - 10; policy accept;
 		# From outside, pods are reachable only through kube-proxy's DNAT (load balancer
-		# addresses, node ports); a pod IP is refused at once instead of timing out.
+		# addresses, node ports) and from the other nodes (their pods, and what their
+		# kube-proxy forwards); a pod IP is refused at once instead of timing out.
 		iifname "ext0" ip daddr %[2]s ct status dnat accept
 		iifname "ext0" ip daddr %[2]s ct state established,related accept
+		iifname "ext0" ip saddr { %[2]s, %[3]s } ip daddr %[2]s accept
 		iifname "ext0" ip daddr %[2]s reject with icmp type admin-prohibited
-		# Nothing from the client link goes toward the root namespace.
+		# Nothing from the outside network goes toward the root namespace.
 		iifname "ext0" oifname "eth0" reject with icmp type admin-prohibited
 	}
 }
-`, nodeTable, podCIDR)
-	cmd := exec.Command("ip", "netns", "exec", node, "nft", "-f", "-")
+`, nodeTable, podCIDR, strings.Join(lanIPs, ", "))
+	cmd := exec.Command("ip", "netns", "exec", nd.ns, "nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("network: load nftables rules in %s: %w: %s", node, err, strings.TrimSpace(string(out)))
+		return fmt.Errorf("network: load nftables rules in %s: %w: %s", nd.ns, err, strings.TrimSpace(string(out)))
 	}
-	c.logf("network: slot %d, API server %s, node %s in %s, outside client %s in %s, in-cluster client %s in %s",
-		slot, n.rootIP, n.nodeIP, node, outsideIP, client, inClusterIP, inc)
+	c.logf("network: node %s at %s (root side %s) in %s, %s on the outside network, pods %s", nd.name, nd.ip, nd.rootIP, nd.ns, nd.lanIP, nd.pods.cidr)
 	return nil
+}
+
+// nodeNamespaces are the nodes' network namespaces.
+func (c *Cluster) nodeNamespaces() []string {
+	var names []string
+	for _, nd := range c.nodes {
+		names = append(names, nd.ns)
+	}
+	return names
 }
 
 // writeNetnsSysctl writes /proc/sys/<key> as seen from the network namespace at nsPath (net.*
@@ -296,13 +417,15 @@ func (c *Cluster) AddOutsideAddresses(n int) ([]string, error) {
 	var ips []string
 	for i := range n {
 		ip := fmt.Sprintf("198.51.100.%d", moreOutsideFirst+i)
-		if out, err := run("ip", "-n", c.net.clientNS, "addr", "replace", ip+"/32", "dev", "eth0"); err != nil {
+		if out, err := run("ip", "-n", c.net.clientNS, "addr", "replace", ip+"/32", "dev", outsideBridge); err != nil {
 			return nil, fmt.Errorf("outside address %s: %w: %s", ip, err, out)
 		}
 		ips = append(ips, ip)
 	}
-	if out, err := run("ip", "-n", c.net.nodeNS, "route", "replace", moreOutsidePrefix, "via", outsideIP); err != nil {
-		return nil, fmt.Errorf("route to the extra outside addresses: %w: %s", err, out)
+	for _, nd := range c.nodes {
+		if out, err := run("ip", "-n", nd.ns, "route", "replace", moreOutsidePrefix, "via", outsideIP); err != nil {
+			return nil, fmt.Errorf("route to the extra outside addresses from %s: %w: %s", nd.name, err, out)
+		}
 	}
 	return ips, nil
 }
@@ -343,10 +466,10 @@ func (c *Cluster) roleNamespace(role ClientRole) (string, error) {
 	case InCluster:
 		return c.net.inClusterNS, nil
 	case roleNode:
-		return c.net.nodeNS, nil
+		return c.nodes[0].ns, nil
 	}
 	return "", fmt.Errorf("unknown client role %q", role)
 }
 
-// roleNode is the node itself (where the kubelet and kube-proxy run), for debugging.
+// roleNode is the first node itself (where the kubelet and kube-proxy run), for debugging.
 const roleNode ClientRole = "node"

@@ -29,15 +29,51 @@ var kubeletSysctls = []string{
 // namespace they are overlays with their upper layers in the run directory.
 var hostOverlays = []string{"/var/lib", "/var/log"}
 
+// node is one node of the cluster: its namespaces, addresses, directories and processes.
+type node struct {
+	index    int
+	name     string // the Node object's name: realnode, realnode-2, ...
+	dir      string // its state: the run directory itself for the first node, <run>/n<k> for the others
+	ns       string // its network namespace, under /run/netns
+	rootVeth string // its link to the root namespace, root side
+	rootIP   string // the root side's address
+	ip       string // the node side's: its InternalIP
+	lanIP    string // its address on the outside network
+	pods     podBlock
+
+	serving    keyPair // the kubelet's serving certificate
+	kubeconfig string  // the kubelet's kubeconfig (system:node:<name>)
+	holder     *proc   // holds its mount namespace
+}
+
+// procName is the name of one of the node's components among the cluster's processes (and its
+// log file): kubelet for the first node, kubelet-n2 for the second, ...
+func (nd *node) procName(component string) string {
+	if nd.index == 0 {
+		return component
+	}
+	return fmt.Sprintf("%s-n%d", component, nd.index+1)
+}
+
+// nodeOf is the node called name, or nil.
+func (c *Cluster) nodeOf(name string) *node {
+	for _, nd := range c.nodes {
+		if nd.name == name {
+			return nd
+		}
+	}
+	return nil
+}
+
 // startNodeNamespace starts the process that holds the node's mount namespace: it joins the node
 // network namespace, makes a private (slave) mount namespace, mounts the overlays and sysctl
 // copies, and sleeps. Every node component enters both namespaces of this process, so that the
 // volumes the kubelet mounts are the ones containerd and runc see.
-func (c *Cluster) startNodeNamespace() error {
+func (c *Cluster) startNodeNamespace(nd *node) error {
 	var script strings.Builder
 	script.WriteString("set -e\n")
 	for _, dir := range hostOverlays {
-		base := filepath.Join(c.dir, "host", strings.ReplaceAll(strings.Trim(dir, "/"), "/", "-"))
+		base := filepath.Join(nd.dir, "host", strings.ReplaceAll(strings.Trim(dir, "/"), "/", "-"))
 		upper, work := filepath.Join(base, "upper"), filepath.Join(base, "work")
 		for _, d := range []string{upper, work} {
 			if err := os.MkdirAll(d, 0o755); err != nil {
@@ -47,7 +83,7 @@ func (c *Cluster) startNodeNamespace() error {
 		fmt.Fprintf(&script, "mount -t overlay realnode-%s -o lowerdir=%s,upperdir=%s,workdir=%s %s\n",
 			filepath.Base(dir), dir, upper, work, dir)
 	}
-	sysctlDir := filepath.Join(c.dir, "host", "sysctl")
+	sysctlDir := filepath.Join(nd.dir, "host", "sysctl")
 	if err := os.MkdirAll(sysctlDir, 0o755); err != nil {
 		return fmt.Errorf("node namespace: %w", err)
 	}
@@ -63,8 +99,8 @@ func (c *Cluster) startNodeNamespace() error {
 		fmt.Fprintf(&script, "mount --bind %s /proc/sys/%s\n", copyPath, key)
 	}
 	script.WriteString("exec sleep infinity\n")
-	p, err := c.startProc("node-namespace", []string{
-		"nsenter", "--net=" + c.net.nsPath(c.net.nodeNS), "--",
+	p, err := c.startProc(nd.procName("node-namespace"), []string{
+		"nsenter", "--net=" + c.net.nsPath(nd.ns), "--",
 		"unshare", "--mount", "--propagation", "slave", "--",
 		"sh", "-c", script.String(),
 	}, nil)
@@ -84,20 +120,20 @@ func (c *Cluster) startNodeNamespace() error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	c.holder = p
+	nd.holder = p
 	return nil
 }
 
 // inNode is the command prefix that runs a program in the node's network and mount namespaces.
-func (c *Cluster) inNode(argv ...string) []string {
-	return append([]string{"nsenter", "--target=" + strconv.Itoa(c.holder.pid()), "--mount", "--net", "--"}, argv...)
+func (nd *node) inNode(argv ...string) []string {
+	return append([]string{"nsenter", "--target=" + strconv.Itoa(nd.holder.pid()), "--mount", "--net", "--"}, argv...)
 }
 
-func (c *Cluster) containerdSocket() string { return filepath.Join(c.dir, "ctd", "containerd.sock") }
+func (nd *node) containerdSocket() string { return filepath.Join(nd.dir, "ctd", "containerd.sock") }
 
-func (c *Cluster) startContainerd(ctx context.Context, sandboxImage string) error {
-	ctd := filepath.Join(c.dir, "ctd")
-	cniConf := filepath.Join(c.dir, "cni", "net.d")
+func (c *Cluster) startContainerd(ctx context.Context, nd *node, sandboxImage string) error {
+	ctd := filepath.Join(nd.dir, "ctd")
+	cniConf := filepath.Join(nd.dir, "cni", "net.d")
 	for _, d := range []string{ctd, cniConf} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("containerd: %w", err)
@@ -163,14 +199,14 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.de
   stream_server_address = '127.0.0.1'
   stream_server_port = '0'
 `, ctd, sandboxImage, runc, cniBinDir, cniConf)
-	configPath := filepath.Join(c.dir, "config", "containerd.toml")
+	configPath := filepath.Join(c.dir, "config", nd.procName("containerd")+".toml")
 	if err := os.WriteFile(configPath, []byte(config), 0o644); err != nil {
 		return fmt.Errorf("containerd: write config: %w", err)
 	}
-	if err := c.writeCNIConfig(cniConf); err != nil {
+	if err := nd.writeCNIConfig(cniConf); err != nil {
 		return err
 	}
-	p, err := c.startProc("containerd", c.inNode(c.runtimeBin("containerd"), "--config="+configPath, "--log-level=info"),
+	p, err := c.startProc(nd.procName("containerd"), nd.inNode(c.runtimeBin("containerd"), "--config="+configPath, "--log-level=info"),
 		// The shim is found on PATH next to containerd.
 		[]string{"PATH=" + c.runtimeDir + ":" + os.Getenv("PATH")})
 	if err != nil {
@@ -179,7 +215,7 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.de
 	// Ready when the CRI plugin answers through ctr (plugins ls lists it with status ok).
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out, err := c.ctr(ctx, "plugins", "ls")
+		out, err := c.ctr(ctx, nd, "plugins", "ls")
 		if err == nil && strings.Contains(out, "io.containerd.grpc.v1") && strings.Contains(out, "cri") {
 			return nil
 		}
@@ -196,7 +232,7 @@ disabled_plugins = ['io.containerd.nri.v1.nri', 'io.containerd.snapshotter.v1.de
 // cniBinDir is where Debian's containernetworking-plugins installs the plugins.
 const cniBinDir = "/usr/lib/cni"
 
-func (c *Cluster) writeCNIConfig(dir string) error {
+func (nd *node) writeCNIConfig(dir string) error {
 	conf := fmt.Sprintf(`{
   "cniVersion": "1.0.0",
   "name": "realnode",
@@ -217,18 +253,18 @@ func (c *Cluster) writeCNIConfig(dir string) error {
     {"type": "portmap", "capabilities": {"portMappings": true}}
   ]
 }
-`, filepath.Join(c.dir, "cni", "ipam"), podCIDR, podFirst, podLast, podGateway)
+`, filepath.Join(nd.dir, "cni", "ipam"), nd.pods.cidr, nd.pods.first, nd.pods.last, nd.pods.gateway)
 	if err := os.WriteFile(filepath.Join(dir, "10-realnode.conflist"), []byte(conf), 0o644); err != nil {
 		return fmt.Errorf("write CNI config: %w", err)
 	}
 	return nil
 }
 
-// ctr runs ctr against the node's containerd in the k8s.io namespace (the CRI's).
-func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
+// ctr runs ctr against a node's containerd in the k8s.io namespace (the CRI's).
+func (c *Cluster) ctr(ctx context.Context, nd *node, args ...string) (string, error) {
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
-	argv := append([]string{"--address", c.containerdSocket(), "--namespace", "k8s.io"}, args...)
+	argv := append([]string{"--address", nd.containerdSocket(), "--namespace", "k8s.io"}, args...)
 	out, err := exec.CommandContext(cctx, c.runtimeBin("ctr"), argv...).CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("ctr %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
@@ -236,19 +272,27 @@ func (c *Cluster) ctr(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
-// cgroupRoot is where the kubelet puts its kubepods tree, in every cgroup hierarchy: a name of
-// this run, so two clusters (or a dead one's leftovers) never share pod cgroups.
-func (c *Cluster) cgroupRoot() string { return "/" + c.id }
+// cgroupRoot is where a node's kubelet puts its kubepods tree, in every cgroup hierarchy: a name
+// of this run, so two clusters (or a dead one's leftovers) never share pod cgroups, and below it
+// one per further node.
+func (c *Cluster) cgroupRoot(nd *node) string {
+	if nd.index == 0 {
+		return "/" + c.id
+	}
+	return fmt.Sprintf("/%s/n%d", c.id, nd.index+1)
+}
 
-func (c *Cluster) startKubelet() error {
-	kdir := filepath.Join(c.dir, "kubelet")
-	for _, d := range []string{kdir, filepath.Join(c.dir, "pod-logs"), filepath.Join(c.dir, "volume-plugins")} {
+func (nd *node) podLogsDir() string { return filepath.Join(nd.dir, "pod-logs") }
+
+func (c *Cluster) startKubelet(nd *node) error {
+	kdir := filepath.Join(nd.dir, "kubelet")
+	for _, d := range []string{kdir, nd.podLogsDir(), filepath.Join(nd.dir, "volume-plugins")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("kubelet: %w", err)
 		}
 	}
 	// The kubelet refuses a cgroup root that does not exist in the hierarchies it checks.
-	if err := makeCgroups(c.cgroupRoot()); err != nil {
+	if err := makeCgroups(c.cgroupRoot(nd)); err != nil {
 		return fmt.Errorf("kubelet: %w", err)
 	}
 	cfg := fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
@@ -289,25 +333,25 @@ imageGCLowThresholdPercent: 99
 serializeImagePulls: false
 registerNode: true
 shutdownGracePeriod: 0s
-`, c.net.nodeIP, c.creds.kubeletServe.certFile, c.creds.kubeletServe.keyFile, c.creds.pki.caFile,
-		c.containerdSocket(), c.cgroupRoot(), filepath.Join(c.dir, "pod-logs"), filepath.Join(c.dir, "volume-plugins"))
-	path := filepath.Join(c.dir, "config", "kubelet.yaml")
+`, nd.ip, nd.serving.certFile, nd.serving.keyFile, c.creds.pki.caFile,
+		nd.containerdSocket(), c.cgroupRoot(nd), nd.podLogsDir(), filepath.Join(nd.dir, "volume-plugins"))
+	path := filepath.Join(c.dir, "config", nd.procName("kubelet")+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("kubelet: write config: %w", err)
 	}
-	_, err := c.startProc("kubelet", c.inNode(c.bin("kubelet"),
+	_, err := c.startProc(nd.procName("kubelet"), nd.inNode(c.bin("kubelet"),
 		"--config="+path,
-		"--kubeconfig="+c.creds.kubeconfigs["kubelet"],
+		"--kubeconfig="+nd.kubeconfig,
 		"--root-dir="+kdir,
 		"--cert-dir="+filepath.Join(kdir, "pki"),
-		"--hostname-override="+c.nodeName,
-		"--node-ip="+c.net.nodeIP,
+		"--hostname-override="+nd.name,
+		"--node-ip="+nd.ip,
 		"--v=1",
 	), nil)
 	return err
 }
 
-func (c *Cluster) startKubeProxy() error {
+func (c *Cluster) startKubeProxy(nd *node) error {
 	cfg := fmt.Sprintf(`apiVersion: kubeproxy.config.k8s.io/v1alpha1
 kind: KubeProxyConfiguration
 mode: nftables
@@ -324,11 +368,11 @@ conntrack:
   min: 0
   tcpEstablishedTimeout: 0s
   tcpCloseWaitTimeout: 0s
-`, c.creds.kubeconfigs["kube-proxy"], c.nodeName, podCIDR)
-	path := filepath.Join(c.dir, "config", "kube-proxy.yaml")
+`, c.creds.kubeconfigs["kube-proxy"], nd.name, podCIDR)
+	path := filepath.Join(c.dir, "config", nd.procName("kube-proxy")+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return fmt.Errorf("kube-proxy: write config: %w", err)
 	}
-	_, err := c.startProc("kube-proxy", c.inNode(c.bin("kube-proxy"), "--config="+path, "--v=1"), nil)
+	_, err := c.startProc(nd.procName("kube-proxy"), nd.inNode(c.bin("kube-proxy"), "--config="+path, "--v=1"), nil)
 	return err
 }

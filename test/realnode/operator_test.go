@@ -53,7 +53,7 @@ func TestOperatorOnRealNode(t *testing.T) {
 	}
 	t.Logf("ftp-operator binary and image built in %s", time.Since(t0).Round(time.Millisecond))
 
-	c := startCluster(ctx, t, archive)
+	c := startCluster(ctx, t, realnode.Options{Images: []string{archive}})
 
 	if err := c.StartOperator(daemonImage); err != nil {
 		t.Fatal(err)

@@ -100,11 +100,12 @@ func (c *Cluster) containerPID(ctx context.Context, p *corev1.Pod) int {
 		return 0
 	}
 	id, ok := strings.CutPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")
-	if !ok {
+	nd := c.nodeOf(p.Spec.NodeName)
+	if !ok || nd == nil {
 		return 0
 	}
 	// TASK PID STATUS, one line per running container.
-	out, err := c.ctr(ctx, "tasks", "ls")
+	out, err := c.ctr(ctx, nd, "tasks", "ls")
 	if err != nil {
 		return 0
 	}

@@ -49,6 +49,9 @@ type Options struct {
 	// SaveLogsTo, when set, receives a copy of every component's log at Stop, before the run
 	// directory is removed.
 	SaveLogsTo string
+	// Nodes is the number of nodes, each a kubelet, containerd and kube-proxy in network and
+	// mount namespaces of its own (0: one; at most MaxNodes).
+	Nodes int
 }
 
 // Phase is one timed step of Start or Stop.
@@ -57,7 +60,7 @@ type Phase struct {
 	Duration time.Duration
 }
 
-// Cluster is a running single-node cluster. Its methods mirror test/harness's Harness (Client,
+// Cluster is a running cluster of one node, or of Options.Nodes. Its methods mirror test/harness's Harness (Client,
 // KubeConfig, Apply, WaitReady, ClaimPath, SetLoadBalancerAddress, NodeAddress, Network,
 // PodNetworkCIDR, ClientIP, DialContext, Dialer, ClientCommand, ClientExec, PodIP, PodLog,
 // PodPID, LastExit, Stop, with the same client roles), so that tests can be written against
@@ -71,21 +74,21 @@ type Cluster struct {
 
 	id         string // ftprn-<pid>-<hex>
 	dir        string // the run directory, /tmp/<id>
-	nodeName   string
+	nodes      []*node
 	controlDir string
 	runtimeDir string
 	log        io.Writer
 	saveLogsTo string
 
-	net    *network
-	creds  *credentials
-	holder *proc
+	net   *network
+	creds *credentials
 
 	mu          sync.Mutex
 	procs       []*proc
 	phases      []Phase
 	lbOverrides map[string]string
 	lbAllocated map[string]string
+	lbRoutes    map[string][]string // load balancer address -> the nodes new connections go to (several nodes)
 	exits       map[types.NamespacedName]PodExit
 	exitSeen    map[types.NamespacedName]string
 
@@ -149,6 +152,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 	if err := Available(opts); err != nil {
 		return nil, err
 	}
+	if opts.Nodes < 0 || opts.Nodes > MaxNodes {
+		return nil, fmt.Errorf("%d nodes: between 1 and %d", opts.Nodes, MaxNodes)
+	}
 	controlDir, runtimeDir := resolveDirs(opts)
 	id := fmt.Sprintf("ftprn-%d-%s", os.Getpid(), randomHex(3))
 	logw := opts.Log
@@ -156,9 +162,9 @@ func Start(ctx context.Context, opts Options) (*Cluster, error) {
 		logw = io.Discard
 	}
 	c := &Cluster{
-		id: id, dir: filepath.Join(runBase, id), nodeName: "realnode",
+		id: id, dir: filepath.Join(runBase, id),
 		controlDir: controlDir, runtimeDir: runtimeDir, log: logw, saveLogsTo: opts.SaveLogsTo,
-		lbOverrides: map[string]string{}, lbAllocated: map[string]string{},
+		lbOverrides: map[string]string{}, lbAllocated: map[string]string{}, lbRoutes: map[string][]string{},
 		exits: map[types.NamespacedName]PodExit{}, exitSeen: map[types.NamespacedName]string{},
 	}
 	c.Scheme = k8sruntime.NewScheme()
@@ -187,7 +193,7 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 		}
 	}
 	c.logf("run directory %s", c.dir)
-	if err := c.phase("network namespaces and links", c.setupNetwork); err != nil {
+	if err := c.phase("network namespaces and links", func() error { return c.setupNetwork(max(opts.Nodes, 1)) }); err != nil {
 		return err
 	}
 	if err := c.phase("certificates and kubeconfigs", c.makeCredentials); err != nil {
@@ -253,11 +259,16 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	}); err != nil {
 		return err
 	}
-	if err := c.phase("node namespace and containerd ready", func() error {
-		if err := c.startNodeNamespace(); err != nil {
-			return err
+	if err := c.phase("node namespaces and containerd ready", func() error {
+		for _, nd := range c.nodes {
+			if err := c.startNodeNamespace(nd); err != nil {
+				return err
+			}
+			if err := c.startContainerd(ctx, nd, PauseImage); err != nil {
+				return err
+			}
 		}
-		return c.startContainerd(ctx, PauseImage)
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -277,17 +288,24 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	}); err != nil {
 		return err
 	}
-	if err := c.phase("kubelet and kube-proxy started, node Ready, kube-proxy synced", func() error {
-		if err := c.startKubelet(); err != nil {
-			return err
+	if err := c.phase("kubelet and kube-proxy started, nodes Ready, kube-proxy synced", func() error {
+		for _, nd := range c.nodes {
+			if err := c.startKubelet(nd); err != nil {
+				return err
+			}
+			if err := c.startKubeProxy(nd); err != nil {
+				return err
+			}
 		}
-		if err := c.startKubeProxy(); err != nil {
-			return err
+		for _, nd := range c.nodes {
+			if err := c.waitNodeReady(ctx, nd, 2*time.Minute); err != nil {
+				return err
+			}
+			if err := c.waitKubeProxy(ctx, nd, time.Minute); err != nil {
+				return err
+			}
 		}
-		if err := c.waitNodeReady(ctx, 2*time.Minute); err != nil {
-			return err
-		}
-		return c.waitKubeProxy(ctx, time.Minute)
+		return nil
 	}); err != nil {
 		return err
 	}
@@ -313,15 +331,16 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	return nil
 }
 
-func (c *Cluster) waitNodeReady(ctx context.Context, timeout time.Duration) error {
-	return c.waitFor(ctx, timeout, "node "+c.nodeName+" Ready", func() (bool, error) {
-		for _, name := range []string{"kubelet", "kube-proxy", "containerd"} {
+func (c *Cluster) waitNodeReady(ctx context.Context, nd *node, timeout time.Duration) error {
+	return c.waitFor(ctx, timeout, "node "+nd.name+" Ready", func() (bool, error) {
+		for _, component := range []string{"kubelet", "kube-proxy", "containerd"} {
+			name := nd.procName(component)
 			if p := c.proc(name); p != nil && p.exited() {
 				return false, fmt.Errorf("%s exited: %v\n%s", name, p.err, p.tail(30))
 			}
 		}
 		var node corev1.Node
-		if err := c.Client.Get(ctx, client.ObjectKey{Name: c.nodeName}, &node); err != nil {
+		if err := c.Client.Get(ctx, client.ObjectKey{Name: nd.name}, &node); err != nil {
 			return false, client.IgnoreNotFound(err)
 		}
 		for _, cond := range node.Status.Conditions {
@@ -335,15 +354,15 @@ func (c *Cluster) waitNodeReady(ctx context.Context, timeout time.Duration) erro
 
 // waitKubeProxy waits until kube-proxy's health endpoint (in the node's namespace) answers 200:
 // it has programmed its rules since it started, so Services work from now on.
-func (c *Cluster) waitKubeProxy(ctx context.Context, timeout time.Duration) error {
+func (c *Cluster) waitKubeProxy(ctx context.Context, nd *node, timeout time.Duration) error {
 	hc := &http.Client{
 		Timeout: 2 * time.Second,
 		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return c.DialContext(ctx, roleNode, network, addr)
+			return dialIn(ctx, c.net.nsPath(nd.ns), network, addr)
 		}},
 	}
-	return c.waitFor(ctx, timeout, "kube-proxy healthy", func() (bool, error) {
-		if p := c.proc("kube-proxy"); p != nil && p.exited() {
+	return c.waitFor(ctx, timeout, "kube-proxy of "+nd.name+" healthy", func() (bool, error) {
+		if p := c.proc(nd.procName("kube-proxy")); p != nil && p.exited() {
 			return false, fmt.Errorf("kube-proxy exited: %v\n%s", p.err, p.tail(30))
 		}
 		resp, err := hc.Get("http://127.0.0.1:10256/healthz")
@@ -421,20 +440,27 @@ func (c *Cluster) Stop() error {
 		stop(10*time.Second, "kube-controller-manager", "kube-scheduler")
 		return nil
 	})
-	_ = c.phase("stop node", func() error {
-		stop(10*time.Second, "kubelet", "kube-proxy")
+	_ = c.phase("stop nodes", func() error {
+		names := func(component string) []string {
+			var names []string
+			for _, nd := range c.nodes {
+				names = append(names, nd.procName(component))
+			}
+			return names
+		}
+		stop(10*time.Second, append(names("kubelet"), names("kube-proxy")...)...)
 		// The kubelet leaves running containers behind by design; their processes are all in
-		// our cgroup tree.
-		if err := removeCgroups(c.cgroupRoot()); err != nil {
+		// our cgroup tree (the further nodes' below the first one's).
+		if err := removeCgroups("/" + c.id); err != nil {
 			errs = append(errs, err)
 		}
-		stop(10*time.Second, "containerd")
-		if c.net != nil {
-			if err := killAndWait(netnsPids(c.net.nodeNS), 10*time.Second); err != nil {
+		stop(10*time.Second, names("containerd")...)
+		for _, nd := range c.nodes {
+			if err := killAndWait(netnsPids(nd.ns), 10*time.Second); err != nil {
 				errs = append(errs, err)
 			}
 		}
-		stop(time.Second, "node-namespace")
+		stop(time.Second, names("node-namespace")...)
 		return nil
 	})
 	_ = c.phase("stop API server and etcd", func() error {
@@ -465,11 +491,7 @@ func (c *Cluster) Stop() error {
 // namespaces, mounts, cgroups, the root namespace's interface, the run directory. Empty after
 // a successful Stop.
 func (c *Cluster) Leftovers() []string {
-	veth := ""
-	if c.net != nil {
-		veth = c.net.rootVeth
-	}
-	return leftovers(c.id, veth)
+	return leftovers(c.id)
 }
 
 // Phases are the timed steps of Start (and of Stop, once it ran), in order.
@@ -523,12 +545,22 @@ func (c *Cluster) KubeConfigPath() string { return c.creds.kubeconfigs["admin"] 
 // LogDir holds every component's log (etcd.log, kube-apiserver.log, kubelet.log, ...).
 func (c *Cluster) LogDir() string { return filepath.Join(c.dir, "logs") }
 
-// NodeName is the name of the cluster's one node.
-func (c *Cluster) NodeName() string { return c.nodeName }
+// NodeName is the name of the cluster's first node (its only one, unless Options.Nodes said
+// more).
+func (c *Cluster) NodeName() string { return c.nodes[0].name }
 
-// NodeAddress is the node's InternalIP, where node ports are reached (from the outside client
-// too).
-func (c *Cluster) NodeAddress() string { return c.net.nodeIP }
+// NodeNames are the names of all the cluster's nodes, the first one first.
+func (c *Cluster) NodeNames() []string {
+	var names []string
+	for _, nd := range c.nodes {
+		names = append(names, nd.name)
+	}
+	return names
+}
+
+// NodeAddress is the first node's InternalIP, where node ports are reached (from the outside
+// client too).
+func (c *Cluster) NodeAddress() string { return c.nodes[0].ip }
 
 // PodNetworkCIDR is the pods' network (in-cluster clients come from it).
 func (c *Cluster) PodNetworkCIDR() string { return podCIDR }
@@ -542,7 +574,7 @@ func (c *Cluster) ClientIP(role ClientRole) string {
 	case Outside:
 		return outsideIP
 	case InCluster:
-		return inClusterIP
+		return c.net.inClusterIP
 	}
 	return ""
 }

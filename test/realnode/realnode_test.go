@@ -96,7 +96,7 @@ func TestRealNode(t *testing.T) {
 	defer cancel()
 
 	t0 := time.Now()
-	c := startCluster(ctx, t)
+	c := startCluster(ctx, t, realnode.Options{})
 	startTook := time.Since(t0)
 
 	out, err := c.Kubectl(ctx, "get", "nodes", "-o", "wide")
@@ -414,13 +414,14 @@ func requireRealNode(t *testing.T) {
 	}
 }
 
-// startCluster starts a real node with images (OCI archives) imported, logging to the test,
-// and stops it when the test ends. Stop is idempotent: a test may stop it earlier to check what
-// is left behind. REALNODE_LOGS=DIR keeps the components' logs (etcd, kube-apiserver, kubelet,
+// startCluster starts a real cluster as opts say (images, nodes), logging to the test, and
+// stops it when the test ends. Stop is idempotent: a test may stop it earlier to check what is
+// left behind. REALNODE_LOGS=DIR keeps the components' logs (etcd, kube-apiserver, kubelet,
 // containerd, ...) after the run directory is gone.
-func startCluster(ctx context.Context, t *testing.T, images ...string) *realnode.Cluster {
+func startCluster(ctx context.Context, t *testing.T, opts realnode.Options) *realnode.Cluster {
 	t.Helper()
-	c, err := realnode.Start(ctx, realnode.Options{Log: &testLog{t: t}, Images: images, SaveLogsTo: os.Getenv("REALNODE_LOGS")})
+	opts.Log, opts.SaveLogsTo = &testLog{t: t}, os.Getenv("REALNODE_LOGS")
+	c, err := realnode.Start(ctx, opts)
 	if err != nil {
 		t.Fatalf("start: %v", err)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -67,8 +68,8 @@ func (c *Cluster) syncVolumes(ctx context.Context) error {
 			pvc.Status.Phase != corev1.ClaimPending || pvc.DeletionTimestamp != nil {
 			continue
 		}
-		if pvc.Annotations[annSelectedNode] != c.nodeName {
-			continue // not scheduled yet (or, one day, to another node)
+		if c.nodeOf(pvc.Annotations[annSelectedNode]) == nil {
+			continue // not scheduled yet (or to a node of another cluster)
 		}
 		if err := c.provision(ctx, pvc); err != nil {
 			return err
@@ -116,6 +117,13 @@ func (c *Cluster) provision(ctx context.Context, pvc *corev1.PersistentVolumeCla
 		return fmt.Errorf("claim %s/%s requests no storage size", pvc.Namespace, pvc.Name)
 	}
 	dir := filepath.Join(c.volumesDir(), pvc.Namespace, pvc.Name+"-"+string(pvc.UID)[:8])
+	// A local volume lives on the node the scheduler chose. A claim that asks for ReadWriteMany
+	// gets one that every node mounts: the directory is on the machine's file system, which all
+	// the nodes' mount namespaces share, as a network file system (NFS, CephFS) would be shared.
+	nodes := []string{pvc.Annotations[annSelectedNode]}
+	if slices.Contains(pvc.Spec.AccessModes, corev1.ReadWriteMany) {
+		nodes = c.NodeNames()
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create the directory for %s/%s: %w", pvc.Namespace, pvc.Name, err)
 	}
@@ -137,7 +145,7 @@ func (c *Cluster) provision(ctx context.Context, pvc *corev1.PersistentVolumeCla
 			PersistentVolumeSource: corev1.PersistentVolumeSource{Local: &corev1.LocalVolumeSource{Path: dir}},
 			NodeAffinity: &corev1.VolumeNodeAffinity{Required: &corev1.NodeSelector{
 				NodeSelectorTerms: []corev1.NodeSelectorTerm{{MatchExpressions: []corev1.NodeSelectorRequirement{{
-					Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: []string{c.nodeName},
+					Key: corev1.LabelHostname, Operator: corev1.NodeSelectorOpIn, Values: nodes,
 				}}}},
 			}},
 		},

@@ -46,7 +46,8 @@ func main() {
 			return
 		}
 		log.Printf("visit from %s", host)
-		fmt.Fprintf(w, "remote=%s %s\n", host, identity())
+		pod, _ := os.Hostname() // the pod's name: which replica answered
+		fmt.Fprintf(w, "remote=%s pod=%s %s\n", host, pod, identity())
 	})
 	mux.HandleFunc("/apiserver", func(w http.ResponseWriter, r *http.Request) {
 		version, err := apiServerVersion(r.Context())
