@@ -25,8 +25,8 @@ const apiServerPort = 6443
 type credentials struct {
 	pki           *pki
 	saKey, saPub  string
-	apiServer     keyPair // serving
-	kubeletClient keyPair // the API server toward kubelets (logs, exec)
+	apiServer     keyPair           // serving
+	kubeletClient keyPair           // the API server toward kubelets (logs, exec)
 	kubeconfigs   map[string]string // component -> kubeconfig file
 	admin         []byte            // the admin kubeconfig's content
 }
