@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -102,6 +103,16 @@ func severalReplicas(t *testing.T, c *cluster) {
 	c.apply(t, ns, replicasManifest(c, "multi", 3))
 	s := c.waitAllReplicas(t, ns, "multi", 3)
 	addr := hostPort(t, s.Status.Endpoint)
+	if nodes := c.realNode.NodeNames(); len(nodes) > 1 {
+		// Spread by default (topology spread over hostnames).
+		on := map[string]bool{}
+		for _, p := range c.daemonPods(t, ns, "multi") {
+			on[p.Spec.NodeName] = true
+		}
+		if len(on) != len(nodes) {
+			t.Fatalf("the 3 replicas run on %v, want them spread over all of %v", on, nodes)
+		}
+	}
 	if got := fmt.Sprint(s.Status.Replicas); !strings.Contains(got, "30800-30803") || !strings.Contains(got, "30808-30811") {
 		t.Fatalf("status.replicas %s", got)
 	}
@@ -145,14 +156,21 @@ func severalReplicas(t *testing.T, c *cluster) {
 	})
 
 	t.Run("a replica killed mid-run", func(t *testing.T) {
-		victim := replicaPodName("multi", 1)
+		// On several nodes the victim is a replica alone on its node: the load balancer must
+		// then stop sending that node new connections (its kube-proxy has no endpoint left).
 		pods := c.daemonPods(t, ns, "multi")
+		victimOrdinal := 1
+		if len(c.realNode.NodeNames()) > 1 {
+			victimOrdinal = loneReplica(t, pods)
+		}
+		victim := replicaPodName("multi", victimOrdinal)
 		victimIP := ""
 		for _, p := range pods {
 			if p.Name == victim {
 				victimIP = p.Status.PodIP
 			}
 		}
+		t.Logf("the victim: %s (%s)", victim, podList(pods))
 		type result struct {
 			src, out string
 			err      error
@@ -213,7 +231,7 @@ func severalReplicas(t *testing.T, c *cluster) {
 			r := <-results
 			port := epsvPort(r.out)
 			owner := (port - replicasPassiveStart) / replicasPerReplica
-			if inFlight[r.src] && (owner == 1 || c.relayedThrough(t, ns, replicaPodName("multi", owner), r.src, port, victimIP)) {
+			if inFlight[r.src] && (owner == victimOrdinal || c.relayedThrough(t, ns, replicaPodName("multi", owner), r.src, port, victimIP)) {
 				involved++
 			}
 			if r.err == nil {
@@ -221,7 +239,7 @@ func severalReplicas(t *testing.T, c *cluster) {
 				continue
 			}
 			switch {
-			case owner == 1:
+			case owner == victimOrdinal:
 				failedOwn = append(failedOwn, r.src)
 			case c.relayedThrough(t, ns, replicaPodName("multi", owner), r.src, port, victimIP):
 				failedCarried = append(failedCarried, r.src)
@@ -301,6 +319,25 @@ func severalReplicas(t *testing.T, c *cluster) {
 		}
 	})
 	c.deleteAndWait(t, ns, "multi")
+}
+
+// loneReplica is the ordinal of a replica that has its node to itself.
+func loneReplica(t *testing.T, pods []corev1.Pod) int {
+	t.Helper()
+	perNode := map[string]int{}
+	for _, p := range pods {
+		perNode[p.Spec.NodeName]++
+	}
+	for _, p := range pods {
+		if perNode[p.Spec.NodeName] == 1 {
+			ord, err := strconv.Atoi(p.Name[strings.LastIndexByte(p.Name, '-')+1:])
+			if err == nil {
+				return ord
+			}
+		}
+	}
+	t.Fatalf("no replica has a node to itself: %s", podList(pods))
+	return -1
 }
 
 // replicaPodName is the StatefulSet's pod of ordinal i.
