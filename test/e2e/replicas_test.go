@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -468,6 +470,11 @@ func (c *cluster) transfersFrom(t *testing.T, addr string, sources []string, per
 	dir := t.TempDir()
 	var mu sync.Mutex
 	var fails []string
+	type timing struct {
+		took time.Duration
+		what string
+	}
+	var timings []timing
 	var wg sync.WaitGroup
 	for si, src := range sources {
 		wg.Add(1)
@@ -486,8 +493,12 @@ func (c *cluster) transfersFrom(t *testing.T, addr string, sources []string, per
 					argv = []string{"lftp", "-u", "many,many-pass", "-p", port, "-e",
 						fmt.Sprintf("set net:socket-bind-ipv4 %s; set net:max-retries 1; get small.bin -o %s; bye", src, out), host}
 				}
+				began := time.Now()
 				got, err := c.h.ClientExec(ctx, harness.Outside, argv...)
 				cancel()
+				mu.Lock()
+				timings = append(timings, timing{time.Since(began), src + " " + argv[0]})
+				mu.Unlock()
 				if err == nil {
 					data, rerr := os.ReadFile(out)
 					if rerr != nil || sha(data) != want {
@@ -503,6 +514,14 @@ func (c *cluster) transfersFrom(t *testing.T, addr string, sources []string, per
 		}()
 	}
 	wg.Wait()
+	// The slowest say where time went when a run is slow (a lost SYN costs a second, a
+	// time-out much more).
+	slices.SortFunc(timings, func(a, b timing) int { return cmp.Compare(b.took, a.took) })
+	var slowest []string
+	for _, tm := range timings[:min(3, len(timings))] {
+		slowest = append(slowest, fmt.Sprintf("%s %.1f s", tm.what, tm.took.Seconds()))
+	}
+	t.Logf("%d transfers; the slowest: %s", len(timings), strings.Join(slowest, ", "))
 	return fails
 }
 

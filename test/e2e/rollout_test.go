@@ -362,7 +362,11 @@ func restarts(p *corev1.Pod) int32 {
 func podList(pods []corev1.Pod) string {
 	var parts []string
 	for _, p := range pods {
-		s := fmt.Sprintf("%s (%s, template %s", p.Name, p.Status.Phase, p.Labels["pod-template-hash"])
+		template := p.Labels["pod-template-hash"] // a Deployment's; a StatefulSet's revision otherwise
+		if template == "" {
+			template = p.Labels["controller-revision-hash"]
+		}
+		s := fmt.Sprintf("%s (%s, template %s", p.Name, p.Status.Phase, template)
 		if p.Spec.NodeName != "" {
 			s += ", on " + p.Spec.NodeName
 		}

@@ -153,18 +153,20 @@ func (c *Cluster) loadLBRules(want map[string][]*node) error {
 	var rules strings.Builder
 	fmt.Fprintf(&rules, "table ip %[1]s {}\ndelete table ip %[1]s\ntable ip %[1]s {\n", lbTable)
 	rules.WriteString("\tchain output {\n\t\ttype route hook output priority mangle; policy accept;\n")
+	// "ct mark 0": a connection's node is chosen once, by its first SYN; a retransmitted SYN
+	// (still a new connection) goes the same way.
 	ips := slices.Sorted(maps.Keys(want))
 	for _, ip := range ips {
 		nodes := want[ip]
 		if len(nodes) == 1 {
-			fmt.Fprintf(&rules, "\t\tip daddr %s ct state new ct mark set %d\n", ip, nodes[0].lbMark())
+			fmt.Fprintf(&rules, "\t\tip daddr %s ct state new ct mark 0 ct mark set %d\n", ip, nodes[0].lbMark())
 			continue
 		}
 		var m []string
 		for i, nd := range nodes {
 			m = append(m, fmt.Sprintf("%d : %d", i, nd.lbMark()))
 		}
-		fmt.Fprintf(&rules, "\t\tip daddr %s ct state new ct mark set numgen random mod %d map { %s }\n", ip, len(nodes), strings.Join(m, ", "))
+		fmt.Fprintf(&rules, "\t\tip daddr %s ct state new ct mark 0 ct mark set numgen random mod %d map { %s }\n", ip, len(nodes), strings.Join(m, ", "))
 	}
 	fmt.Fprintf(&rules, "\t\tip daddr %s ct mark != 0 meta mark set ct mark\n\t}\n}\n", loadBalancerCIDR)
 	cmd := exec.Command("ip", "netns", "exec", c.net.clientNS, "nft", "-f", "-")
