@@ -135,6 +135,7 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	fs.IntVar(&o.cfg.Limits.MaxSessionsPerIP, "max-sessions-per-ip", 0, "maximum concurrent sessions per client IP (default 20)")
 	fs.IntVar(&o.cfg.Limits.IPv6PrefixLength, "ipv6-prefix-length", 0, "IPv6 clients sharing a prefix of this many `bits` count as one client for --max-sessions-per-ip and bans (default 64)")
 	fs.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", ftpd.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight transfers may continue")
+	fs.DurationVar(&o.cfg.ShutdownDelay, "shutdown-delay", ftpd.DefaultShutdownDelay, "on SIGTERM/SIGINT, how long new sessions are still accepted (reporting not ready) before the drain starts")
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", ftpd.DefaultIdleTimeout, "disconnect sessions idle for this long")
 	fs.DurationVar(&o.cfg.Limits.DataTimeout, "data-timeout", 0, "end a transfer whose data connection moves no byte for this `duration` (default 5m)")
 	fs.StringVar((*string)(&o.cfg.DownloadCopy), "download-copy", string(ftpd.CopyAuto), "how downloads move bytes on plain-TCP data connections: auto or sendfile (sendfile(2)), buffered (a 1 MiB buffer); TLS always buffers")

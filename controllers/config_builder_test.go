@@ -108,10 +108,10 @@ func TestDrainTimeoutEdges(t *testing.T) {
 		drain time.Duration
 		grace int64
 	}{
-		{0, drainGrace},
-		{1500 * time.Millisecond, 2 + drainGrace},
-		{2 * time.Minute, 120 + drainGrace},
-		{24 * time.Hour, 86400 + drainGrace},
+		{0, 2 + drainGrace}, // the daemon's 2 s shutdown delay comes first
+		{1500 * time.Millisecond, 2 + 2 + drainGrace},
+		{2 * time.Minute, 2 + 120 + drainGrace},
+		{24 * time.Hour, 2 + 86400 + drainGrace},
 	}
 	for _, tt := range tests {
 		t.Run(tt.drain.String(), func(t *testing.T) {

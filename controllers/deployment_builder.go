@@ -88,15 +88,17 @@ func podTemplateFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, checksum strin
 	}
 }
 
-// terminationGraceFor is drainTimeout rounded up to whole seconds plus drainGrace, so the daemon
-// always reaches its own drain deadline and closes up before the kubelet's SIGKILL. drainTimeout
-// 0s means no drain: the daemon closes transfers at once and the pod still gets drainGrace.
+// terminationGraceFor is the daemon's shutdown delay (it keeps accepting sessions while the
+// endpoints drop the pod; the config leaves the daemon's default) plus drainTimeout, each rounded
+// up to whole seconds, plus drainGrace, so the daemon always reaches its own drain deadline and
+// closes up before the kubelet's SIGKILL. drainTimeout 0s means no drain: the daemon closes
+// transfers at once and the pod still gets drainGrace.
 func terminationGraceFor(s *ftpv1alpha1.FTPServer) int64 {
 	drain := int64(0)
 	if d := s.Spec.DrainTimeout; d != nil {
 		drain = int64(math.Ceil(d.Seconds()))
 	}
-	return drain + drainGrace
+	return int64(math.Ceil(fileconfig.DefaultShutdownDelay.Seconds())) + drain + drainGrace
 }
 
 // podSecurityContext is restricted-PSS compliant by default; spec.pod.securityContext replaces it

@@ -33,6 +33,7 @@ import (
 const (
 	DefaultListenAddr     = "127.0.0.1:2121"
 	DefaultDrainTimeout   = fileconfig.DefaultDrainTimeout
+	DefaultShutdownDelay  = fileconfig.DefaultShutdownDelay
 	DefaultIdleTimeout    = fileconfig.DefaultIdleTimeout
 	DefaultBanner         = "ftp-operator ftpd ready"
 	DefaultReloadInterval = 2 * time.Second
@@ -99,6 +100,11 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight transfers may run after a shutdown is requested;
 	// zero closes them at once.
 	DrainTimeout time.Duration
+	// ShutdownDelay is how long the server keeps accepting new sessions after a shutdown is
+	// requested, reporting not ready, before it drains: a pod gets SIGTERM at the same time as
+	// the Service's endpoints start dropping it, and kube-proxy on every node keeps sending it
+	// new connections until it has synced (up to a second or so). Zero drains at once.
+	ShutdownDelay time.Duration
 	// IdleTimeout disconnects sessions that send no command for this long (whole seconds;
 	// ftpserverlib counts in seconds).
 	IdleTimeout time.Duration
@@ -331,7 +337,7 @@ func (c *Config) Validate() error {
 	if err := validateCopyPath(&c.UploadCopy, "upload", CopySplice); err != nil {
 		return err
 	}
-	if c.DrainTimeout < 0 || c.IdleTimeout < 0 || c.ReloadInterval < 0 || c.UsageScanInterval < 0 {
+	if c.DrainTimeout < 0 || c.ShutdownDelay < 0 || c.IdleTimeout < 0 || c.ReloadInterval < 0 || c.UsageScanInterval < 0 {
 		return errors.New("drain, idle, reload and usage scan durations must not be negative")
 	}
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)

@@ -136,6 +136,7 @@ func fromFileConfig(fc *fileconfig.Config, uf *fileconfig.UsersFile, podIP strin
 		DisableAtomicUploads: fc.Uploads.Atomic != nil && !*fc.Uploads.Atomic,
 		IdleTimeout:          fc.Limits.IdleTimeout.Duration,
 		DrainTimeout:         fc.DrainTimeout.Duration, // set by Parse's defaults
+		ShutdownDelay:        fc.ShutdownDelay.Duration,
 	}
 	if fc.TLS.MinVersion == "1.3" {
 		cfg.TLS.MinVersion = tls.VersionTLS13

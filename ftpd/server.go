@@ -263,6 +263,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
+		s.shutdownDelay(serveErr)
 	case err = <-serveErr:
 		if err == nil {
 			err = errors.New("control listener closed unexpectedly")
@@ -273,6 +274,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	<-s.watcherDone
 	s.drain()
 	return err
+}
+
+// shutdownDelay keeps accepting sessions for Config.ShutdownDelay after a shutdown request,
+// reporting not ready: connections that kube-proxy still sends to a terminating pod are served
+// instead of refused. It ends early if the accept loop stops.
+func (s *Server) shutdownDelay(serveErr <-chan error) {
+	if s.cfg.ShutdownDelay <= 0 {
+		return
+	}
+	s.ready.Store(false)
+	s.logger.Info("shutdown requested: still accepting sessions while the endpoints drop this server",
+		slog.Float64("shutdown_delay_s", s.cfg.ShutdownDelay.Seconds()))
+	timer := time.NewTimer(s.cfg.ShutdownDelay)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case err := <-serveErr:
+		s.logger.Error("accept loop stopped during the shutdown delay", slog.Any("error", err))
+	}
 }
 
 // staleUploadMargin: upload temporaries modified within this long before the start are not

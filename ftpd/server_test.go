@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jlaffaye/ftp"
 )
 
 func TestLogin(t *testing.T) {
@@ -595,6 +597,67 @@ func TestDrain(t *testing.T) {
 }
 
 // TestDrainTimeout checks that a stalled transfer does not block shutdown beyond the timeout.
+// TestShutdownDelay: after a shutdown request the server reports not ready at once but keeps
+// serving new sessions for ShutdownDelay (the time kube-proxy takes to stop sending it new
+// connections), then drains and refuses them; with no delay it refuses them at once.
+func TestShutdownDelay(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		delay time.Duration
+	}{{"delay", 1500 * time.Millisecond}, {"none", 0}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, func(c *Config) { c.HealthAddr = "127.0.0.1:0"; c.ShutdownDelay = tc.delay })
+			writeFile(t, filepath.Join(ts.home("alice"), "f.txt"), []byte("still served"))
+			stopped := make(chan error, 1)
+			requested := time.Now()
+			go func() { stopped <- ts.stop() }()
+			waitFor(t, "readiness to turn false", func() bool { return !ts.Ready() })
+			c, err := ftp.Dial(ts.Addr(), ftp.DialWithTimeout(time.Second))
+			if tc.delay == 0 {
+				if err == nil {
+					_ = c.Quit()
+					t.Fatal("a new session was accepted after the shutdown request, with no delay")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("a new session %v after the shutdown request was refused: %v", time.Since(requested), err)
+			}
+			if err := c.Login("alice", alicePass); err != nil {
+				t.Fatal(err)
+			}
+			r, err := c.Retr("f.txt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _ := io.ReadAll(r)
+			_ = r.Close()
+			if string(got) != "still served" {
+				t.Fatalf("got %q", got)
+			}
+			_ = c.Quit()
+			select {
+			case err := <-stopped:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatal("the server did not stop after its delay")
+			}
+			if took := time.Since(requested); took < tc.delay {
+				t.Fatalf("stopped %v after the request, before the %v delay", took, tc.delay)
+			}
+			if conn, err := net.DialTimeout("tcp", ts.Addr(), time.Second); err == nil {
+				_ = conn.Close()
+				t.Fatal("a connection was accepted after the server stopped")
+			}
+			if !strings.Contains(ts.logs.String(), "still accepting sessions") {
+				t.Fatal("the delay is not logged")
+			}
+		})
+	}
+}
+
 // TestDrainTimeout: a transfer still running at the drain timeout is cut and leaves the old
 // file; a drain timeout of 0 cuts it at once instead of falling back to a default.
 func TestDrainTimeout(t *testing.T) {

@@ -44,7 +44,11 @@ type Config struct {
 	// DrainTimeout bounds how long in-flight transfers may run after SIGTERM; 0s closes them at
 	// once. Absent: DefaultDrainTimeout (a pointer, so that an explicit 0s survives a render).
 	DrainTimeout *Duration `json:"drainTimeout,omitempty"`
-	Log          Log       `json:"log,omitzero"`
+	// ShutdownDelay is how long the daemon keeps accepting new sessions after SIGTERM, reporting
+	// not ready, before it drains (the time the Service's endpoints take to drop the pod on
+	// every node). Absent: DefaultShutdownDelay; 0s drains at once.
+	ShutdownDelay *Duration `json:"shutdownDelay,omitempty"`
+	Log           Log       `json:"log,omitzero"`
 }
 
 // Passive configures passive-mode data connections.
@@ -244,6 +248,10 @@ const (
 	// DefaultDrainTimeout leaves a transfer of a few hundred MB over a slow line time to finish;
 	// the FTPServer's drainTimeout default is the same.
 	DefaultDrainTimeout = 2 * time.Minute
+	// DefaultShutdownDelay covers the EndpointSlice controller's update and kube-proxy's next
+	// sync (at most once a second) after a pod starts terminating; the operator adds it to the
+	// pods' termination grace period.
+	DefaultShutdownDelay = 2 * time.Second
 	DefaultHostnameTTL  = time.Minute
 	// DefaultIPv6PrefixLength counts an IPv6 /64 (one subnet, what a single site or host is
 	// given) as one client.
@@ -327,6 +335,9 @@ func (c *Config) SetDefaults() {
 	}
 	if c.DrainTimeout == nil {
 		c.DrainTimeout = &Duration{Duration: DefaultDrainTimeout}
+	}
+	if c.ShutdownDelay == nil {
+		c.ShutdownDelay = &Duration{Duration: DefaultShutdownDelay}
 	}
 	if c.Log.Format == "" {
 		c.Log.Format = "json"

@@ -55,6 +55,7 @@ var settingReload = map[string]Reload{
 	"limits.tcpKeepAlive":              HotReload, // set on each connection when it is accepted
 	"uploads.atomic":                   HotReload,
 	"drainTimeout":                     NeedsRestart,
+	"shutdownDelay":                    NeedsRestart,
 	"log":                              NeedsRestart,
 }
 

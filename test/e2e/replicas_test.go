@@ -96,7 +96,6 @@ func TestSeveralReplicasOnTwoNodes(t *testing.T) {
 // one replica at a time under running downloads; 3 -> 2 drains the removed one; 3 -> 1 -> 3
 // serves at each step.
 func severalReplicas(t *testing.T, c *cluster) {
-	ctx := context.Background()
 	sources, err := c.realNode.AddOutsideAddresses(20)
 	if err != nil {
 		t.Fatal(err)
@@ -173,39 +172,8 @@ func severalReplicas(t *testing.T, c *cluster) {
 			}
 		}
 		t.Logf("the victim: %s (%s)", victim, podList(pods))
-		type result struct {
-			src, out string
-			err      error
-			took     time.Duration
-		}
-		results := make(chan result, len(sources))
-		back := t.TempDir()
-		started := time.Now()
-		for i, src := range sources[:12] {
-			go func() {
-				cmdCtx, cancel := context.WithTimeout(ctx, 90*time.Second)
-				defer cancel()
-				file := filepath.Join(back, fmt.Sprintf("big-%d.bin", i))
-				out, err := c.h.ClientExec(cmdCtx, harness.Outside, "curl", "-sS", "-v", "--interface", src, "--limit-rate", "2M",
-					"-o", file, fmt.Sprintf("ftp://many:many-pass@%s/big.bin", addr))
-				if err == nil {
-					if data, rerr := os.ReadFile(file); rerr != nil || sha(data) != sha(big) {
-						err = fmt.Errorf("curl succeeded but the file is not whole (%d of %d bytes)", len(data), len(big))
-					}
-				}
-				results <- result{src, string(out), err, time.Since(started)}
-			}()
-		}
-		// Kill once every transfer has bytes on disk; those not yet whole then are in flight.
-		local := func(i int) string { return filepath.Join(back, fmt.Sprintf("big-%d.bin", i)) }
-		eventually(t, 30*time.Second, "every transfer under way", func() error {
-			for i := range 12 {
-				if fi, err := os.Stat(local(i)); err != nil || fi.Size() == 0 {
-					return fmt.Errorf("transfer %d has not started", i)
-				}
-			}
-			return nil
-		})
+		// Kill once every download has bytes on disk; those not yet whole then are in flight.
+		downloads := c.slowDownloads(t, addr, sources[:12], big)
 		// A crash, not a stop: SIGKILL to the daemon, no drain. The kubelet restarts it.
 		pid := c.realNode.ContainerPID(ns, victim)
 		if pid == 0 {
@@ -216,9 +184,9 @@ func severalReplicas(t *testing.T, c *cluster) {
 		}
 		killed := time.Now()
 		inFlight := map[string]bool{}
-		for i, src := range sources[:12] {
-			if fi, err := os.Stat(local(i)); err == nil && fi.Size() < int64(len(big)) {
-				inFlight[src] = true
+		for _, d := range downloads.started {
+			if fi, err := os.Stat(d.file); err == nil && fi.Size() < int64(len(big)) {
+				inFlight[d.src] = true
 			}
 		}
 		what := c.waitReplicaDownOrBack(t, ns, "multi", victim, victimIP, pid)
@@ -229,8 +197,7 @@ func severalReplicas(t *testing.T, c *cluster) {
 		}
 		var failedOwn, failedCarried []string
 		involved := 0 // in flight at the kill, owned or carried by the victim
-		for range 12 {
-			r := <-results
+		for _, r := range downloads.wait() {
 			port := epsvPort(r.out)
 			owner := (port - replicasPassiveStart) / replicasPerReplica
 			if inFlight[r.src] && (owner == victimOrdinal || c.relayedThrough(t, ns, replicaPodName("multi", owner), r.src, port, victimIP)) {
@@ -257,7 +224,7 @@ func severalReplicas(t *testing.T, c *cluster) {
 	})
 
 	t.Run("a restart-relevant change rolls one replica at a time", func(t *testing.T) {
-		wait := c.slowDownloads(t, addr, sources[:12], big)
+		downloads := c.slowDownloads(t, addr, sources[:12], big)
 		before := map[string]types.UID{}
 		for _, p := range c.daemonPods(t, ns, "multi") {
 			before[p.Name] = p.UID
@@ -290,16 +257,16 @@ func severalReplicas(t *testing.T, c *cluster) {
 			}
 			time.Sleep(100 * time.Millisecond)
 		}
-		for _, err := range wait() {
+		for _, err := range downloads.failures() {
 			t.Error(err)
 		}
 		c.waitAllReplicas(t, ns, "multi", 3)
 	})
 
 	t.Run("scaling down drains the removed replica", func(t *testing.T) {
-		wait := c.slowDownloads(t, addr, sources[:12], big)
+		downloads := c.slowDownloads(t, addr, sources[:12], big)
 		patchSpec(t, c, ns, "multi", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(2)) })
-		for _, err := range wait() {
+		for _, err := range downloads.failures() {
 			t.Error(err)
 		}
 		c.waitAllReplicas(t, ns, "multi", 2)
@@ -345,48 +312,76 @@ func loneReplica(t *testing.T, pods []corev1.Pod) int {
 // replicaPodName is the StatefulSet's pod of ordinal i.
 func replicaPodName(server string, i int) string { return server + "-" + strconv.Itoa(i) }
 
-// slowDownloads starts a rate-limited curl download of big.bin from each source and returns
-// once every one has bytes on disk; the function it returns waits for them and gives the
-// failures (a download that is not whole counts).
-func (c *cluster) slowDownloads(t *testing.T, addr string, sources []string, big []byte) func() []error {
+// download is one rate-limited curl download of big.bin (slowDownloads).
+type download struct {
+	src, file string        // its source address, where it writes
+	out       string        // curl -v's output
+	err       error         // its failure; a download that is not whole counts
+	took      time.Duration // from the start of all of them to its end
+}
+
+// downloadsRunning are the downloads slowDownloads started.
+type downloadsRunning struct {
+	started []download
+	done    chan download
+}
+
+// wait waits for every download and returns them, in the order they ended.
+func (d downloadsRunning) wait() []download {
+	var out []download
+	for range d.started {
+		out = append(out, <-d.done)
+	}
+	return out
+}
+
+// failures waits for every download and returns the errors of those that failed.
+func (d downloadsRunning) failures() []error {
+	var errs []error
+	for _, r := range d.wait() {
+		if r.err != nil {
+			// curl -v's last lines: the replies before the end.
+			lines := strings.Split(strings.TrimSpace(r.out), "\n")
+			errs = append(errs, fmt.Errorf("download from %s: %w: %s", r.src, r.err, strings.Join(lines[max(0, len(lines)-15):], "\n")))
+		}
+	}
+	return errs
+}
+
+// slowDownloads starts a rate-limited (2 MiB/s) curl download of big.bin from each source and
+// returns once every one has bytes on disk.
+func (c *cluster) slowDownloads(t *testing.T, addr string, sources []string, big []byte) downloadsRunning {
 	t.Helper()
 	back := t.TempDir()
-	done := make(chan error, len(sources))
+	d := downloadsRunning{done: make(chan download, len(sources))}
+	began := time.Now()
 	for i, src := range sources {
+		d.started = append(d.started, download{src: src, file: filepath.Join(back, fmt.Sprintf("big-%d.bin", i))})
+	}
+	for _, dl := range d.started {
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 			defer cancel()
-			file := filepath.Join(back, fmt.Sprintf("big-%d.bin", i))
-			out, err := c.h.ClientExec(ctx, harness.Outside, "curl", "-sS", "--interface", src, "--limit-rate", "2M",
-				"-o", file, fmt.Sprintf("ftp://many:many-pass@%s/big.bin", addr))
+			out, err := c.h.ClientExec(ctx, harness.Outside, "curl", "-sS", "-v", "--interface", dl.src, "--limit-rate", "2M",
+				"-o", dl.file, fmt.Sprintf("ftp://many:many-pass@%s/big.bin", addr))
 			if err == nil {
-				if data, rerr := os.ReadFile(file); rerr != nil || sha(data) != sha(big) {
-					err = fmt.Errorf("not whole (%d of %d bytes)", len(data), len(big))
+				if data, rerr := os.ReadFile(dl.file); rerr != nil || sha(data) != sha(big) {
+					err = fmt.Errorf("curl succeeded but the file is not whole (%d of %d bytes)", len(data), len(big))
 				}
 			}
-			if err != nil {
-				err = fmt.Errorf("download from %s: %w: %s", src, err, out)
-			}
-			done <- err
+			dl.out, dl.err, dl.took = string(out), err, time.Since(began)
+			d.done <- dl
 		}()
 	}
 	eventually(t, 30*time.Second, "every download under way", func() error {
-		for i := range sources {
-			if fi, err := os.Stat(filepath.Join(back, fmt.Sprintf("big-%d.bin", i))); err != nil || fi.Size() == 0 {
+		for i, dl := range d.started {
+			if fi, err := os.Stat(dl.file); err != nil || fi.Size() == 0 {
 				return fmt.Errorf("download %d has not started", i)
 			}
 		}
 		return nil
 	})
-	return func() []error {
-		var errs []error
-		for range sources {
-			if err := <-done; err != nil {
-				errs = append(errs, err)
-			}
-		}
-		return errs
-	}
+	return d
 }
 
 // waitAllReplicas waits for Ready with reason Ready (every replica serving, not Degraded) and
