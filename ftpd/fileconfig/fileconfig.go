@@ -252,7 +252,7 @@ const (
 	// sync (at most once a second) after a pod starts terminating; the operator adds it to the
 	// pods' termination grace period.
 	DefaultShutdownDelay = 2 * time.Second
-	DefaultHostnameTTL  = time.Minute
+	DefaultHostnameTTL   = time.Minute
 	// DefaultIPv6PrefixLength counts an IPv6 /64 (one subnet, what a single site or host is
 	// given) as one client.
 	DefaultIPv6PrefixLength = 64
