@@ -266,6 +266,11 @@ func severalReplicas(t *testing.T, c *cluster) {
 	t.Run("scaling down drains the removed replica", func(t *testing.T) {
 		downloads := c.slowDownloads(t, addr, sources[:12], big)
 		patchSpec(t, c, ns, "multi", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(2)) })
+		// New sessions while the removed replica stops: kube-proxy keeps sending it some until
+		// its next sync, which the daemon's shutdown delay serves.
+		if fails := c.transfersFrom(t, addr, sources[12:], 3, sha(small)); len(fails) > 0 {
+			t.Errorf("new sessions during the scale-down failed:\n%s", strings.Join(fails, "\n"))
+		}
 		for _, err := range downloads.failures() {
 			t.Error(err)
 		}
