@@ -137,7 +137,7 @@ func parseFTPDFlags(args []string, stdout io.Writer) (ftpdOptions, error) {
 	fs.DurationVar(&o.cfg.DrainTimeout, "drain-timeout", ftpd.DefaultDrainTimeout, "on SIGTERM/SIGINT, how long in-flight transfers may continue")
 	fs.DurationVar(&o.cfg.ShutdownDelay, "shutdown-delay", ftpd.DefaultShutdownDelay, "on SIGTERM/SIGINT, how long new sessions are still accepted (reporting not ready) before the drain starts")
 	fs.DurationVar(&o.cfg.IdleTimeout, "idle-timeout", ftpd.DefaultIdleTimeout, "disconnect sessions idle for this long")
-	fs.DurationVar(&o.cfg.Limits.DataTimeout, "data-timeout", 0, "end a transfer whose data connection moves no byte for this `duration` (default 5m)")
+	fs.DurationVar(&o.cfg.Limits.DataTimeout, "data-timeout", ftpd.DefaultDataTimeout, "end a transfer whose data connection moves no byte for this `duration`")
 	fs.StringVar((*string)(&o.cfg.DownloadCopy), "download-copy", string(ftpd.CopyAuto), "how downloads move bytes on plain-TCP data connections: auto or sendfile (sendfile(2)), buffered (a 1 MiB buffer); TLS always buffers")
 	fs.StringVar((*string)(&o.cfg.UploadCopy), "upload-copy", string(ftpd.CopyAuto), "how uploads move bytes on plain-TCP data connections: auto or splice (splice(2) through a pipe), buffered (a 1 MiB buffer); TLS and APPE always buffer")
 	fs.Var(keepAliveFlag{&o.cfg.Limits.TCPKeepAlive}, "tcp-keepalive", "TCP keepalive of control and passive data connections as `IDLE/INTERVAL/COUNT`: the first probe after IDLE without traffic, then one every INTERVAL, COUNT unanswered probes end the connection; or off (default 60s/15s/4)")

@@ -34,6 +34,7 @@ const (
 	DefaultListenAddr     = "127.0.0.1:2121"
 	DefaultDrainTimeout   = fileconfig.DefaultDrainTimeout
 	DefaultShutdownDelay  = fileconfig.DefaultShutdownDelay
+	DefaultDataTimeout    = fileconfig.DefaultDataTimeout
 	DefaultIdleTimeout    = fileconfig.DefaultIdleTimeout
 	DefaultBanner         = "ftp-operator ftpd ready"
 	DefaultReloadInterval = 2 * time.Second
