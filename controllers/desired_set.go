@@ -56,7 +56,7 @@ func desiredSetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (desiredSet, er
 	var relayReady bool
 	cfg.Passive.Replicas, relayReady = replicasConfigFor(s, facts)
 	d.relayPending = !relayReady
-	d.replicaServices = replicaServicesFor(s)
+	d.replicaServices = replicaServicesFor(s, facts)
 	d.relaySecret = relaySecretFor(s, facts.relayKey)
 	d.podDisruptionBudget = podDisruptionBudgetFor(s)
 	var err error

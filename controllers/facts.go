@@ -33,6 +33,10 @@ type clusterFacts struct {
 	// the relay key (the existing Secret's, or a new random one).
 	replicaServiceIPs map[int32]string
 	relayKey          string
+	// replicaPodsUpTo is one more than the highest ordinal of the StatefulSet's pods that
+	// still exist, terminating ones included (0 when there are none): after a scale-down the
+	// removed replicas drain, and stay peers until they are gone (peerCount).
+	replicaPodsUpTo int32
 }
 
 // resolvedUser is a spec user with its bcrypt hash.

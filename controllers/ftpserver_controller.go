@@ -112,6 +112,11 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 		return ctrl.Result{}, err
 	}
 	requeue := recheckAfter(c)
+	if state.facts.replicaPodsUpTo > replicasOf(&server) && (requeue == 0 || requeue > podsRecheck) {
+		// Removed replicas are draining as peers; their pods' end is not watched: look again
+		// to drop them from the config and prune their relay Services.
+		requeue = podsRecheck
+	}
 	if left := r.warnOfLongWait(&server, c); left > 0 && (requeue == 0 || left < requeue) {
 		requeue = left
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -104,8 +105,9 @@ func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServ
 }
 
 // lookUpReplicas reads the objects of several replicas: the StatefulSet, the budget, the relay
-// Secret and every relay Service (also those a scale-down or a return to one replica leaves,
-// which the apply prunes). The relay key is kept from the Secret, or made new.
+// Secret, every relay Service (also those a scale-down or a return to one replica leaves,
+// which the apply prunes) and which replica pods still exist (removed ones drain as peers). The
+// relay key is kept from the Secret, or made new.
 func (r *FTPServerReconciler) lookUpReplicas(ctx context.Context, s *ftpv1alpha1.FTPServer, st *clusterState) error {
 	ex := &st.existing
 	var err error
@@ -134,6 +136,18 @@ func (r *FTPServerReconciler) lookUpReplicas(ctx context.Context, s *ftpv1alpha1
 	}
 	if !replicated(s) {
 		return nil
+	}
+	if ex.statefulSet != nil {
+		pods, err := r.podsOf(ctx, s)
+		if err != nil {
+			return err
+		}
+		for _, p := range pods {
+			ordinal, err := strconv.ParseInt(strings.TrimPrefix(p.Name, s.Name+"-"), 10, 32)
+			if err == nil && p.Name == replicaPodName(s, int32(ordinal)) && int32(ordinal) >= st.facts.replicaPodsUpTo {
+				st.facts.replicaPodsUpTo = int32(ordinal) + 1
+			}
+		}
 	}
 	if key := ex.relaySecret; key != nil && len(key.Data[relayKeyKey]) >= 2*relayKeyBytes {
 		st.facts.relayKey = string(key.Data[relayKeyKey])

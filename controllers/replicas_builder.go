@@ -68,15 +68,30 @@ func replicaServiceName(s *ftpv1alpha1.FTPServer, i int32) string {
 
 func relaySecretName(s *ftpv1alpha1.FTPServer) string { return s.Name + "-relay" }
 
-// replicaServicesFor builds one ClusterIP Service per replica for its relay port. Not-ready
+// peerCount is how many replicas the config's peers and the relay Services cover:
+// spec.replicas, or more while the pods of ordinals a scale-down removed still exist. Those
+// drain (and during the daemon's shutdown delay still take new sessions): the data connections
+// of their sessions' transfers land on any replica and must still be relayed to them, and a
+// removed replica must still find itself among the peers when it reloads. Only ordinals whose
+// slice fits in the passive range count (a derived slice size grows when replicas shrink).
+func peerCount(s *ftpv1alpha1.FTPServer, facts clusterFacts) int32 {
+	n := replicasOf(s)
+	if facts.replicaPodsUpTo > n {
+		fit := (s.Spec.Ports.Passive.End - s.Spec.Ports.Passive.Start + 1) / max(portsPerReplica(s), 1)
+		n = max(n, min(facts.replicaPodsUpTo, fit))
+	}
+	return n
+}
+
+// replicaServicesFor builds one ClusterIP Service per peer for its relay port. Not-ready
 // addresses are published: a draining replica still receives the data connections of its own
 // sessions' transfers.
-func replicaServicesFor(s *ftpv1alpha1.FTPServer) []*corev1.Service {
+func replicaServicesFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) []*corev1.Service {
 	if !replicated(s) {
 		return nil
 	}
 	var out []*corev1.Service
-	for i := range replicasOf(s) {
+	for i := range peerCount(s, facts) {
 		labels := commonLabels(s)
 		labels[labelComponent] = replicaComponent
 		labels[labelReplica] = strconv.Itoa(int(i))
@@ -112,8 +127,8 @@ func relaySecretFor(s *ftpv1alpha1.FTPServer, key string) *corev1.Secret {
 	}
 }
 
-// replicasConfigFor is the config's passive.replicas: every replica and where its relay is
-// reached. ok is false while a relay Service has no cluster IP yet (the look-up after it is
+// replicasConfigFor is the config's passive.replicas: every peer (peerCount) and where its
+// relay is reached. ok is false while a relay Service has no cluster IP yet (the look-up after it is
 // created has it); until then the workload is not changed.
 func replicasConfigFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (cfg *fileconfig.Replicas, ok bool) {
 	if !replicated(s) {
@@ -125,7 +140,7 @@ func replicasConfigFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (cfg *filec
 		KeyFile:         path.Join(relayMountPath, relayKeyKey),
 	}
 	ok = true
-	for i := range replicasOf(s) {
+	for i := range peerCount(s, facts) {
 		ip := facts.replicaServiceIPs[i]
 		if ip == "" || ip == corev1.ClusterIPNone {
 			ok, ip = false, "0.0.0.0"

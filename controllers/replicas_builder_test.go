@@ -56,6 +56,45 @@ func TestReplicaSlices(t *testing.T) {
 	}
 }
 
+// TestRemovedReplicasStayPeersWhileTheyDrain: after a scale-down the pods of the removed
+// ordinals drain; until they are gone they stay in every daemon's peers and keep their relay
+// Service, so that the data connections of their sessions that land on another replica are
+// still relayed to them. Only slices that fit in the range count.
+func TestRemovedReplicasStayPeersWhileTheyDrain(t *testing.T) {
+	tests := []struct {
+		name       string
+		perReplica *int32
+		podsUpTo   int32
+		want       int
+	}{
+		{"removed replica still running", ptr.To(int32(4)), 3, 3},
+		{"removed replica gone", ptr.To(int32(4)), 2, 2},
+		{"no pods yet", ptr.To(int32(4)), 0, 2},
+		{"derived slices grew: the old ordinal's slice is outside the range", nil, 3, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := replicatedServer()
+			s.Spec.Replicas = ptr.To(int32(2))
+			s.Spec.Ports.Passive = ftpv1alpha1.PassivePortRange{Start: 30000, End: 30011, PerReplica: tt.perReplica}
+			facts := factsFor(s)
+			facts.replicaServiceIPs[2] = "10.96.1.12"
+			facts.replicaPodsUpTo = tt.podsUpTo
+			d, err := desiredSetFor(s, facts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg, ok := replicasConfigFor(s, facts)
+			if !ok || len(cfg.Peers) != tt.want || len(d.replicaServices) != tt.want {
+				t.Fatalf("%d peers, %d relay Services (complete %v), want %d each", len(cfg.Peers), len(d.replicaServices), ok, tt.want)
+			}
+			if got := *d.statefulSet.Spec.Replicas; got != 2 {
+				t.Fatalf("the StatefulSet asks for %d replicas, want spec.replicas (2)", got)
+			}
+		})
+	}
+}
+
 // TestReplicasConfigWaitsForRelayAddresses: a relay Service without a cluster IP holds the
 // config and the workload (the daemon would be told a wrong peer).
 func TestReplicasConfigWaitsForRelayAddresses(t *testing.T) {
