@@ -287,6 +287,22 @@ func severalReplicas(t *testing.T, c *cluster) {
 		for _, n := range []int{1, 3} {
 			patchSpec(t, c, ns, "multi", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(n)) })
 			c.waitAllReplicas(t, ns, "multi", n)
+			// Between one and several replicas the workload changes kind (Deployment <->
+			// StatefulSet); the step is done once the old workload's pods have drained and
+			// gone. Until then new sessions can meet a pod of the other kind, whose config
+			// does not know the new replicas (docs/user-guide.md, Several replicas).
+			eventually(t, 90*time.Second, fmt.Sprintf("only the %d pods of the new workload", n), func() error {
+				pods := c.daemonPods(t, ns, "multi")
+				if len(pods) != n {
+					return fmt.Errorf("%d daemon pods: %s", len(pods), podList(pods))
+				}
+				for _, p := range pods {
+					if p.DeletionTimestamp != nil {
+						return fmt.Errorf("%s is terminating", p.Name)
+					}
+				}
+				return nil
+			})
 			if fails := c.transfersFrom(t, addr, sources[:5], 2, sha(small)); len(fails) > 0 {
 				t.Fatalf("after scaling to %d: %d transfers failed:\n%s", n, len(fails), strings.Join(fails, "\n"))
 			}
