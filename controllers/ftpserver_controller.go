@@ -125,11 +125,12 @@ type podsSeen struct {
 }
 
 // lookAtPods reads the daemon pods once nothing blocks: during a rollout, why they do not come
-// up (pod_trouble.go); once rolled out, which config each ready pod serves, after annotating
-// them so their kubelet refreshes the volumes (served_config.go).
+// up (pod_trouble.go); once rolled out, which config each ready pod serves, annotating those
+// that serve older inputs so their kubelet refreshes the volumes (served_config.go).
 func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTPServer, desired desiredSet, applied applyResult) (podsSeen, error) {
 	var seen podsSeen
-	if len(applied.blockers) > 0 || replicasOf(s) == 0 {
+	// No pod runs before the workload exists (it waits for the address, or a blocker holds it).
+	if len(applied.blockers) > 0 || replicasOf(s) == 0 || !applied.workload.exists() {
 		return seen, nil
 	}
 	pods, err := r.podsOf(ctx, s)
@@ -146,10 +147,10 @@ func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTP
 	if !desired.address.known() {
 		return seen, nil
 	}
-	if err := r.announceInputs(ctx, pods, desired.inputsVersion); err != nil {
+	seen.served = r.checkServedConfig(ctx, pods, desired.served)
+	if err := r.announceInputs(ctx, pods, seen.served.servingPods, desired.inputsVersion); err != nil {
 		return seen, err
 	}
-	seen.served = r.checkServedConfig(ctx, pods, desired.served)
 	seen.served.inputsVersion = desired.inputsVersion
 	if seen.served.endpoints, err = r.servedEndpoints(ctx, s, pods); err != nil {
 		return seen, err
