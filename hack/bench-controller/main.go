@@ -218,6 +218,10 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 	peakHeap := samplePeakHeap(ctx)
 
 	c := env.Client
+	watched, err := watchRound(ctx, env.Config, env.Scheme)
+	if err != nil {
+		return "", err
+	}
 	namespaces := make([]string, n)
 	for i := range n {
 		namespaces[i] = fmt.Sprintf("%s-%d", prefix, i)
@@ -254,12 +258,12 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 	// Play load balancer and kubelet as the objects appear: the load balancer gives each
 	// Service its address, the kubelet runs each Deployment's pod. All owned objects exist once
 	// every Deployment does (it is applied last).
-	allExist, err := playCluster(ctx, c, prefix, n)
+	allExist, err := playCluster(ctx, c, watched, prefix, n)
 	if err != nil {
 		return "", err
 	}
-	if err := poll.Until(ctx, 10*time.Minute, time.Second, fmt.Sprintf("%d Ready FTPServers", n), func(ctx context.Context) (bool, error) {
-		return countReady(ctx, c, prefix) >= n, nil
+	if err := poll.Until(ctx, 10*time.Minute, 200*time.Millisecond, fmt.Sprintf("%d Ready FTPServers", n), func(ctx context.Context) (bool, error) {
+		return countReady(ctx, watched, prefix) >= n, nil
 	}); err != nil {
 		return "", err
 	}
@@ -292,7 +296,7 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 		float64(converge)/float64(n), float64(steady)/float64(n), peakHeap()>>20, peakRSS()>>10, cpuReady.total(), load), nil
 }
 
-func countReady(ctx context.Context, c client.Client, prefix string) int {
+func countReady(ctx context.Context, c client.Reader, prefix string) int {
 	var list ftpv1alpha1.FTPServerList
 	if err := c.List(ctx, &list); err != nil {
 		return 0
