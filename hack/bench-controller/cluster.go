@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -261,4 +263,28 @@ func metadataOf(kind, apiVersion string) *metav1.PartialObjectMetadata {
 	m := &metav1.PartialObjectMetadata{}
 	m.APIVersion, m.Kind = apiVersion, kind
 	return m
+}
+
+// profileAPIServer fetches the kube-apiserver's own CPU profile (/debug/pprof, on by default)
+// over d into path; a failure is reported, not fatal.
+func profileAPIServer(ctx context.Context, cfg *rest.Config, path string, d time.Duration) {
+	httpc, err := rest.HTTPClientFor(cfg)
+	if err == nil {
+		var req *http.Request
+		req, err = http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", strings.TrimSuffix(cfg.Host, "/"), int(d.Seconds())), nil)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = httpc.Do(req); err == nil {
+				defer resp.Body.Close()
+				var f *os.File
+				if f, err = os.Create(path); err == nil {
+					_, err = io.Copy(f, resp.Body)
+					_ = f.Close()
+				}
+			}
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench-controller: kube-apiserver profile:", err)
+	}
 }

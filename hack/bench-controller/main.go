@@ -147,8 +147,8 @@ func breakdown(counts map[string]int, n int) string {
 
 func main() { os.Exit(bench()) }
 
-// memProfile is the -memprofile flag.
-var memProfile *string
+// memProfile and apiProfile are the -memprofile and -apiserver-cpuprofile flags.
+var memProfile, apiProfile *string
 
 // bench runs the rounds and returns the exit code, so that the control plane is stopped on
 // every way out.
@@ -158,6 +158,8 @@ func bench() int {
 	quiet := flag.Duration("quiet", 30*time.Second, "steady-state period in which writes are counted")
 	workers := flag.Int("workers", 0, "MaxConcurrentReconciles of the manager (0: controllers.DefaultMaxConcurrentReconciles)")
 	memProfile = flag.String("memprofile", "", "write a heap profile of this process when all servers of the last round are Ready to this file")
+	qps := flag.Float64("qps", 0, "the manager client's QPS (0: controllers.DefaultKubeAPIQPS); the burst is twice it")
+	apiProfile = flag.String("apiserver-cpuprofile", "", "write a CPU profile of the kube-apiserver over the first 20 s after the last round's creation begins to this file")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (manager and harness) from create to all Ready of the last round to this file")
 	flag.Parse()
 	if len(ns) == 0 {
@@ -183,7 +185,7 @@ func bench() int {
 		if round == len(ns)-1 {
 			profile = *cpuProfile
 		}
-		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet, *workers, profile)
+		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet, *workers, float32(*qps), profile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench-controller:", err)
 			return 1
@@ -193,7 +195,7 @@ func bench() int {
 	return 0
 }
 
-func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers int, cpuProfile string) (string, error) {
+func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers int, qps float32, cpuProfile string) (string, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	load := loadAverage()
@@ -209,6 +211,8 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 		// Each round starts a fresh manager with the same controller name.
 		SkipNameValidation:      true,
 		MaxConcurrentReconciles: workers,
+		KubeAPIQPS:              qps,
+		KubeAPIBurst:            int(2 * qps),
 	})
 	if err != nil {
 		return "", err
@@ -237,6 +241,9 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 		return "", err
 	}
 	defer stopProfile()
+	if cpuProfile != "" && *apiProfile != "" {
+		go profileAPIServer(ctx, env.Config, *apiProfile, 20*time.Second)
+	}
 	start := time.Now()
 	cpu := startCPU()
 	for _, ns := range namespaces {
