@@ -62,7 +62,7 @@ type applyStep struct {
 // wait for the Service's address. It returns every blocker; an object of one of our names that is not ours is
 // never touched, and holds back what would use it.
 func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.FTPServer, d desiredSet, state clusterState) (applyResult, error) {
-	a := applier{client: r.Client, server: s}
+	a := applier{client: r.Client, server: s, equal: r.compared.of(client.ObjectKeyFromObject(s))}
 	ex := state.existing
 	out := applyResult{blockers: append([]blocker(nil), state.blockers...), pendingClaims: state.facts.pendingClaims}
 	out.workload = workloadOfDeployment(ex.deployment)

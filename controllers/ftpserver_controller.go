@@ -48,6 +48,8 @@ type FTPServerReconciler struct {
 
 	// warned remembers the waits already warned about (by server), so each gets one event.
 	warned sync.Map
+	// compared remembers which objects were last found as desired (apply.go).
+	compared comparisonMemo
 
 	hasher *passwordHasher
 	// apiReader reads Secrets and Pods from the API server, not from a cache: the manager only
@@ -83,6 +85,7 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, &server); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.warned.Delete(req.NamespacedName)
+			r.compared.forget(req.NamespacedName)
 			return ctrl.Result{}, nil // deleted: owned objects go by garbage collection
 		}
 		return ctrl.Result{}, fmt.Errorf("get FTPServer %s/%s: %w", req.Namespace, req.Name, err)

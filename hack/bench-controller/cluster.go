@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	k8sruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -243,7 +244,9 @@ func writeHeapProfile(path string) error {
 // metadata of Services and Deployments. Watching costs the API server one event per change;
 // polling lists cost it every object at every poll.
 func watchRound(ctx context.Context, cfg *rest.Config, scheme *k8sruntime.Scheme) (client.Reader, error) {
-	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
+	// It reads only names and conditions: no managedFields, and lists share the cached objects
+	// (a deep copy of 1000 objects five times a second was a fifth of the process's allocations).
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme, DefaultTransform: cache.TransformStripManagedFields(), DefaultUnsafeDisableDeepCopy: ptr.To(true)})
 	if err != nil {
 		return nil, fmt.Errorf("create the harness's cache: %w", err)
 	}
