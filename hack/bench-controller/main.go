@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -160,12 +161,21 @@ func bench() int {
 	memProfile = flag.String("memprofile", "", "write a heap profile of this process when all servers of the last round are Ready to this file")
 	qps := flag.Float64("qps", 0, "the manager client's QPS (0: controllers.DefaultKubeAPIQPS); the burst is twice it")
 	apiProfile = flag.String("apiserver-cpuprofile", "", "write a CPU profile of the kube-apiserver over the first 20 s after the last round's creation begins to this file")
+	memLimit := flag.String("memlimit", "", "a soft memory limit for this process only, as GOMEMLIMIT takes it (e.g. 100MiB); the environment variable would reach the kube-apiserver and etcd too")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (manager and harness) from create to all Ready of the last round to this file")
 	flag.Parse()
 	if len(ns) == 0 {
 		ns = sizes{100, 500}
 	}
 	ctrl.SetLogger(logr.Discard())
+	if *memLimit != "" {
+		limit, err := resource.ParseQuantity(strings.TrimSuffix(*memLimit, "B"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-controller: -memlimit:", err)
+			return 2
+		}
+		debug.SetMemoryLimit(limit.Value())
+	}
 
 	env, reason, err := testenv.Start()
 	if err != nil || env == nil {
