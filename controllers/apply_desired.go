@@ -59,8 +59,8 @@ type applyStep struct {
 // applyDesired applies the desired set in one loop, in dependency order: claims first (data
 // outlives everything), the Service (its ports may clash, and its address goes into the
 // config), the config, the NetworkPolicy, then the workload; a new server's config and workload
-// wait for the Service's address. It returns every blocker; an object of one of our names that is not ours is
-// never touched, and holds back what would use it.
+// wait for the Service's address. It returns every blocker; an object of one of our names that
+// is not ours is never touched, and holds back what would use it.
 func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.FTPServer, d desiredSet, state clusterState) (applyResult, error) {
 	a := applier{client: r.Client, server: s, equal: r.compared.of(client.ObjectKeyFromObject(s))}
 	ex := state.existing
