@@ -2,9 +2,11 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"sync"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -12,6 +14,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/types"
 	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
 	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
 	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
@@ -37,7 +40,33 @@ type applier struct {
 	// server owns what we apply: an existing object of the same name that is not its own is
 	// never taken over (see ours).
 	server *ftpv1alpha1.FTPServer
+	// equal, when not nil, remembers the objects of server found equal to their desired
+	// document (comparisonMemo); nil compares every time.
+	equal map[string]equalSeen
 }
+
+// equalSeen is an object whose owned fields were found equal to the desired document with
+// this digest, at this resourceVersion. The API server changes an object's resourceVersion at
+// every write, so while both stay the same the comparison would find them equal again.
+type equalSeen struct {
+	uid             types.UID
+	resourceVersion string
+	digest          string
+}
+
+// comparisonMemo spares apply the extraction of our fields from managedFields (structured
+// merge diff's walk of the whole object, a third of the manager's allocations at 1000 servers
+// in the controller benchmark) when nothing changed since it last found them equal: by
+// FTPServer, its objects by kind and name. One FTPServer is never reconciled twice at once, so
+// its map needs no lock; it is forgotten with the FTPServer.
+type comparisonMemo struct{ byServer sync.Map } // types.NamespacedName -> map[string]equalSeen
+
+func (m *comparisonMemo) of(server types.NamespacedName) map[string]equalSeen {
+	v, _ := m.byServer.LoadOrStore(server, map[string]equalSeen{})
+	return v.(map[string]equalSeen)
+}
+
+func (m *comparisonMemo) forget(server types.NamespacedName) { m.byServer.Delete(server) }
 
 // notOursError reports an existing object with the name we need that belongs to someone else.
 type notOursError struct {
@@ -69,19 +98,28 @@ func (a applier) ours(existing client.Object) bool {
 // Deployment's new generation from it. The cache may lag behind the server; an apply sent
 // because of a stale copy is a no-op there.
 func (a applier) apply(ctx context.Context, desired, existing client.Object) (*unstructured.Unstructured, error) {
-	want, err := applyDocument(desired)
+	want, digest, err := prepareApply(desired)
 	if err != nil {
 		return nil, fmt.Errorf("prepare %T %s: %w", desired, desired.GetName(), err)
 	}
 	if existing != nil {
+		kind := reflect.TypeOf(existing).Elem().Name()
 		if !a.ours(existing) {
-			return nil, &notOursError{kind: reflect.TypeOf(existing).Elem().Name(), namespace: existing.GetNamespace(), name: existing.GetName()}
+			return nil, &notOursError{kind: kind, namespace: existing.GetNamespace(), name: existing.GetName()}
+		}
+		seen := equalSeen{uid: existing.GetUID(), resourceVersion: existing.GetResourceVersion(), digest: digest}
+		key := kind + "/" + existing.GetName()
+		if a.equal != nil && a.equal[key] == seen {
+			return nil, nil
 		}
 		owned, err := ownedFields(existing)
 		if err != nil {
 			return nil, fmt.Errorf("extract our fields of %T %s: %w", existing, existing.GetName(), err)
 		}
 		if equality.Semantic.DeepEqual(want, owned) {
+			if a.equal != nil {
+				a.equal[key] = seen
+			}
 			return nil, nil
 		}
 	}
@@ -95,12 +133,24 @@ func (a applier) apply(ctx context.Context, desired, existing client.Object) (*u
 // applyDocument turns a typed desired object into the JSON document we apply: no status, no
 // null fields (Go's zero values such as creationTimestamp: null).
 func applyDocument(obj client.Object) (map[string]any, error) {
-	m, err := toJSONMap(obj)
+	m, _, err := prepareApply(obj)
+	return m, err
+}
+
+// prepareApply is applyDocument with a digest of the desired object (comparisonMemo).
+func prepareApply(obj client.Object) (map[string]any, string, error) {
+	data, err := json.Marshal(obj)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
+	var m map[string]any
+	if err := json.Unmarshal(data, &m); err != nil {
+		return nil, "", err
+	}
+	pruneNulls(m)
 	delete(m, "status")
-	return m, nil
+	sum := sha256.Sum256(data)
+	return m, string(sum[:]), nil
 }
 
 // ownedFields extracts from an existing object the fields our field manager owns, as a JSON

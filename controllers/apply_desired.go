@@ -43,9 +43,11 @@ type applyStep struct {
 	// users, the config the pods run with); they wait while any blocker stands, so a deleted
 	// Secret never takes a running server down.
 	workload bool
-	// waitsForRelay marks the config and the workload, which wait while a relay Service has
-	// no cluster IP (desiredSet.relayPending).
-	waitsForRelay bool
+	// waitsForConfig marks the config and the workload, which wait while the config cannot be
+	// complete: they are left as they are while a relay Service has no cluster IP
+	// (desiredSet.relayPending), and not created while the PASV address is unknown
+	// (desiredSet.addressPending).
+	waitsForConfig bool
 	// retire, on a workload of the kind not wanted, deletes it only once the wanted one serves
 	// (a change between 1 and several replicas swaps the Deployment for a StatefulSet).
 	retire bool
@@ -55,11 +57,12 @@ type applyStep struct {
 }
 
 // applyDesired applies the desired set in one loop, in dependency order: claims first (data
-// outlives everything), the Service (its ports may clash), the config, the NetworkPolicy, then
-// the workload. It returns every blocker; an object of one of our names that is not ours is
-// never touched, and holds back what would use it.
+// outlives everything), the Service (its ports may clash, and its address goes into the
+// config), the config, the NetworkPolicy, then the workload; a new server's config and workload
+// wait for the Service's address. It returns every blocker; an object of one of our names that
+// is not ours is never touched, and holds back what would use it.
 func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.FTPServer, d desiredSet, state clusterState) (applyResult, error) {
-	a := applier{client: r.Client, server: s}
+	a := applier{client: r.Client, server: s, equal: r.compared.of(client.ObjectKeyFromObject(s))}
 	ex := state.existing
 	out := applyResult{blockers: append([]blocker(nil), state.blockers...), pendingClaims: state.facts.pendingClaims}
 	out.workload = workloadOfDeployment(ex.deployment)
@@ -85,15 +88,15 @@ func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.F
 	}
 	steps = append(steps,
 		applyStep{desired: asObject(d.relaySecret), existing: asObject(ex.relaySecret), refused: refusedAs(holdWorkload)},
-		applyStep{desired: d.configMap, existing: asObject(ex.configMap), waitsForRelay: true, refused: refusedAs(stopHere)}, // the pods must not mount someone else's config
+		applyStep{desired: d.configMap, existing: asObject(ex.configMap), waitsForConfig: true, refused: refusedAs(stopHere)}, // the pods must not mount someone else's config
 		applyStep{desired: asObject(d.networkPolicy), existing: asObject(ex.networkPolicy), refused: refusedAs(goOn)},
 		applyStep{desired: asObject(d.podDisruptionBudget), existing: asObject(ex.podDisruptionBudget), refused: refusedAs(goOn)},
 		applyStep{desired: d.usersSecret, existing: asObject(ex.usersSecret), workload: true, refused: refusedAs(stopHere)},
-		applyStep{desired: asObject(d.deployment), existing: asObject(ex.deployment), workload: true, waitsForRelay: true, retire: d.deployment == nil, refused: refusedAs(goOn)},
-		applyStep{desired: asObject(d.statefulSet), existing: asObject(ex.statefulSet), workload: true, waitsForRelay: true, retire: d.statefulSet == nil, refused: refusedAs(goOn)},
+		applyStep{desired: asObject(d.deployment), existing: asObject(ex.deployment), workload: true, waitsForConfig: true, retire: d.deployment == nil, refused: refusedAs(goOn)},
+		applyStep{desired: asObject(d.statefulSet), existing: asObject(ex.statefulSet), workload: true, waitsForConfig: true, retire: d.statefulSet == nil, refused: refusedAs(goOn)},
 	)
 	for _, step := range steps {
-		if (step.workload && holding) || (step.waitsForRelay && d.relayPending) {
+		if (step.workload && holding) || (step.waitsForConfig && (d.relayPending || (d.addressPending && step.existing == nil))) {
 			continue
 		}
 		if step.desired == nil {

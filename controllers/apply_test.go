@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
+	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 )
 
 // TestAppliedObjectsCompareEqualToTheirBuilders applies every builder's output to the real API
@@ -71,4 +72,65 @@ func emptyLike(t *testing.T, obj client.Object) client.Object {
 	}
 	t.Fatalf("no empty object for %T", obj)
 	return nil
+}
+
+// TestComparisonMemoStillSeesChanges: the memo that spares the comparison of an unchanged object
+// never hides a change: someone else's write to a field we own (a new resourceVersion), a new
+// desired object (a new digest), or the object re-created under the same name (a new UID).
+func TestComparisonMemoStillSeesChanges(t *testing.T) {
+	if env == nil {
+		t.Skip(skipReason)
+	}
+	ctx := context.Background()
+	server := minimalServer()
+	server.Namespace = newNamespace(t)
+	a := applier{client: env.Client, server: server, equal: map[string]equalSeen{}}
+	desired, err := configMapFor(server, ftpdConfigFor(server, clusterFacts{}, advertisedAddress{static: "203.0.113.7"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	current := func() *corev1.ConfigMap { return get(t, server.Namespace, desired.Name, &corev1.ConfigMap{}) }
+	mustApply := func(what string, desired, existing client.Object, wantSent bool) {
+		t.Helper()
+		applied, err := a.apply(ctx, desired, existing)
+		if err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+		if sent := applied != nil; sent != wantSent {
+			t.Fatalf("%s: apply sent=%v, want %v", what, sent, wantSent)
+		}
+	}
+	mustApply("create", desired, nil, true)
+	mustApply("unchanged, compared", desired, current(), false)
+	if len(a.equal) != 1 {
+		t.Fatalf("memo after an equal comparison: %v, want the ConfigMap", a.equal)
+	}
+	mustApply("unchanged, remembered", desired, current(), false)
+
+	// Someone else takes over a field we own.
+	cm := current()
+	cm.Data[fileconfig.ConfigFileName] = "tampered: true\n"
+	if err := env.Client.Update(ctx, cm, client.FieldOwner("someone-else")); err != nil {
+		t.Fatal(err)
+	}
+	mustApply("changed by someone else", desired, current(), true)
+	mustApply("restored", desired, current(), false)
+
+	// A new desired object.
+	changed := desired.DeepCopy()
+	changed.Data[fileconfig.ConfigFileName] += "# changed\n"
+	mustApply("new desired", changed, current(), true)
+	mustApply("new desired, applied", changed, current(), false)
+
+	// Deleted and re-created with the same content by us: a new UID is compared afresh (and
+	// found equal).
+	if err := env.Client.Delete(ctx, current()); err != nil {
+		t.Fatal(err)
+	}
+	mustApply("re-create", changed, nil, true)
+	before := a.equal["ConfigMap/"+desired.Name]
+	mustApply("re-created, compared", changed, current(), false)
+	if after := a.equal["ConfigMap/"+desired.Name]; after.uid == before.uid {
+		t.Fatalf("the memo kept the old object's UID %s", before.uid)
+	}
 }

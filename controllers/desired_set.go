@@ -31,6 +31,11 @@ type desiredSet struct {
 	// relayPending: a relay Service has no cluster IP yet, so the config cannot name every
 	// peer; the config and the workload stay as they are until the next look-up has it.
 	relayPending bool
+	// addressPending: the PASV address is not known yet (the load balancer has given none) and
+	// pods are wanted. The config and the workload are not created until it is, so that the
+	// pods start with the config that carries it: one write of the config instead of two, and
+	// no pod to make refresh its volume. Once they exist they are kept current.
+	addressPending bool
 
 	// address is the PASV address the config carries (unknown until the Service has one).
 	address advertisedAddress
@@ -52,6 +57,7 @@ func desiredSetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (desiredSet, er
 		service: serviceFor(s),
 		address: advertisedAddressFor(s, facts),
 	}
+	d.addressPending = !d.address.known() && replicasOf(s) > 0
 	cfg := ftpdConfigFor(s, facts, d.address)
 	var relayReady bool
 	cfg.Passive.Replicas, relayReady = replicasConfigFor(s, facts)

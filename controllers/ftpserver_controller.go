@@ -48,6 +48,8 @@ type FTPServerReconciler struct {
 
 	// warned remembers the waits already warned about (by server), so each gets one event.
 	warned sync.Map
+	// compared remembers which objects were last found as desired (apply.go).
+	compared comparisonMemo
 
 	hasher *passwordHasher
 	// apiReader reads Secrets and Pods from the API server, not from a cache: the manager only
@@ -83,6 +85,7 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err := r.Get(ctx, req.NamespacedName, &server); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.warned.Delete(req.NamespacedName)
+			r.compared.forget(req.NamespacedName)
 			return ctrl.Result{}, nil // deleted: owned objects go by garbage collection
 		}
 		return ctrl.Result{}, fmt.Errorf("get FTPServer %s/%s: %w", req.Namespace, req.Name, err)
@@ -130,11 +133,12 @@ type podsSeen struct {
 }
 
 // lookAtPods reads the daemon pods once nothing blocks: during a rollout, why they do not come
-// up (pod_trouble.go); once rolled out, which config each ready pod serves, after annotating
-// them so their kubelet refreshes the volumes (served_config.go).
+// up (pod_trouble.go); once rolled out, which config each ready pod serves, annotating those
+// that serve older inputs so their kubelet refreshes the volumes (served_config.go).
 func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTPServer, desired desiredSet, applied applyResult) (podsSeen, error) {
 	var seen podsSeen
-	if len(applied.blockers) > 0 || replicasOf(s) == 0 {
+	// No pod runs before the workload exists (it waits for the address, or a blocker holds it).
+	if len(applied.blockers) > 0 || replicasOf(s) == 0 || !applied.workload.exists() {
 		return seen, nil
 	}
 	pods, err := r.podsOf(ctx, s)
@@ -151,10 +155,10 @@ func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTP
 	if !desired.address.known() {
 		return seen, nil
 	}
-	if err := r.announceInputs(ctx, pods, desired.inputsVersion); err != nil {
+	seen.served = r.checkServedConfig(ctx, pods, desired.served)
+	if err := r.announceInputs(ctx, pods, seen.served.servingPods, desired.inputsVersion); err != nil {
 		return seen, err
 	}
-	seen.served = r.checkServedConfig(ctx, pods, desired.served)
 	seen.served.inputsVersion = desired.inputsVersion
 	if seen.served.endpoints, err = r.servedEndpoints(ctx, s, pods); err != nil {
 		return seen, err

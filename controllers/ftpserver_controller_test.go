@@ -267,10 +267,25 @@ func TestCreateBuildsOwnedObjectsAndBecomesReady(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	// Everything appears, owned by the FTPServer (except the retained claim).
-	owned := []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ConfigMap{}, &corev1.Secret{}, &networkingv1.NetworkPolicy{}, &corev1.PersistentVolumeClaim{}}
-	names := []string{"files", "files", "files-config", "files-users", "files", "files-scratch"}
+	// Everything appears, owned by the FTPServer (except the retained claim): first what does
+	// not depend on the Service's address.
+	owned := []client.Object{&corev1.Service{}, &corev1.Secret{}, &networkingv1.NetworkPolicy{}, &corev1.PersistentVolumeClaim{}, &corev1.ConfigMap{}, &appsv1.Deployment{}}
+	names := []string{"files", "files-users", "files", "files-scratch", "files-config", "files"}
 	for i, obj := range owned {
+		if i == 4 {
+			// The config and the Deployment wait for the load balancer's address, so that the
+			// pods start with the config that carries it.
+			waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForAddress)
+			for _, o := range []struct {
+				name string
+				obj  client.Object
+			}{{"files-config", &corev1.ConfigMap{}}, {"files", &appsv1.Deployment{}}} {
+				if ok, err := exists(ns, o.name, o.obj); ok || err != nil {
+					t.Fatalf("%T %s exists before the load balancer has an address (%v)", o.obj, o.name, err)
+				}
+			}
+			setLoadBalancerIP(t, ns, "files", "203.0.113.7")
+		}
 		poll.Eventually(t, 20*time.Second, fmt.Sprintf("%T %s", obj, names[i]), func() (bool, error) { return exists(ns, names[i], obj) })
 		refs := obj.GetOwnerReferences()
 		if len(refs) != 1 || refs[0].Name != "files" || refs[0].Kind != "FTPServer" || !ptr.Deref(refs[0].Controller, false) {
@@ -295,17 +310,23 @@ func TestCreateBuildsOwnedObjectsAndBecomesReady(t *testing.T) {
 		t.Fatal("the plain password reached the daemon's users Secret")
 	}
 
-	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForAddress)
-	template := get(t, ns, "files", &appsv1.Deployment{}).Spec.Template
-
-	setLoadBalancerIP(t, ns, "files", "203.0.113.7")
-	poll.Eventually(t, 20*time.Second, "the PASV address in the ConfigMap", func() (bool, error) {
-		return configData(t, ns, "files").Passive.Address.Static == "203.0.113.7", nil
-	})
+	// The config is created with the address.
+	if got := configData(t, ns, "files").Passive.Address.Static; got != "203.0.113.7" {
+		t.Fatalf("the ConfigMap's PASV address is %q, want the load balancer's 203.0.113.7", got)
+	}
 	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForPods)
+	template := get(t, ns, "files", &appsv1.Deployment{}).Spec.Template
+	setLoadBalancerIP(t, ns, "files", "203.0.113.17")
+	poll.Eventually(t, 20*time.Second, "the new PASV address in the ConfigMap", func() (bool, error) {
+		return configData(t, ns, "files").Passive.Address.Static == "203.0.113.17", nil
+	})
 	if now := get(t, ns, "files", &appsv1.Deployment{}).Spec.Template; !equality.Semantic.DeepEqual(template, now) {
 		t.Fatal("the pod template changed when only the PASV address did: that would roll the pods and drop sessions")
 	}
+	setLoadBalancerIP(t, ns, "files", "203.0.113.7")
+	poll.Eventually(t, 20*time.Second, "the PASV address back in the ConfigMap", func() (bool, error) {
+		return configData(t, ns, "files").Passive.Address.Static == "203.0.113.7", nil
+	})
 
 	markDeploymentAvailable(t, ns, "files")
 	ready := waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)

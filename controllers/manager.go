@@ -110,6 +110,7 @@ func NewManager(cfg *rest.Config, o ManagerOptions) (ctrl.Manager, error) {
 		LeaderElectionID:              LeaderElectionID,
 		LeaderElectionNamespace:       o.LeaderElectionNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		Cache:                         cacheOptions(),
 		Controller: config.Controller{
 			SkipNameValidation:      &o.SkipNameValidation,
 			MaxConcurrentReconciles: orDefault(o.MaxConcurrentReconciles, DefaultMaxConcurrentReconciles),

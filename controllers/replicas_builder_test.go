@@ -142,6 +142,9 @@ func TestSeveralReplicas(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The config and the StatefulSet wait for the load balancer's address.
+	poll.Eventually(t, 20*time.Second, "Service", func() (bool, error) { return exists(ns, "files", &corev1.Service{}) })
+	setLoadBalancerIP(t, ns, "files", "203.0.113.9")
 	poll.Eventually(t, 20*time.Second, "the StatefulSet", func() (bool, error) {
 		ok, err := exists(ns, "files", &appsv1.StatefulSet{})
 		if !ok && err == nil {

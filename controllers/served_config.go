@@ -25,9 +25,12 @@ import (
 // checksum so that a new address never restarts the pods. A Deployment that is available
 // therefore says nothing about the address its pods advertise. So before Ready, the operator
 // asks every ready pod which config it serves (fileconfig.ServedConfigPath) and compares the
-// digest with the ConfigMap it rendered. To make the wait short, it also writes the version of
-// the pod's mounted inputs (config, users, TLS Secret) into a pod annotation: an update of the
-// pod object makes the kubelet sync that pod, and so rewrite its volumes, at once.
+// digest with the ConfigMap it rendered. To make the wait short, it writes the version of the
+// pod's mounted inputs (config, users, TLS Secret) into an annotation of each pod that serves
+// older ones: an update of the pod object makes the kubelet sync that pod, and so rewrite its
+// volumes, at once. A new server's pods start with the config that carries the address (the
+// config and the workload wait for it, desiredSet.addressPending), serve it from the start and
+// are not annotated.
 
 // servedConfigRecheck is how soon a reconcile that waits for pods to serve the current config
 // looks again.
@@ -95,7 +98,7 @@ type servedConfig struct {
 	servingPods map[string]bool
 	// endpoints counts the ready pods the Service's EndpointSlices list as ready.
 	endpoints int
-	// inputsVersion is the version of the inputs the serving pods serve (the pods' annotation).
+	// inputsVersion is the version of the inputs the serving pods serve.
 	inputsVersion string
 }
 
@@ -147,12 +150,14 @@ func (r *FTPServerReconciler) podsOf(ctx context.Context, s *ftpv1alpha1.FTPServ
 	return pods.Items, nil
 }
 
-// announceInputs writes the version of the pod's mounted inputs on each pod that has another,
-// so that the kubelet rewrites its volumes now instead of at its next periodic sync.
-func (r *FTPServerReconciler) announceInputs(ctx context.Context, pods []corev1.Pod, version string) error {
+// announceInputs writes the version of the pod's mounted inputs on each pod that has another
+// and does not serve them yet, so that the kubelet rewrites its volumes now instead of at its
+// next periodic sync. A pod that already serves them (one started with them, the common first
+// rollout) needs no refresh, and is not written to.
+func (r *FTPServerReconciler) announceInputs(ctx context.Context, pods []corev1.Pod, serving map[string]bool, version string) error {
 	for i := range pods {
 		p := &pods[i]
-		if p.DeletionTimestamp != nil || p.Annotations[inputsVersionAnnotation] == version {
+		if p.DeletionTimestamp != nil || serving[p.Name] || p.Annotations[inputsVersionAnnotation] == version {
 			continue
 		}
 		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{inputsVersionAnnotation: version}}})

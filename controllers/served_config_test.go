@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -32,9 +33,11 @@ func neverReadyFor(t *testing.T, ns, name string, d time.Duration) {
 	})
 }
 
-// TestReadyWaitsForPodsToServeTheAddress: an available Deployment is not enough. Until the pod
-// serves the config carrying the load balancer's address, the server is not Ready, at first
-// start and after the address changes; the pod is annotated so its kubelet refreshes the volume.
+// TestReadyWaitsForPodsToServeTheAddress: an available Deployment is not enough. A new server's
+// pods start with the config that carries the load balancer's address (the config and the
+// Deployment wait for it) and are Ready without being written to. After the address changes,
+// the server is not Ready until the pod serves the new config; the pod is annotated so its
+// kubelet refreshes the volume.
 func TestReadyWaitsForPodsToServeTheAddress(t *testing.T) {
 	startManager(t)
 	ctx := context.Background()
@@ -44,14 +47,22 @@ func TestReadyWaitsForPodsToServeTheAddress(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForAddress)
-
-	// The pod starts before the address is known, and its kubelet does not refresh it yet.
+	if ok, err := exists(ns, "files", &appsv1.Deployment{}); ok || err != nil {
+		t.Fatalf("the Deployment exists before the address is known (%v): its pods would start with a config without it", err)
+	}
+	setLoadBalancerIP(t, ns, "files", "203.0.113.6")
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForPods)
 	markDeploymentAvailable(t, ns, "files")
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
 	pod := get(t, ns, "files-standin", &corev1.Pod{})
+	if v, ok := pod.Annotations[inputsVersionAnnotation]; ok {
+		t.Fatalf("the pod started with the current inputs, yet was annotated with %s=%q: a write for nothing", inputsVersionAnnotation, v)
+	}
+
+	// From here on its kubelet does not refresh the pod until released.
 	if err := daemons.Hold(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
-
 	for i, address := range []string{"203.0.113.7", "203.0.113.8"} {
 		setLoadBalancerIP(t, ns, "files", address)
 		c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForConfig)
@@ -93,9 +104,7 @@ func TestReadyWaitsForPodsToServeTheUsers(t *testing.T) {
 	ns := newNamespace(t)
 	readyServer(t, ns, "files")
 	pod := get(t, ns, "files-standin", &corev1.Pod{})
-	if c := readyCondition(t, ns, "files"); !strings.Contains(c.Message, "inputs version "+pod.Annotations[inputsVersionAnnotation]) {
-		t.Fatalf("Ready message %q does not name the pod's inputs version %q", c.Message, pod.Annotations[inputsVersionAnnotation])
-	}
+	first := readyInputsVersion(t, readyCondition(t, ns, "files"))
 	if err := daemons.Hold(ctx, pod); err != nil {
 		t.Fatal(err)
 	}
@@ -113,9 +122,19 @@ func TestReadyWaitsForPodsToServeTheUsers(t *testing.T) {
 	daemons.Release(pod)
 	c = waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
 	version := get(t, ns, "files-standin", &corev1.Pod{}).Annotations[inputsVersionAnnotation]
-	if version == pod.Annotations[inputsVersionAnnotation] || !strings.Contains(c.Message, "inputs version "+version) {
-		t.Fatalf("Ready message %q after the change, pod annotation %q (was %q): want the new version named", c.Message, version, pod.Annotations[inputsVersionAnnotation])
+	if version == "" || version == first || readyInputsVersion(t, c) != version {
+		t.Fatalf("Ready message %q after the change, pod annotation %q (first Ready named %q): want the pod annotated with the new version and Ready naming it", c.Message, version, first)
 	}
+}
+
+// readyInputsVersion is the inputs version a Ready message names.
+func readyInputsVersion(t *testing.T, c *metav1.Condition) string {
+	t.Helper()
+	_, v, ok := strings.Cut(c.Message, "inputs version ")
+	if !ok || v == "" {
+		t.Fatalf("Ready message %q names no inputs version", c.Message)
+	}
+	return v
 }
 
 // TestHTTPDaemonConfigProber asks a real HTTP endpoint, reached through the dialer hook, the

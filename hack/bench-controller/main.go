@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,7 +23,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -58,6 +58,9 @@ type countingTransport struct {
 	writes atomic.Int64
 	mu     sync.Mutex
 	byKind map[string]int
+	// reads are the GETs and LISTs (not watches) by resource: uncached reads cost the API
+	// server as much as many writes.
+	reads map[string]int
 }
 
 func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
@@ -73,8 +76,28 @@ func (c *countingTransport) RoundTrip(req *http.Request) (*http.Response, error)
 			c.byKind[req.Method+" "+resourceOf(req.URL.Path)]++
 			c.mu.Unlock()
 		}
+	case http.MethodGet:
+		if req.URL.Query().Get("watch") != "true" {
+			c.mu.Lock()
+			if c.reads == nil {
+				c.reads = map[string]int{}
+			}
+			c.reads["GET "+resourceOf(req.URL.Path)]++
+			c.mu.Unlock()
+		}
 	}
 	return c.next.RoundTrip(req)
+}
+
+// readSnapshot returns the read counts by resource so far.
+func (c *countingTransport) readSnapshot() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make(map[string]int, len(c.reads))
+	for k, v := range c.reads {
+		out[k] = v
+	}
+	return out
 }
 
 // snapshot returns the counts by verb and resource so far.
@@ -125,6 +148,9 @@ func breakdown(counts map[string]int, n int) string {
 
 func main() { os.Exit(bench()) }
 
+// memProfile and apiProfile are the -memprofile and -apiserver-cpuprofile flags.
+var memProfile, apiProfile *string
+
 // bench runs the rounds and returns the exit code, so that the control plane is stopped on
 // every way out.
 func bench() int {
@@ -132,11 +158,24 @@ func bench() int {
 	flag.Var(&ns, "n", "number of FTPServers (repeatable; default 100 and 500)")
 	quiet := flag.Duration("quiet", 30*time.Second, "steady-state period in which writes are counted")
 	workers := flag.Int("workers", 0, "MaxConcurrentReconciles of the manager (0: controllers.DefaultMaxConcurrentReconciles)")
+	memProfile = flag.String("memprofile", "", "write a heap profile of this process when all servers of the last round are Ready to this file")
+	qps := flag.Float64("qps", 0, "the manager client's QPS (0: controllers.DefaultKubeAPIQPS); the burst is twice it")
+	apiProfile = flag.String("apiserver-cpuprofile", "", "write a CPU profile of the kube-apiserver over the first 20 s after the last round's creation begins to this file")
+	memLimit := flag.String("memlimit", "", "a soft memory limit for this process only, as GOMEMLIMIT takes it (e.g. 100MiB); the environment variable would reach the kube-apiserver and etcd too")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of this process (manager and harness) from create to all Ready of the last round to this file")
 	flag.Parse()
 	if len(ns) == 0 {
 		ns = sizes{100, 500}
 	}
 	ctrl.SetLogger(logr.Discard())
+	if *memLimit != "" {
+		limit, err := resource.ParseQuantity(strings.TrimSuffix(*memLimit, "B"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench-controller: -memlimit:", err)
+			return 2
+		}
+		debug.SetMemoryLimit(limit.Value())
+	}
 
 	env, reason, err := testenv.Start()
 	if err != nil || env == nil {
@@ -149,10 +188,14 @@ func bench() int {
 		}
 	}()
 
-	fmt.Printf("| FTPServers | all objects exist | all Ready | writes/server (converge) | writes/server (%s quiet) | peak heap | peak RSS |\n", *quiet)
-	fmt.Println("|---|---|---|---|---|---|---|")
+	fmt.Printf("| FTPServers | all objects exist | all Ready | writes/server (converge) | writes/server (%s quiet) | peak heap | peak RSS | CPU to Ready | load average at start |\n", *quiet)
+	fmt.Println("|---|---|---|---|---|---|---|---|---|")
 	for round, n := range ns {
-		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet, *workers)
+		profile := ""
+		if round == len(ns)-1 {
+			profile = *cpuProfile
+		}
+		row, err := run(env, n, fmt.Sprintf("bench%d", round), *quiet, *workers, float32(*qps), profile)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench-controller:", err)
 			return 1
@@ -162,9 +205,10 @@ func bench() int {
 	return 0
 }
 
-func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers int) (string, error) {
+func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers int, qps float32, cpuProfile string) (string, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
+	load := loadAverage()
 	counter := &countingTransport{}
 	cfg := rest.CopyConfig(env.Config)
 	// The manager's own client defaults (controllers.DefaultKubeAPIQPS and Burst, and
@@ -177,6 +221,8 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 		// Each round starts a fresh manager with the same controller name.
 		SkipNameValidation:      true,
 		MaxConcurrentReconciles: workers,
+		KubeAPIQPS:              qps,
+		KubeAPIBurst:            int(2 * qps),
 	})
 	if err != nil {
 		return "", err
@@ -186,6 +232,10 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 	peakHeap := samplePeakHeap(ctx)
 
 	c := env.Client
+	watched, err := watchRound(ctx, env.Config, env.Scheme)
+	if err != nil {
+		return "", err
+	}
 	namespaces := make([]string, n)
 	for i := range n {
 		namespaces[i] = fmt.Sprintf("%s-%d", prefix, i)
@@ -196,7 +246,16 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 			return "", err
 		}
 	}
+	stopProfile, err := startProfile(cpuProfile)
+	if err != nil {
+		return "", err
+	}
+	defer stopProfile()
+	if cpuProfile != "" && *apiProfile != "" {
+		go profileAPIServer(ctx, env.Config, *apiProfile, 20*time.Second)
+	}
 	start := time.Now()
+	cpu := startCPU()
 	for _, ns := range namespaces {
 		s := &ftpv1alpha1.FTPServer{
 			ObjectMeta: metav1.ObjectMeta{Name: "ftp", Namespace: ns},
@@ -213,26 +272,29 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 		}
 	}
 
-	// All owned objects exist once every Deployment does (it is applied last).
-	if err := poll.Until(ctx, 10*time.Minute, 200*time.Millisecond, fmt.Sprintf("%d Deployments", n), func(ctx context.Context) (bool, error) {
-		return countDeployments(ctx, c, prefix) >= n, nil
-	}); err != nil {
-		return "", err
-	}
-	allExist := time.Since(start)
-
-	// Play load balancer and kubelet for every server, then wait for Ready.
-	if err := forEach(namespaces, func(ns string) error { return makeReady(ctx, c, ns) }); err != nil {
+	// Play load balancer and kubelet as the objects appear: the load balancer gives each
+	// Service its address, the kubelet runs each Deployment's pod. All owned objects exist once
+	// every Deployment does (it is applied last).
+	allExist, err := playCluster(ctx, c, watched, prefix, n)
+	if err != nil {
 		return "", err
 	}
 	if err := poll.Until(ctx, 10*time.Minute, 200*time.Millisecond, fmt.Sprintf("%d Ready FTPServers", n), func(ctx context.Context) (bool, error) {
-		return countReady(ctx, c, prefix) >= n, nil
+		return countReady(ctx, watched, prefix) >= n, nil
 	}); err != nil {
 		return "", err
 	}
 	allReady := time.Since(start)
+	cpuReady := cpu.sample()
+	stopProfile()
+	if cpuProfile != "" && *memProfile != "" {
+		if err := writeHeapProfile(*memProfile); err != nil {
+			return "", err
+		}
+	}
 	converge := counter.writes.Load()
 	convergeKinds := counter.snapshot()
+	convergeReads := counter.readSnapshot()
 
 	time.Sleep(quiet)
 	steady := counter.writes.Load() - converge
@@ -244,38 +306,14 @@ func run(env *testenv.Env, n int, prefix string, quiet time.Duration, workers in
 	}
 	fmt.Fprintf(os.Stderr, "n=%d writes/server converging: %s\n", n, breakdown(convergeKinds, n))
 	fmt.Fprintf(os.Stderr, "n=%d writes/server in the quiet window: %s\n", n, breakdown(quietKinds, n))
+	fmt.Fprintf(os.Stderr, "n=%d uncached reads/server converging: %s\n", n, breakdown(convergeReads, n))
+	fmt.Fprintf(os.Stderr, "n=%d CPU seconds from create to all Ready: %s\n", n, cpuReady)
 
-	return fmt.Sprintf("| %d | %.1f s | %.1f s | %.1f | %.2f | %d MiB | %d MiB |", n, allExist.Seconds(), allReady.Seconds(),
-		float64(converge)/float64(n), float64(steady)/float64(n), peakHeap()>>20, peakRSS()>>10), nil
+	return fmt.Sprintf("| %d | %.1f s | %.1f s | %.1f | %.2f | %d MiB | %d MiB | %.0f s | %s |", n, allExist.Seconds(), allReady.Seconds(),
+		float64(converge)/float64(n), float64(steady)/float64(n), peakHeap()>>20, peakRSS()>>10, cpuReady.total(), load), nil
 }
 
-func makeReady(ctx context.Context, c client.Client, ns string) error {
-	var svc corev1.Service
-	if err := c.Get(ctx, client.ObjectKey{Namespace: ns, Name: "ftp"}, &svc); err != nil {
-		return err
-	}
-	svc.Status.LoadBalancer.Ingress = []corev1.LoadBalancerIngress{{IP: "203.0.113.7"}}
-	if err := c.Status().Update(ctx, &svc); err != nil {
-		return err
-	}
-	return testenv.MarkDeploymentAvailable(ctx, c, ns, "ftp")
-}
-
-func countDeployments(ctx context.Context, c client.Client, prefix string) int {
-	var list appsv1.DeploymentList
-	if err := c.List(ctx, &list); err != nil {
-		return 0
-	}
-	n := 0
-	for _, d := range list.Items {
-		if strings.HasPrefix(d.Namespace, prefix+"-") {
-			n++
-		}
-	}
-	return n
-}
-
-func countReady(ctx context.Context, c client.Client, prefix string) int {
+func countReady(ctx context.Context, c client.Reader, prefix string) int {
 	var list ftpv1alpha1.FTPServerList
 	if err := c.List(ctx, &list); err != nil {
 		return 0

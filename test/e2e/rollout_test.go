@@ -275,41 +275,33 @@ func TestOperatorPodKilledMidReconcile(t *testing.T) {
 }
 
 // TestReadyAfterASecretChangeMeansServed: after a password change, the moment the FTPServer is
-// Ready for the new inputs (its Ready message names the version the operator stamped on the
-// pod, which it does only once the daemon reports the new users file back), the new password
-// works at the first try and the old one is refused: Ready waits for the kubelet to rewrite the
-// Secret's volume, at whatever pace the kubelet keeps, and for the daemon to reload it. The pod
-// is not restarted.
+// Ready for the new inputs (its Ready message names a new inputs version, which it does only
+// once the daemon reports the new users file back), the new password works at the first try and
+// the old one is refused: Ready waits for the kubelet to rewrite the Secret's volume, at
+// whatever pace the kubelet keeps, and for the daemon to reload it. The pod is not restarted.
 func TestReadyAfterASecretChangeMeansServed(t *testing.T) { eachMode(t, testReadyAfterSecretChange) }
 
 func testReadyAfterSecretChange(t *testing.T, c *cluster) {
-	ctx := context.Background()
 	ns := c.newNamespace(t, "rotate")
 	c.apply(t, ns, rolloutManifest(c, "rotate", 30700, "5s"))
 	s := c.waitReady(t, ns, "rotate")
 	addr := hostPort(t, s.Status.Endpoint)
 	pod := c.daemonPods(t, ns, "rotate")[0]
-	oldVersion := pod.Annotations[inputsVersionAnnotation]
+	oldVersion := readyInputsVersion(s)
 	if oldVersion == "" {
-		t.Fatalf("the daemon pod has no %s annotation", inputsVersionAnnotation)
+		t.Fatalf("the Ready FTPServer names no inputs version: %+v", s.Status.Conditions)
 	}
 
 	changed := time.Now()
 	c.apply(t, ns, "apiVersion: v1\nkind: Secret\nmetadata: {name: rotate-ftp}\nstringData: {password: rotated-pass}\n")
-	// Ready for the new inputs: the pod carries a new version, and Ready names it (the
-	// operator has heard it back from the daemon).
+	// Ready for the new inputs: Ready names a new version (the operator has heard it back from
+	// the daemon).
 	var version string
 	eventually(t, 60*time.Second, "Ready for the new password", func() error {
-		var p corev1.Pod
-		if err := c.client.Get(ctx, types.NamespacedName{Namespace: ns, Name: pod.Name}, &p); err != nil {
-			return err
-		}
-		if version = p.Annotations[inputsVersionAnnotation]; version == oldVersion {
-			return fmt.Errorf("the operator has not stamped the new inputs yet")
-		}
-		cond := meta.FindStatusCondition(c.get(t, ns, "rotate").Status.Conditions, ftpv1alpha1.ConditionReady)
-		if cond == nil || cond.Status != metav1.ConditionTrue || !strings.Contains(cond.Message, "inputs version "+version) {
-			return fmt.Errorf("not Ready for inputs %s: %+v", version, cond)
+		now := c.get(t, ns, "rotate")
+		cond := meta.FindStatusCondition(now.Status.Conditions, ftpv1alpha1.ConditionReady)
+		if version = readyInputsVersion(now); version == "" || version == oldVersion {
+			return fmt.Errorf("not Ready for new inputs (version %q, was %q): %+v", version, oldVersion, cond)
 		}
 		return nil
 	})
@@ -328,9 +320,16 @@ func testReadyAfterSecretChange(t *testing.T, c *cluster) {
 	c.deleteAndWait(t, ns, "rotate")
 }
 
-// inputsVersionAnnotation is the operator's stamp of the inputs a pod should serve
-// (controllers/names.go); the kubelet resyncs a pod's volumes when its annotations change.
-const inputsVersionAnnotation = "ftp.kubeftp.dev/inputs-version"
+// readyInputsVersion is the inputs version a Ready FTPServer's message names ("pods serve inputs
+// version V"), empty when it is not Ready.
+func readyInputsVersion(s *ftpv1alpha1.FTPServer) string {
+	cond := meta.FindStatusCondition(s.Status.Conditions, ftpv1alpha1.ConditionReady)
+	if cond == nil || cond.Status != metav1.ConditionTrue {
+		return ""
+	}
+	_, v, _ := strings.Cut(cond.Message, "inputs version ")
+	return v
+}
 
 func patchSpec(t *testing.T, c *cluster, ns, name string, change func(*ftpv1alpha1.FTPServer)) {
 	t.Helper()
