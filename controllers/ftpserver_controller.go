@@ -106,7 +106,7 @@ func (r *FTPServerReconciler) Reconcile(ctx context.Context, req ctrl.Request) (
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	pods, err := r.lookAtPods(ctx, &server, desired, applied)
+	pods, err := r.lookAtPods(ctx, &server, desired, applied, state)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -132,18 +132,21 @@ type podsSeen struct {
 	served  servedConfig
 }
 
-// lookAtPods reads the daemon pods once nothing blocks: during a rollout, why they do not come
+// lookAtPods reads the daemon pods (or takes those the look-up listed) once nothing blocks: during a rollout, why they do not come
 // up (pod_trouble.go); once rolled out, which config each ready pod serves, annotating those
 // that serve older inputs so their kubelet refreshes the volumes (served_config.go).
-func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTPServer, desired desiredSet, applied applyResult) (podsSeen, error) {
+func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTPServer, desired desiredSet, applied applyResult, state clusterState) (podsSeen, error) {
 	var seen podsSeen
 	// No pod runs before the workload exists (it waits for the address, or a blocker holds it).
 	if len(applied.blockers) > 0 || replicasOf(s) == 0 || !applied.workload.exists() {
 		return seen, nil
 	}
-	pods, err := r.podsOf(ctx, s)
-	if err != nil {
-		return seen, err
+	var err error
+	pods := state.pods
+	if !state.podsListed {
+		if pods, err = r.podsOf(ctx, s); err != nil {
+			return seen, err
+		}
 	}
 	if !applied.workload.rolledOut(replicasOf(s)) {
 		seen.trouble = diagnosePods(s, pods, applied.pendingClaims)

@@ -49,6 +49,10 @@ type clusterState struct {
 	facts    clusterFacts
 	existing existingObjects
 	blockers []blocker
+	// pods are the daemon pods, when the look-up listed them (podsListed: for a StatefulSet's
+	// removed replicas), so that lookAtPods does not list them again.
+	pods       []corev1.Pod
+	podsListed bool
 }
 
 // lookUp reads everything the builders and the apply need. A missing input becomes a blocker,
@@ -138,11 +142,11 @@ func (r *FTPServerReconciler) lookUpReplicas(ctx context.Context, s *ftpv1alpha1
 		return nil
 	}
 	if ex.statefulSet != nil {
-		pods, err := r.podsOf(ctx, s)
-		if err != nil {
+		if st.pods, err = r.podsOf(ctx, s); err != nil {
 			return err
 		}
-		for _, p := range pods {
+		st.podsListed = true
+		for _, p := range st.pods {
 			ordinal, err := strconv.ParseInt(strings.TrimPrefix(p.Name, s.Name+"-"), 10, 32)
 			if err == nil && p.Name == replicaPodName(s, int32(ordinal)) && int32(ordinal) >= st.facts.replicaPodsUpTo {
 				st.facts.replicaPodsUpTo = int32(ordinal) + 1

@@ -83,6 +83,12 @@ func (c *Cluster) syncLoadBalancers(ctx context.Context) error {
 // rule per node sends marked packets by a table whose route to the pool points at that node.
 func (c *Cluster) routeLoadBalancers(ctx context.Context, services []corev1.Service) error {
 	want := map[string][]*node{} // address -> the nodes serving it
+	hc := &http.Client{
+		Timeout: time.Second,
+		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			return c.DialContext(ctx, Outside, network, addr)
+		}},
+	}
 	for i := range services {
 		svc := &services[i]
 		if svc.Spec.Type != corev1.ServiceTypeLoadBalancer || svc.Spec.LoadBalancerClass != nil || len(svc.Status.LoadBalancer.Ingress) != 1 {
@@ -91,7 +97,7 @@ func (c *Cluster) routeLoadBalancers(ctx context.Context, services []corev1.Serv
 		ip := svc.Status.LoadBalancer.Ingress[0].IP
 		local := svc.Spec.ExternalTrafficPolicy == corev1.ServiceExternalTrafficPolicyLocal
 		for _, nd := range c.nodes {
-			if !local || c.nodeHealthy(ctx, nd, svc.Spec.HealthCheckNodePort) {
+			if !local || nodeHealthy(ctx, hc, nd, svc.Spec.HealthCheckNodePort) {
 				want[ip] = append(want[ip], nd)
 			}
 		}
@@ -120,17 +126,11 @@ func (c *Cluster) routeLoadBalancers(ctx context.Context, services []corev1.Serv
 	return nil
 }
 
-// nodeHealthy asks kube-proxy on nd, from the outside network, whether it has a ready local
-// endpoint of the Service whose health check node port is port.
-func (c *Cluster) nodeHealthy(ctx context.Context, nd *node, port int32) bool {
+// nodeHealthy asks kube-proxy on nd through hc (from the outside network) whether it has a
+// ready local endpoint of the Service whose health check node port is port.
+func nodeHealthy(ctx context.Context, hc *http.Client, nd *node, port int32) bool {
 	if port == 0 {
 		return false
-	}
-	hc := &http.Client{
-		Timeout: time.Second,
-		Transport: &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			return c.DialContext(ctx, Outside, network, addr)
-		}},
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(nd.ip, strconv.Itoa(int(port)))+"/", nil)
 	if err != nil {
@@ -179,8 +179,8 @@ func (c *Cluster) loadLBRules(want map[string][]*node) error {
 
 // lbMark is the packet mark that routes to the node (a routing rule per node, set up with the
 // network when there are several nodes), and its routing table.
-func (nd *node) lbMark() int  { return nd.index + 1 }
-func (nd *node) lbTable() int { return 100 + nd.index + 1 }
+func (nd *node) lbMark() int       { return nd.index + 1 }
+func (nd *node) lbRouteTable() int { return 100 + nd.index + 1 }
 
 // LoadBalancerNodes are the nodes the load balancer sends new connections for address ip to, as
 // last programmed: with several nodes, those that serve the address (see routeLoadBalancers);

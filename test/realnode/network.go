@@ -242,7 +242,7 @@ func (c *Cluster) setupNetwork(nodes int) error {
 		)
 		if len(c.nodes) > 1 {
 			// The load balancer sends a connection to this node by marking it (routeLoadBalancers).
-			table := strconv.Itoa(nd.lbTable())
+			table := strconv.Itoa(nd.lbRouteTable())
 			steps = append(steps,
 				[]string{"ip", "-n", client, "route", "add", loadBalancerCIDR, "via", nd.lanIP, "table", table},
 				[]string{"ip", "-n", client, "rule", "add", "fwmark", strconv.Itoa(nd.lbMark()), "table", table},

@@ -33,26 +33,32 @@ const testNamespace = "realnode-test"
 // workload is a Deployment of the echo image as the daemon runs (UID 65532, fsGroup 65532, no
 // privileges, read-only root), writing to a claim of the default StorageClass, behind a
 // LoadBalancer Service that keeps client addresses (externalTrafficPolicy Local).
-var workload = fmt.Sprintf(`
+var workload = echoWorkload("ReadWriteOnce", 1, "")
+
+// echoWorkload is the echo Deployment of replicas pods on one claim of accessMode, behind a
+// LoadBalancer Service with externalTrafficPolicy Local; podSpec is more of the pod's spec
+// (YAML at the pod spec's indentation), e.g. affinity.
+func echoWorkload(accessMode string, replicas int, podSpec string) string {
+	return fmt.Sprintf(`
 apiVersion: v1
 kind: PersistentVolumeClaim
 metadata: {name: data}
 spec:
-  accessModes: [ReadWriteOnce]
+  accessModes: [%s]
   resources: {requests: {storage: 64Mi}}
 ---
 apiVersion: apps/v1
 kind: Deployment
 metadata: {name: echo}
 spec:
-  replicas: 1
+  replicas: %d
   selector: {matchLabels: {app: echo}}
   template:
     metadata: {labels: {app: echo}}
     spec:
       terminationGracePeriodSeconds: 2
       securityContext: {runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, runAsNonRoot: true}
-      containers:
+%s      containers:
         - name: echo
           image: %s
           imagePullPolicy: Never
@@ -78,7 +84,8 @@ spec:
   externalTrafficPolicy: Local
   selector: {app: echo}
   ports: [{name: http, port: 80, targetPort: 8080}]
-`, realnode.EchoImage)
+`, accessMode, replicas, podSpec, realnode.EchoImage)
+}
 
 func TestMain(m *testing.M) {
 	// controller-runtime's clients log through its global logger; these tests read the

@@ -21,64 +21,19 @@ import (
 // twoNodeWorkload is the echo Deployment of two replicas on different nodes (required
 // anti-affinity), sharing one ReadWriteMany claim, behind a LoadBalancer Service that keeps
 // client addresses (externalTrafficPolicy Local) and a ClusterIP Service.
-var twoNodeWorkload = fmt.Sprintf(`
-apiVersion: v1
-kind: PersistentVolumeClaim
-metadata: {name: data}
-spec:
-  accessModes: [ReadWriteMany]
-  resources: {requests: {storage: 64Mi}}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: echo}
-spec:
-  replicas: 2
-  selector: {matchLabels: {app: echo}}
-  template:
-    metadata: {labels: {app: echo}}
-    spec:
-      terminationGracePeriodSeconds: 2
-      securityContext: {runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, runAsNonRoot: true}
-      affinity:
+var twoNodeWorkload = echoWorkload("ReadWriteMany", 2, `      affinity:
         podAntiAffinity:
           requiredDuringSchedulingIgnoredDuringExecution:
             - topologyKey: kubernetes.io/hostname
               labelSelector: {matchLabels: {app: echo}}
-      containers:
-        - name: echo
-          image: %s
-          imagePullPolicy: Never
-          args: [--listen=:8080, --data=/data]
-          ports: [{containerPort: 8080}]
-          readinessProbe:
-            httpGet: {path: /healthz, port: 8080}
-            periodSeconds: 1
-          securityContext:
-            allowPrivilegeEscalation: false
-            readOnlyRootFilesystem: true
-            capabilities: {drop: [ALL]}
-          volumeMounts: [{name: data, mountPath: /data}]
-      volumes:
-        - name: data
-          persistentVolumeClaim: {claimName: data}
----
-apiVersion: v1
-kind: Service
-metadata: {name: echo}
-spec:
-  type: LoadBalancer
-  externalTrafficPolicy: Local
-  selector: {app: echo}
-  ports: [{name: http, port: 80, targetPort: 8080}]
----
+`) + `---
 apiVersion: v1
 kind: Service
 metadata: {name: echo-internal}
 spec:
   selector: {app: echo}
   ports: [{name: http, port: 80, targetPort: 8080}]
-`, realnode.EchoImage)
+`
 
 // TestTwoNodes starts a cluster of two nodes, each a kubelet, containerd and kube-proxy in
 // network and mount namespaces of its own, and checks what a workload spread over them needs:
