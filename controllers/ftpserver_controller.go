@@ -159,7 +159,7 @@ func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTP
 		return seen, nil
 	}
 	seen.served = r.checkServedConfig(ctx, pods, desired.served)
-	if err := r.announceInputs(ctx, pods, seen.served.servingPods, desired.inputsVersion); err != nil {
+	if err := r.announceInputs(ctx, pods, seen.served.olderPods, desired.inputsVersion); err != nil {
 		return seen, err
 	}
 	seen.served.inputsVersion = desired.inputsVersion

@@ -96,6 +96,10 @@ type servedConfig struct {
 	stale   []string // "<pod>: <why>", sorted
 	// servingPods are the names of the pods that serve the current inputs.
 	servingPods map[string]bool
+	// olderPods are the names of the pods that answered with older inputs: only those are
+	// known to need a refresh. A pod not ready yet, or not answering, may be starting with the
+	// current inputs; writing to it would be a write for nothing (and a race with its start).
+	olderPods map[string]bool
 	// endpoints counts the ready pods the Service's EndpointSlices list as ready.
 	endpoints int
 	// inputsVersion is the version of the inputs the serving pods serve.
@@ -150,14 +154,16 @@ func (r *FTPServerReconciler) podsOf(ctx context.Context, s *ftpv1alpha1.FTPServ
 	return pods.Items, nil
 }
 
-// announceInputs writes the version of the pod's mounted inputs on each pod that has another
-// and does not serve them yet, so that the kubelet rewrites its volumes now instead of at its
-// next periodic sync. A pod that already serves them (one started with them, the common first
-// rollout) needs no refresh, and is not written to.
-func (r *FTPServerReconciler) announceInputs(ctx context.Context, pods []corev1.Pod, serving map[string]bool, version string) error {
+// announceInputs writes the version of the pod's mounted inputs on each pod that answered with
+// older ones and does not carry that version yet, so that the kubelet rewrites its volumes now
+// instead of at its next periodic sync. A pod that serves them (one started with them, the
+// common first rollout) needs no refresh, and one not ready yet has not said what it serves:
+// neither is written to. A pod that starts with older inputs is annotated once it is ready and
+// answers, one recheck later.
+func (r *FTPServerReconciler) announceInputs(ctx context.Context, pods []corev1.Pod, older map[string]bool, version string) error {
 	for i := range pods {
 		p := &pods[i]
-		if p.DeletionTimestamp != nil || serving[p.Name] || p.Annotations[inputsVersionAnnotation] == version {
+		if p.DeletionTimestamp != nil || !older[p.Name] || p.Annotations[inputsVersionAnnotation] == version {
 			continue
 		}
 		patch, err := json.Marshal(map[string]any{"metadata": map[string]any{"annotations": map[string]string{inputsVersionAnnotation: version}}})
@@ -173,7 +179,7 @@ func (r *FTPServerReconciler) announceInputs(ctx context.Context, pods []corev1.
 
 // checkServedConfig asks every ready pod which inputs it serves and compares them with want.
 func (r *FTPServerReconciler) checkServedConfig(ctx context.Context, pods []corev1.Pod, want fileconfig.ServedConfig) servedConfig {
-	out := servedConfig{checked: true, servingPods: map[string]bool{}}
+	out := servedConfig{checked: true, servingPods: map[string]bool{}, olderPods: map[string]bool{}}
 	for i := range pods {
 		p := &pods[i]
 		if p.DeletionTimestamp != nil || !podReady(p) {
@@ -187,6 +193,7 @@ func (r *FTPServerReconciler) checkServedConfig(ctx context.Context, pods []core
 		}
 		if old := staleInputs(got, want); len(old) > 0 {
 			out.stale = append(out.stale, fmt.Sprintf("pod %s still serves an older %s", p.Name, strings.Join(old, " and ")))
+			out.olderPods[p.Name] = true
 			continue
 		}
 		out.serving++

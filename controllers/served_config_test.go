@@ -19,6 +19,7 @@ import (
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 	"github.com/kubeftp/ftp-operator/ftpd/fileconfig"
 	"github.com/kubeftp/ftp-operator/internal/poll"
+	"github.com/kubeftp/ftp-operator/internal/testenv"
 )
 
 // neverReadyFor watches an FTPServer for d and fails if Ready is ever True meanwhile.
@@ -52,12 +53,28 @@ func TestReadyWaitsForPodsToServeTheAddress(t *testing.T) {
 	}
 	setLoadBalancerIP(t, ns, "files", "203.0.113.6")
 	waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForPods)
+	// The moment a real cluster passes through: the Deployment counts as rolled out while its
+	// pod is not Ready yet, so it has not said what it serves. Past several rechecks it is not
+	// written to (it may well start with the current inputs, as here).
+	if _, err := testenv.StartDeploymentPod(ctx, env.Client, ns, "files"); err != nil {
+		t.Fatal(err)
+	}
+	if c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonWaitingForConfig); !strings.Contains(c.Message, "0 of 1 ready pods") {
+		t.Fatalf("Ready = %+v while the pod is not Ready, want WaitingForConfig with 0 of 1 ready pods", c)
+	}
+	neverReadyFor(t, ns, "files", 3*servedConfigRecheck)
+	notAnnotated := func(when string) *corev1.Pod {
+		t.Helper()
+		pod := get(t, ns, "files-standin", &corev1.Pod{})
+		if v, ok := pod.Annotations[inputsVersionAnnotation]; ok {
+			t.Fatalf("%s, the pod was annotated with %s=%q: a write for nothing", when, inputsVersionAnnotation, v)
+		}
+		return pod
+	}
+	notAnnotated("before it was Ready")
 	markDeploymentAvailable(t, ns, "files")
 	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
-	pod := get(t, ns, "files-standin", &corev1.Pod{})
-	if v, ok := pod.Annotations[inputsVersionAnnotation]; ok {
-		t.Fatalf("the pod started with the current inputs, yet was annotated with %s=%q: a write for nothing", inputsVersionAnnotation, v)
-	}
+	pod := notAnnotated("started with the current inputs")
 
 	// From here on its kubelet does not refresh the pod until released.
 	if err := daemons.Hold(ctx, pod); err != nil {

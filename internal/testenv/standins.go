@@ -22,11 +22,12 @@ import (
 // kube-controller-manager): the controller tests, the GitOps health tests and the controller
 // benchmark. The e2e harness runs the real controllers and daemons instead.
 
-// MarkDeploymentAvailable plays the Deployment controller and the kubelet for a Deployment of
-// one replica: its status says the latest generation is rolled out and available, one Ready Pod
-// of its template exists (created if missing, its status set), so that the operator's readiness
-// handshake finds a pod to ask, and an EndpointSlice of the Service of the same name lists it.
-func MarkDeploymentAvailable(ctx context.Context, c client.Client, namespace, name string) error {
+// StartDeploymentPod plays the Deployment controller and the first moments of the kubelet for a
+// Deployment of one replica: its status says the latest generation is rolled out and available,
+// and its pod "<name>-standin" exists (created from the template if missing) but is not Ready
+// yet. MarkDeploymentAvailable goes on from there; a test that calls this alone holds the moment
+// in between, which a real cluster passes through too.
+func StartDeploymentPod(ctx context.Context, c client.Client, namespace, name string) (*corev1.Pod, error) {
 	var dep appsv1.Deployment
 	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &dep); err != nil {
@@ -38,14 +39,26 @@ func MarkDeploymentAvailable(ctx context.Context, c client.Client, namespace, na
 		return c.Status().Update(ctx, &dep)
 	})
 	if err != nil {
-		return fmt.Errorf("mark Deployment %s/%s available: %w", namespace, name, err)
+		return nil, fmt.Errorf("mark Deployment %s/%s available: %w", namespace, name, err)
 	}
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Name: name + "-standin", Namespace: namespace,
 		Labels: dep.Spec.Template.Labels, Annotations: dep.Spec.Template.Annotations,
 	}, Spec: dep.Spec.Template.Spec}
 	if err := c.Create(ctx, pod); err != nil && !apierrors.IsAlreadyExists(err) {
-		return fmt.Errorf("create stand-in pod of %s/%s: %w", namespace, name, err)
+		return nil, fmt.Errorf("create stand-in pod of %s/%s: %w", namespace, name, err)
+	}
+	return pod, nil
+}
+
+// MarkDeploymentAvailable plays the Deployment controller and the kubelet for a Deployment of
+// one replica: its status says the latest generation is rolled out and available, one Ready Pod
+// of its template exists (created if missing, its status set), so that the operator's readiness
+// handshake finds a pod to ask, and an EndpointSlice of the Service of the same name lists it.
+func MarkDeploymentAvailable(ctx context.Context, c client.Client, namespace, name string) error {
+	pod, err := StartDeploymentPod(ctx, c, namespace, name)
+	if err != nil {
+		return err
 	}
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		if err := c.Get(ctx, client.ObjectKeyFromObject(pod), pod); err != nil {
