@@ -127,6 +127,14 @@ type controlConn struct {
 	// (insufficient storage space), which tells the client that the server, not its quota, is
 	// short of space and that trying later may work.
 	fullVolumeReply atomic.Bool
+	// drainingReply: the current transfer was refused because the server drains. ftpserverlib
+	// answers 550 (file unavailable), which tells the client the file is at fault; the reply is
+	// turned into 421 (service closing) and the session closed, as RFC 959 has it, so that the
+	// client reconnects, to a replica that serves.
+	drainingReply atomic.Bool
+	// lateHold: accepted after the shutdown request, no transfer started yet (guarded by s.mu;
+	// Server.transferStart).
+	lateHold bool
 
 	wmu sync.Mutex
 
@@ -162,6 +170,7 @@ func (s *Server) newControlConn(raw net.Conn, ip, group netip.Addr) *controlConn
 	}
 	s.mu.Lock()
 	s.conns[c.key] = c
+	s.holdLateLocked(c)
 	s.mu.Unlock()
 	return c
 }
@@ -530,11 +539,28 @@ func (c *controlConn) Write(p []byte) (int, error) {
 	if bytes.HasPrefix(p, []byte("552")) && c.fullVolumeReply.CompareAndSwap(true, false) {
 		p = append([]byte("452"), p[3:]...)
 	}
+	if len(p) > 0 && p[0] == '5' && c.drainingReply.CompareAndSwap(true, false) {
+		return c.closeWith(len(p), []byte("421 Server is shutting down, closing control connection: reconnect and try again.\r\n"))
+	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	n, err := c.transport().Write(p)
 	c.noteWriteError(err)
 	return n, err
+}
+
+// closeWith writes a last reply and closes the socket: the session ends on its next read.
+// It reports n written, what ftpserverlib asked for.
+func (c *controlConn) closeWith(n int, last []byte) (int, error) {
+	c.wmu.Lock()
+	_, err := c.transport().Write(last)
+	c.wmu.Unlock()
+	c.noteWriteError(err)
+	c.closeSocket()
+	if err != nil {
+		return 0, err
+	}
+	return n, nil
 }
 
 // Close closes the connection (with a TLS close_notify when TLS is up) and frees its session
@@ -550,6 +576,7 @@ func (c *controlConn) Close() error {
 		c.s.mu.Lock()
 		delete(c.s.conns, c.key)
 		c.s.dropActiveTargetLocked(c)
+		c.s.releaseLateLocked(c)
 		c.s.mu.Unlock()
 		c.s.limiter.release(c.group)
 		if c.fdHold.Swap(false) {

@@ -19,6 +19,12 @@ import (
 	ftpserver "github.com/fclairamb/ftpserverlib"
 )
 
+// lateSessionGrace bounds how long a drain waits for the sessions accepted during the shutdown
+// delay to start their first transfer (a login and a PASV take a few round trips, and a
+// password hash): a late session that sits idle does not hold the pod for the drain timeout,
+// nor for more than half of it.
+const lateSessionGrace = 10 * time.Second
+
 // drainGrace is how long the server waits after the last transfer finished before it closes the
 // remaining control connections, so that the final 226 reply of that transfer reaches its client.
 const drainGrace = 200 * time.Millisecond
@@ -66,8 +72,14 @@ type Server struct {
 	// find the session of an active data connection (controlOfData).
 	activeTargets map[netip.AddrPort][]*controlConn
 	active        int           // in-flight file transfers
-	draining      bool          // no new transfers
-	idle          chan struct{} // closed when active drops to 0 while draining
+	draining      bool          // no new transfers, but late sessions' first ones
+	idle          chan struct{} // closed when the drain has nothing left to wait for (drainDoneLocked)
+	// lateHolds counts the late sessions (accepted after the shutdown request, controlConn.late)
+	// that have not started their first transfer yet: the drain waits for them as for
+	// transfers, at most lateSessionGrace.
+	lateHolds int
+	// stopRequested: a shutdown was asked for; sessions accepted from now on are late.
+	stopRequested atomic.Bool
 }
 
 // NewServer validates cfg, creates missing home directories, prepares the users and loads the
@@ -263,6 +275,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	var err error
 	select {
 	case <-ctx.Done():
+		s.stopRequested.Store(true)
 		s.shutdownDelay(serveErr)
 	case err = <-serveErr:
 		if err == nil {
@@ -300,33 +313,45 @@ func (s *Server) shutdownDelay(serveErr <-chan error) {
 const staleUploadMargin = time.Second
 
 func (s *Server) drain() {
+	s.stopRequested.Store(true)
 	s.ready.Store(false)
 	start := time.Now()
 	s.mu.Lock()
 	s.draining = true
-	active := s.active
+	active, late := s.active, s.lateHolds
 	var idle chan struct{}
-	if active > 0 {
+	if active > 0 || late > 0 {
 		idle = make(chan struct{})
 		s.idle = idle
 	}
 	s.mu.Unlock()
-	s.logger.Info("draining", slog.Int("transfers", active), slog.Float64("timeout_s", s.cfg.DrainTimeout.Seconds()))
+	s.logger.Info("draining", slog.Int("transfers", active), slog.Int("late_sessions", late), slog.Float64("timeout_s", s.cfg.DrainTimeout.Seconds()))
 
 	if err := s.ftp.Stop(); err != nil && !errors.Is(err, ftpserver.ErrNotListening) {
 		s.logger.Warn("closing control listener", slog.Any("error", err))
 	}
 	if idle != nil {
 		timer := time.NewTimer(s.cfg.DrainTimeout)
-		select {
-		case <-idle:
-			timer.Stop()
-			time.Sleep(drainGrace)
-		case <-timer.C:
-			s.mu.Lock()
-			left := s.active
-			s.mu.Unlock()
-			s.logger.Warn("drain timeout reached, closing transfers", slog.Int("transfers", left))
+		defer timer.Stop()
+		// Half the drain timeout at most: an idle late session is given up before the
+		// transfers are cut.
+		grace := time.NewTimer(min(lateSessionGrace, s.cfg.DrainTimeout/2))
+		defer grace.Stop()
+	wait:
+		for {
+			select {
+			case <-idle:
+				time.Sleep(drainGrace)
+				break wait
+			case <-grace.C:
+				s.dropLateHolds()
+			case <-timer.C:
+				s.mu.Lock()
+				left := s.active
+				s.mu.Unlock()
+				s.logger.Warn("drain timeout reached, closing transfers", slog.Int("transfers", left))
+				break wait
+			}
 		}
 	}
 
@@ -414,12 +439,21 @@ func (s *Server) removeSession(cc ftpserver.ClientContext) {
 	delete(s.sessions, cc.ID())
 }
 
-// transferStart registers an in-flight transfer; it fails while draining.
-func (s *Server) transferStart() error {
+// transferStart registers an in-flight transfer of the session on c (nil for none). While
+// draining it fails, except for a late session's first transfer: the client was accepted during
+// the shutdown delay, and its login, PASV and RETR are one piece of work it began before it
+// could learn that the server stops.
+func (s *Server) transferStart(c *controlConn) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.draining {
+	held := c != nil && c.lateHold
+	if s.draining && !held {
 		return errDraining
+	}
+	if held {
+		// The hold becomes a transfer in one step: the drain never sees nothing to wait for.
+		c.lateHold = false
+		s.lateHolds--
 	}
 	s.active++
 	return nil
@@ -437,7 +471,46 @@ func (s *Server) transferDone() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.active--
-	if s.active == 0 && s.idle != nil {
+	s.drainDoneLocked()
+}
+
+// holdLateLocked marks c late when a shutdown was requested before it was accepted (and the
+// drain has not begun: a connection that slips in then is closed with the others).
+func (s *Server) holdLateLocked(c *controlConn) {
+	if s.stopRequested.Load() && !s.draining {
+		c.lateHold = true
+		s.lateHolds++
+	}
+}
+
+// releaseLateLocked gives up c's hold (its session ended before a transfer).
+func (s *Server) releaseLateLocked(c *controlConn) {
+	if c.lateHold {
+		c.lateHold = false
+		s.lateHolds--
+		s.drainDoneLocked()
+	}
+}
+
+// dropLateHolds gives up the holds of the late sessions that have not started a transfer within
+// lateSessionGrace; their transfers are refused from now on.
+func (s *Server) dropLateHolds() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.lateHolds == 0 {
+		return
+	}
+	s.logger.Info("late sessions did not start a transfer in time", slog.Int("late_sessions", s.lateHolds))
+	for _, c := range s.conns {
+		c.lateHold = false
+	}
+	s.lateHolds = 0
+	s.drainDoneLocked()
+}
+
+// drainDoneLocked tells a waiting drain that no transfer runs and no late session is pending.
+func (s *Server) drainDoneLocked() {
+	if s.active == 0 && s.lateHolds == 0 && s.idle != nil {
 		close(s.idle)
 		s.idle = nil
 	}

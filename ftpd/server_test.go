@@ -658,6 +658,131 @@ func TestShutdownDelay(t *testing.T) {
 	}
 }
 
+// TestDrainServesLateSessions: a session accepted during the shutdown delay gets its first
+// transfer even when the drain begins between its PASV and its RETR, and the drain waits for it
+// (at most lateSessionGrace, bounded by the drain timeout); a session from before the shutdown
+// request that starts a transfer during the drain gets 421 and is closed, so that its client
+// reconnects to a replica that serves, instead of a 550 that blames the file.
+func TestDrainServesLateSessions(t *testing.T) {
+	const content = "served after the drain began"
+	stopping := func(t *testing.T, ts *testServer) (stopped chan error, requested time.Time) {
+		t.Helper()
+		waitFor(t, "the server to be ready", ts.Ready)
+		stopped = make(chan error, 1)
+		requested = time.Now()
+		go func() { stopped <- ts.stop() }()
+		// Ready turns false after the request is noted: sessions accepted from now on are late.
+		waitFor(t, "readiness to turn false", func() bool { return !ts.Ready() })
+		return stopped, requested
+	}
+	draining := func(t *testing.T, ts *testServer) {
+		t.Helper()
+		waitFor(t, "the drain to begin", func() bool { return strings.Contains(ts.logs.String(), `"msg":"draining"`) })
+	}
+	stopsWithin := func(t *testing.T, stopped chan error, requested time.Time, within time.Duration) {
+		t.Helper()
+		select {
+		case err := <-stopped:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(within):
+			t.Fatalf("the server did not stop within %v of the request", within)
+		}
+		t.Logf("stopped %v after the request", time.Since(requested).Round(time.Millisecond))
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  func(*Config)
+		run  func(t *testing.T, ts *testServer)
+	}{{
+		name: "a late session's RETR after the drain began is served",
+		cfg:  func(c *Config) { c.ShutdownDelay = 500 * time.Millisecond },
+		run: func(t *testing.T, ts *testServer) {
+			stopped, requested := stopping(t, ts)
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			data := rc.epsv()
+			draining(t, ts)
+			rc.mustCmd(150, "RETR f.txt")
+			got, err := io.ReadAll(data)
+			if err != nil || string(got) != content {
+				t.Fatalf("RETR during the drain read %q, %v", got, err)
+			}
+			rc.expect(226)
+			// The transfer done, nothing is left to wait for.
+			stopsWithin(t, stopped, requested, 5*time.Second)
+		},
+	}, {
+		name: "a late session that quits does not hold the drain",
+		cfg:  func(c *Config) { c.ShutdownDelay = 500 * time.Millisecond },
+		run: func(t *testing.T, ts *testServer) {
+			stopped, requested := stopping(t, ts)
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			draining(t, ts)
+			select {
+			case err := <-stopped:
+				t.Fatalf("the drain did not wait for the late session (Serve: %v)", err)
+			case <-time.After(300 * time.Millisecond):
+			}
+			rc.mustCmd(221, "QUIT")
+			stopsWithin(t, stopped, requested, 3*time.Second)
+		},
+	}, {
+		name: "a late session that sits idle is given up at the grace, half the drain timeout at most",
+		cfg:  func(c *Config) { c.ShutdownDelay = 300 * time.Millisecond; c.DrainTimeout = 700 * time.Millisecond },
+		run: func(t *testing.T, ts *testServer) {
+			stopped, requested := stopping(t, ts)
+			rc := dialRaw(t, ts.Addr())
+			rc.login("alice", alicePass)
+			stopsWithin(t, stopped, requested, 5*time.Second)
+			logs := ts.logs.String()
+			if !strings.Contains(logs, "late sessions did not start a transfer in time") || strings.Contains(logs, "drain timeout reached") {
+				t.Fatal("the late session was not given up before the drain timeout")
+			}
+			rc.expectClosed(3 * time.Second)
+		},
+	}, {
+		name: "an earlier session's transfer during the drain gets 421 and the session is closed",
+		cfg:  func(c *Config) {},
+		run: func(t *testing.T, ts *testServer) {
+			early := dialRaw(t, ts.Addr())
+			early.login("alice", alicePass)
+			// A running upload keeps the drain going.
+			up := dialRaw(t, ts.Addr())
+			up.login("alice", alicePass)
+			upData := up.epsv()
+			up.mustCmd(150, "STOR held.bin")
+			waitFor(t, "the upload to start", func() bool { return ts.activeTransfers() == 1 })
+			stopped, requested := stopping(t, ts)
+			draining(t, ts)
+			earlyData := early.epsv()
+			defer earlyData.Close()
+			code, text := early.cmd("RETR f.txt")
+			if code != 421 || !strings.Contains(text, "shutting down") {
+				t.Fatalf("RETR during the drain: %q, want 421 server is shutting down", text)
+			}
+			early.expectClosed(3 * time.Second)
+			if _, err := upData.Write([]byte("whole")); err != nil {
+				t.Fatal(err)
+			}
+			_ = upData.Close()
+			up.expect(226)
+			stopsWithin(t, stopped, requested, 5*time.Second)
+			if got, _ := os.ReadFile(filepath.Join(ts.home("alice"), "held.bin")); string(got) != "whole" {
+				t.Fatalf("the upload that held the drain stored %q", got)
+			}
+		},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			ts := startServer(t, func(c *Config) { c.HealthAddr = "127.0.0.1:0"; tc.cfg(c) })
+			writeFile(t, filepath.Join(ts.home("alice"), "f.txt"), []byte(content))
+			tc.run(t, ts)
+		})
+	}
+}
+
 // TestDrainTimeout: a transfer still running at the drain timeout is cut and leaves the old
 // file; a drain timeout of 0 cuts it at once instead of falling back to a default.
 func TestDrainTimeout(t *testing.T) {

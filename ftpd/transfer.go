@@ -294,7 +294,10 @@ func (d *clientDriver) GetHandle(name string, flags int, offset int64) (ftpserve
 	if d.sess.conn != nil {
 		d.sess.conn.fullVolumeReply.Store(false) // left by a transfer that got no reply (ABOR)
 	}
-	if err := d.srv.transferStart(); err != nil {
+	if err := d.srv.transferStart(d.sess.conn); err != nil {
+		if d.sess.conn != nil {
+			d.sess.conn.drainingReply.Store(true)
+		}
 		return nil, err
 	}
 	t := &transferFile{drv: d, vpath: cleanVirtual(name), upload: upload, start: time.Now(), timeout: d.srv.dyn.Load().limits.DataTimeout}
