@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"strings"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
@@ -66,10 +68,11 @@ func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.F
 	ex := state.existing
 	out := applyResult{blockers: append([]blocker(nil), state.blockers...), pendingClaims: state.facts.pendingClaims}
 	out.workload = workloadOfDeployment(ex.deployment)
-	if replicated(s) {
+	if runsStatefulSet(s, state.facts) {
 		out.workload = workloadOfStatefulSet(ex.statefulSet)
 	}
 	holding := len(out.blockers) > 0
+	statefulSet := r.holdScaleUp(ctx, d, state)
 
 	var steps []applyStep
 	for _, claim := range d.claims {
@@ -93,7 +96,7 @@ func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.F
 		applyStep{desired: asObject(d.podDisruptionBudget), existing: asObject(ex.podDisruptionBudget), refused: refusedAs(goOn)},
 		applyStep{desired: d.usersSecret, existing: asObject(ex.usersSecret), workload: true, refused: refusedAs(stopHere)},
 		applyStep{desired: asObject(d.deployment), existing: asObject(ex.deployment), workload: true, waitsForConfig: true, retire: d.deployment == nil, refused: refusedAs(goOn)},
-		applyStep{desired: asObject(d.statefulSet), existing: asObject(ex.statefulSet), workload: true, waitsForConfig: true, retire: d.statefulSet == nil, refused: refusedAs(goOn)},
+		applyStep{desired: asObject(statefulSet), existing: asObject(ex.statefulSet), workload: true, waitsForConfig: true, retire: d.statefulSet == nil, refused: refusedAs(goOn)},
 	)
 	for _, step := range steps {
 		if (step.workload && holding) || (step.waitsForConfig && (d.relayPending || (d.addressPending && step.existing == nil))) {
@@ -128,6 +131,30 @@ func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.F
 		}
 	}
 	return out, nil
+}
+
+// holdScaleUp returns the StatefulSet to apply: the desired one, or, while a scale-up waits,
+// the same at the replicas it runs now. A scale-up waits until every ready replica serves the
+// config that names the new peers. Until a replica has reloaded it, it refuses the data
+// connections the load balancer brings it for a new replica's slice, and kube-proxy sends it
+// those as soon as the new replica is ready. The config is written in the same pass, so the
+// first pass always waits; the pods are annotated (lookAtPods), and the kubelet refreshes them
+// within a recheck or two.
+func (r *FTPServerReconciler) holdScaleUp(ctx context.Context, d desiredSet, state clusterState) *appsv1.StatefulSet {
+	want, existing := d.statefulSet, state.existing.statefulSet
+	if want == nil || existing == nil || !state.podsListed {
+		return want
+	}
+	running := ptr.Deref(existing.Spec.Replicas, 0)
+	if ptr.Deref(want.Spec.Replicas, 0) <= running || running == 0 {
+		return want
+	}
+	if served := r.checkServedConfig(ctx, state.pods, d.served); len(served.stale) == 0 {
+		return want
+	}
+	held := want.DeepCopy()
+	held.Spec.Replicas = ptr.To(running)
+	return held
 }
 
 // deleteIfOurs removes an object we no longer want (a disabled NetworkPolicy), never one that is

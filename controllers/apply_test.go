@@ -8,6 +8,7 @@ import (
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -67,6 +68,10 @@ func emptyLike(t *testing.T, obj client.Object) client.Object {
 		return &corev1.PersistentVolumeClaim{}
 	case *appsv1.Deployment:
 		return &appsv1.Deployment{}
+	case *appsv1.StatefulSet:
+		return &appsv1.StatefulSet{}
+	case *policyv1.PodDisruptionBudget:
+		return &policyv1.PodDisruptionBudget{}
 	case *networkingv1.NetworkPolicy:
 		return &networkingv1.NetworkPolicy{}
 	}

@@ -176,17 +176,17 @@ func factsFor(s *ftpv1alpha1.FTPServer) clusterFacts {
 		claimAccessModes:    map[string][]corev1.PersistentVolumeAccessMode{},
 		replicaServiceIPs:   map[int32]string{},
 	}
-	if replicated(s) {
-		facts.relayKey = strings.Repeat("5e", relayKeyBytes)
-		for i := range replicasOf(s) {
-			facts.replicaServiceIPs[i] = fmt.Sprintf("10.96.1.%d", 10+i)
-		}
-	}
 	for _, v := range s.Spec.Volumes {
 		if v.ClaimTemplate != nil {
 			facts.claimAccessModes[v.Name] = v.ClaimTemplate.AccessModes
 		} else {
 			facts.claimAccessModes[v.Name] = []corev1.PersistentVolumeAccessMode{corev1.ReadWriteMany}
+		}
+	}
+	if runsStatefulSet(s, facts) {
+		facts.relayKey = strings.Repeat("5e", relayKeyBytes)
+		for i := range replicasOf(s) {
+			facts.replicaServiceIPs[i] = fmt.Sprintf("10.96.1.%d", 10+i)
 		}
 	}
 	for _, u := range s.Spec.Users {

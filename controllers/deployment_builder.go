@@ -28,10 +28,10 @@ func replicasOf(s *ftpv1alpha1.FTPServer) int32 {
 	return *s.Spec.Replicas
 }
 
-// deploymentFor builds the daemon Deployment of a server with one replica (or none: stopped);
-// several replicas run in a StatefulSet (statefulSetFor).
+// deploymentFor builds the daemon Deployment of a server on storage of one node, with one
+// replica (or none: stopped); other servers run in a StatefulSet (runsStatefulSet).
 func deploymentFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, checksum string) *appsv1.Deployment {
-	if replicated(s) {
+	if runsStatefulSet(s, facts) {
 		return nil
 	}
 	return &appsv1.Deployment{
@@ -77,12 +77,12 @@ func podTemplateFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, checksum strin
 			SecurityContext:               podSecurityContext(s),
 			ImagePullSecrets:              s.Spec.Pod.ImagePullSecrets,
 			ServiceAccountName:            s.Spec.Pod.ServiceAccountName,
-			Containers:                    []corev1.Container{daemonContainer(s, image)},
-			Volumes:                       podVolumes(s),
+			Containers:                    []corev1.Container{daemonContainer(s, image, runsStatefulSet(s, facts))},
+			Volumes:                       podVolumes(s, runsStatefulSet(s, facts)),
 			NodeSelector:                  s.Spec.Pod.NodeSelector,
 			Tolerations:                   s.Spec.Pod.Tolerations,
 			Affinity:                      s.Spec.Pod.Affinity,
-			TopologySpreadConstraints:     replicaSpread(s),
+			TopologySpreadConstraints:     replicaSpread(s, facts),
 			PriorityClassName:             s.Spec.Pod.PriorityClassName,
 		},
 	}
@@ -140,7 +140,9 @@ func strategyFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) appsv1.Deployment
 	}
 }
 
-func daemonContainer(s *ftpv1alpha1.FTPServer, image string) corev1.Container {
+// daemonContainer is the daemon's container; relay: it runs as a replica among peers
+// (runsStatefulSet).
+func daemonContainer(s *ftpv1alpha1.FTPServer, image string, relay bool) corev1.Container {
 	mounts := []corev1.VolumeMount{
 		{Name: "config", MountPath: configMountPath, ReadOnly: true},
 		{Name: "users", MountPath: usersMountPath, ReadOnly: true},
@@ -148,7 +150,7 @@ func daemonContainer(s *ftpv1alpha1.FTPServer, image string) corev1.Container {
 	if s.Spec.TLS.Mode != "" && s.Spec.TLS.Mode != ftpv1alpha1.TLSDisabled {
 		mounts = append(mounts, corev1.VolumeMount{Name: "tls", MountPath: tlsMountPath, ReadOnly: true})
 	}
-	if replicated(s) {
+	if relay {
 		mounts = append(mounts, corev1.VolumeMount{Name: "relay", MountPath: relayMountPath, ReadOnly: true})
 	}
 	for _, v := range s.Spec.Volumes {
@@ -163,7 +165,7 @@ func daemonContainer(s *ftpv1alpha1.FTPServer, image string) corev1.Container {
 		{Name: "ftp", ContainerPort: controlContainerPort, Protocol: corev1.ProtocolTCP},
 		{Name: "ops", ContainerPort: opsContainerPort, Protocol: corev1.ProtocolTCP},
 	}
-	if replicated(s) {
+	if relay {
 		// A replica finds itself among the config's peers by its pod name.
 		env = append(env, corev1.EnvVar{
 			Name:      "POD_NAME",
@@ -202,7 +204,7 @@ func daemonContainer(s *ftpv1alpha1.FTPServer, image string) corev1.Container {
 	}
 }
 
-func podVolumes(s *ftpv1alpha1.FTPServer) []corev1.Volume {
+func podVolumes(s *ftpv1alpha1.FTPServer, relay bool) []corev1.Volume {
 	vols := []corev1.Volume{
 		{Name: "config", VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
 			LocalObjectReference: corev1.LocalObjectReference{Name: configMapName(s)},
@@ -220,7 +222,7 @@ func podVolumes(s *ftpv1alpha1.FTPServer) []corev1.Volume {
 			},
 		}}})
 	}
-	if replicated(s) {
+	if relay {
 		vols = append(vols, corev1.Volume{Name: "relay", VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
 			SecretName: relaySecretName(s),
 		}}})

@@ -63,8 +63,8 @@ func desiredSetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (desiredSet, er
 	cfg.Passive.Replicas, relayReady = replicasConfigFor(s, facts)
 	d.relayPending = !relayReady
 	d.replicaServices = replicaServicesFor(s, facts)
-	d.relaySecret = relaySecretFor(s, facts.relayKey)
-	d.podDisruptionBudget = podDisruptionBudgetFor(s)
+	d.relaySecret = relaySecretFor(s, facts)
+	d.podDisruptionBudget = podDisruptionBudgetFor(s, facts)
 	var err error
 	if d.configMap, err = configMapFor(s, cfg); err != nil {
 		return d, err
@@ -85,7 +85,7 @@ func desiredSetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (desiredSet, er
 	d.deployment = deploymentFor(s, facts, checksum)
 	d.statefulSet = statefulSetFor(s, facts, checksum)
 	if networkPolicyEnabled(s) {
-		d.networkPolicy = networkPolicyFor(s)
+		d.networkPolicy = networkPolicyFor(s, facts)
 	}
 	return d, nil
 }

@@ -138,9 +138,7 @@ func (r *FTPServerReconciler) lookUpReplicas(ctx context.Context, s *ftpv1alpha1
 		ex.replicaServices[int32(ordinal)] = svc
 		st.facts.replicaServiceIPs[int32(ordinal)] = svc.Spec.ClusterIP
 	}
-	if !replicated(s) {
-		return nil
-	}
+	// The pods of a StatefulSet, also one the server no longer wants (its replicas drain).
 	if ex.statefulSet != nil {
 		if st.pods, err = r.podsOf(ctx, s); err != nil {
 			return err

@@ -42,7 +42,7 @@ func conclude(s *ftpv1alpha1.FTPServer, facts clusterFacts, applied applyResult,
 		endpoint:       endpointFor(s, facts),
 	}
 	c.readyReplicas = w.ready
-	if replicated(s) {
+	if runsStatefulSet(s, facts) {
 		for i := range replicasOf(s) {
 			name := replicaPodName(s, i)
 			c.replicas = append(c.replicas, ftpv1alpha1.ReplicaStatus{Name: name, PassivePorts: replicaSlice(s, i).String(), Ready: served.servingPods[name]})
@@ -69,7 +69,7 @@ func conclude(s *ftpv1alpha1.FTPServer, facts clusterFacts, applied applyResult,
 	case !address.known():
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForAddress, waitingForAddressMessage(s, facts), true
 	case !w.rolledOut(replicasOf(s)):
-		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, w), true
+		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForPods, waitingForPodsMessage(s, facts, w), true
 	case !served.checked || !served.complete(replicasOf(s)):
 		c.reason, c.message, c.reconciling = ftpv1alpha1.ReasonWaitingForConfig, served.message(s, c.passiveAddress), true
 	case served.endpoints < int(replicasOf(s)):
@@ -154,9 +154,9 @@ func waitingForAddressMessage(s *ftpv1alpha1.FTPServer, facts clusterFacts) stri
 		"without a load balancer, use service.type NodePort with passiveAddress.address", s.Namespace, s.Name, s.Namespace, s.Name)
 }
 
-func waitingForPodsMessage(s *ftpv1alpha1.FTPServer, w workload) string {
+func waitingForPodsMessage(s *ftpv1alpha1.FTPServer, facts clusterFacts, w workload) string {
 	if !w.exists() {
-		if replicated(s) {
+		if runsStatefulSet(s, facts) {
 			return "creating the daemon StatefulSet"
 		}
 		return "creating the daemon Deployment"

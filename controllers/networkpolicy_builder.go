@@ -15,7 +15,7 @@ import (
 // operator's pods (any namespace, by the operatorPodLabel), and nothing else. Ports are the pod's ports: NetworkPolicies see traffic after the Service's translation.
 // Egress is limited to DNS (the daemon may resolve a PASV hostname) plus, with active mode on,
 // connections back to the FTP clients on unprivileged ports.
-func networkPolicyFor(s *ftpv1alpha1.FTPServer) *networkingv1.NetworkPolicy {
+func networkPolicyFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) *networkingv1.NetworkPolicy {
 	np := s.Spec.NetworkPolicy
 	tcp := ptr.To(corev1.ProtocolTCP)
 	ftpPorts := []networkingv1.NetworkPolicyPort{
@@ -33,7 +33,7 @@ func networkPolicyFor(s *ftpv1alpha1.FTPServer) *networkingv1.NetworkPolicy {
 	}
 	relayPort := []networkingv1.NetworkPolicyPort{{Protocol: tcp, Port: ptr.To(intstr.FromInt32(relayContainerPort))}}
 	peers := []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: selectorLabels(s)}}}
-	if replicated(s) {
+	if runsStatefulSet(s, facts) {
 		// The replicas relay data connections to each other (replicas_builder.go).
 		ingress = append(ingress, networkingv1.NetworkPolicyIngressRule{From: peers, Ports: relayPort})
 	}
@@ -51,7 +51,7 @@ func networkPolicyFor(s *ftpv1alpha1.FTPServer) *networkingv1.NetworkPolicy {
 			{Protocol: tcp, Port: &dnsPort},
 		},
 	}}
-	if replicated(s) {
+	if runsStatefulSet(s, facts) {
 		egress = append(egress, networkingv1.NetworkPolicyEgressRule{To: peers, Ports: relayPort})
 	}
 	if s.Spec.ActiveMode.Enabled {

@@ -3,6 +3,7 @@ package controllers
 import (
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -38,8 +39,32 @@ const (
 	labelReplica = "ftp.kubeftp.dev/replica"
 )
 
-// replicated tells whether the server runs several replicas (a StatefulSet and the relay).
+// replicated tells whether the server runs several replicas now.
 func replicated(s *ftpv1alpha1.FTPServer) bool { return replicasOf(s) > 1 }
+
+// runsStatefulSet tells whether the server runs as a StatefulSet of replicas, with passive
+// slices and the relay between them: with several replicas, and with one (or none) when every
+// volume is shared (sharedStorage). The workload kind then never changes with the replica count:
+// scaling between one and several is a plain scale, whose removed replicas drain as peers
+// (peerCount), instead of a swap between a Deployment and a StatefulSet, whose pods of both
+// kinds would take sessions at once without relaying to each other
+// (docs/design/multi-replica.md). Only a server on storage of one node runs a Deployment
+// (Recreate); it can have one replica only. Nothing here depends on the count, so that the pod
+// template does not change when it does.
+func runsStatefulSet(s *ftpv1alpha1.FTPServer, facts clusterFacts) bool {
+	return replicated(s) || sharedStorage(s, facts)
+}
+
+// sharedStorage: every volume's claim, as it is (facts.claimAccessModes), can be mounted by
+// every replica (ReadWriteMany).
+func sharedStorage(s *ftpv1alpha1.FTPServer, facts clusterFacts) bool {
+	for _, v := range s.Spec.Volumes {
+		if !slices.Contains(facts.claimAccessModes[v.Name], corev1.ReadWriteMany) {
+			return false
+		}
+	}
+	return len(s.Spec.Volumes) > 0
+}
 
 // portsPerReplica is the size of each replica's slice: spec.ports.passive.perReplica, or the
 // range divided evenly.
@@ -87,7 +112,7 @@ func peerCount(s *ftpv1alpha1.FTPServer, facts clusterFacts) int32 {
 // addresses are published: a draining replica still receives the data connections of its own
 // sessions' transfers.
 func replicaServicesFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) []*corev1.Service {
-	if !replicated(s) {
+	if !runsStatefulSet(s, facts) {
 		return nil
 	}
 	var out []*corev1.Service
@@ -115,10 +140,11 @@ func replicaServicesFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) []*corev1.
 
 // relaySecretFor holds the key every replica signs and checks relayed connections with. The key
 // itself comes from the look-up (the existing Secret's, or a new random one).
-func relaySecretFor(s *ftpv1alpha1.FTPServer, key string) *corev1.Secret {
-	if !replicated(s) {
+func relaySecretFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) *corev1.Secret {
+	if !runsStatefulSet(s, facts) {
 		return nil
 	}
+	key := facts.relayKey
 	return &corev1.Secret{
 		TypeMeta:   metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		ObjectMeta: objectMeta(s, relaySecretName(s)),
@@ -131,7 +157,7 @@ func relaySecretFor(s *ftpv1alpha1.FTPServer, key string) *corev1.Secret {
 // relay is reached. ok is false while a relay Service has no cluster IP yet (the look-up after it is
 // created has it); until then the workload is not changed.
 func replicasConfigFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (cfg *fileconfig.Replicas, ok bool) {
-	if !replicated(s) {
+	if !runsStatefulSet(s, facts) {
 		return nil, true
 	}
 	cfg = &fileconfig.Replicas{
@@ -154,7 +180,7 @@ func replicasConfigFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) (cfg *filec
 // replica stands alone; ordered start-up would only slow scaling), rolled one at a time
 // (RollingUpdate: the replica being replaced drains its own transfers while the others serve).
 func statefulSetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, checksum string) *appsv1.StatefulSet {
-	if !replicated(s) {
+	if !runsStatefulSet(s, facts) {
 		return nil
 	}
 	return &appsv1.StatefulSet{
@@ -175,8 +201,8 @@ func statefulSetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts, checksum strin
 }
 
 // podDisruptionBudgetFor lets voluntary disruptions (a node drain) take one replica at a time.
-func podDisruptionBudgetFor(s *ftpv1alpha1.FTPServer) *policyv1.PodDisruptionBudget {
-	if !replicated(s) {
+func podDisruptionBudgetFor(s *ftpv1alpha1.FTPServer, facts clusterFacts) *policyv1.PodDisruptionBudget {
+	if !runsStatefulSet(s, facts) {
 		return nil
 	}
 	return &policyv1.PodDisruptionBudget{
@@ -191,8 +217,8 @@ func podDisruptionBudgetFor(s *ftpv1alpha1.FTPServer) *policyv1.PodDisruptionBud
 
 // replicaSpread spreads the replicas over nodes (and zones) when the spec does not place them
 // itself; ScheduleAnyway, so that a one-node cluster still runs them all.
-func replicaSpread(s *ftpv1alpha1.FTPServer) []corev1.TopologySpreadConstraint {
-	if !replicated(s) || s.Spec.Pod.Affinity != nil {
+func replicaSpread(s *ftpv1alpha1.FTPServer, facts clusterFacts) []corev1.TopologySpreadConstraint {
+	if !runsStatefulSet(s, facts) || s.Spec.Pod.Affinity != nil {
 		return nil
 	}
 	var out []corev1.TopologySpreadConstraint

@@ -211,11 +211,14 @@ func TestSeveralReplicas(t *testing.T) {
 	if err := testenv.MarkStatefulSetServing(ctx, env.Client, ns, "files", 0, 1); err != nil {
 		t.Fatal(err)
 	}
-	c := waitForReason(t, ns, "files", ftpv1alpha1.ReasonDegraded)
+	// (While the stand-in pods come up, one reconcile may see files-1 not Ready yet.)
+	poll.Eventually(t, 20*time.Second, "Degraded with 2 of 3 serving", func() (bool, error) {
+		c := readyCondition(t, ns, "files")
+		ok := c != nil && c.Reason == ftpv1alpha1.ReasonDegraded && c.Status == metav1.ConditionTrue &&
+			strings.Contains(c.Message, "2 of 3 replicas serve") && strings.Contains(c.Message, "not serving: files-2")
+		return ok, fmt.Errorf("Ready with one replica missing: %+v", c)
+	})
 	s := get(t, ns, "files", &ftpv1alpha1.FTPServer{})
-	if c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "2 of 3 replicas serve") || !strings.Contains(c.Message, "not serving: files-2") {
-		t.Fatalf("Ready with one replica missing: %+v", c)
-	}
 	wantReplicas := []ftpv1alpha1.ReplicaStatus{{Name: "files-0", PassivePorts: "30000-30005", Ready: true}, {Name: "files-1", PassivePorts: "30006-30011", Ready: true}, {Name: "files-2", PassivePorts: "30012-30017"}}
 	if fmt.Sprint(s.Status.Replicas) != fmt.Sprint(wantReplicas) || s.Status.ReadyReplicas != 2 {
 		t.Fatalf("status replicas %+v (ready %d), want %+v", s.Status.Replicas, s.Status.ReadyReplicas, wantReplicas)
@@ -241,29 +244,113 @@ func TestSeveralReplicas(t *testing.T) {
 	}
 	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
 
-	// Back to one replica: a Deployment; the StatefulSet serves until the Deployment does.
+	// Down to one replica: on shared storage the StatefulSet stays and scales (no Deployment,
+	// no swap between workloads of two kinds); the last replica keeps its slice and the relay.
 	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(1)) })
-	poll.Eventually(t, 20*time.Second, "the Deployment", func() (bool, error) { return exists(ns, "files", &appsv1.Deployment{}) })
-	time.Sleep(time.Second) // a reconcile or two
-	if ok, err := exists(ns, "files", &appsv1.StatefulSet{}); !ok {
-		t.Fatalf("the StatefulSet was removed before the Deployment served (%v)", err)
+	poll.Eventually(t, 20*time.Second, "the StatefulSet scaled to 1", func() (bool, error) {
+		sts := get(t, ns, "files", &appsv1.StatefulSet{})
+		return ptr.Deref(sts.Spec.Replicas, 0) == 1, fmt.Errorf("StatefulSet replicas %v", sts.Spec.Replicas)
+	})
+	if err := testenv.MarkStatefulSetServing(ctx, env.Client, ns, "files", 0); err != nil {
+		t.Fatal(err)
 	}
-	markDeploymentAvailable(t, ns, "files")
-	for _, gone := range []struct {
-		name string
-		obj  client.Object
-	}{{"files", &appsv1.StatefulSet{}}, {"files", &policyv1.PodDisruptionBudget{}}, {"files-relay", &corev1.Secret{}}, {"files-r0", &corev1.Service{}}, {"files-r1", &corev1.Service{}}} {
-		poll.Eventually(t, 20*time.Second, fmt.Sprintf("%T %s pruned", gone.obj, gone.name), func() (bool, error) {
-			ok, err := exists(ns, gone.name, gone.obj)
-			return !ok, err
-		})
+	poll.Eventually(t, 20*time.Second, "files-r1 pruned once its pod is gone", func() (bool, error) {
+		ok, err := exists(ns, "files-r1", &corev1.Service{})
+		return !ok, err
+	})
+	poll.Eventually(t, 20*time.Second, "one peer in the config", peersAre(relayIPs(1)))
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+	if ok, err := exists(ns, "files", &appsv1.Deployment{}); ok || err != nil {
+		t.Fatalf("one replica on shared storage got a Deployment (%v)", err)
 	}
-	if cfg := configData(t, ns, "files"); cfg.Passive.Replicas != nil {
-		t.Fatalf("one replica's config still has passive.replicas: %+v", cfg.Passive.Replicas)
+	if s := get(t, ns, "files", &ftpv1alpha1.FTPServer{}); fmt.Sprint(s.Status.Replicas) != fmt.Sprint([]ftpv1alpha1.ReplicaStatus{{Name: "files-0", PassivePorts: "30000-30019", Ready: true}}) {
+		t.Fatalf("status.replicas on one replica: %+v", s.Status.Replicas)
+	}
+
+	// And back to three: a plain scale of the same StatefulSet, once the running replica serves
+	// the config that names the new peers (until then it would refuse the data connections the
+	// load balancer brings it for their slices). Its kubelet holds it on the old config first.
+	sts = get(t, ns, "files", &appsv1.StatefulSet{})
+	replica0 := get(t, ns, "files-0", &corev1.Pod{})
+	if err := daemons.Hold(ctx, replica0); err != nil {
+		t.Fatal(err)
+	}
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Replicas = ptr.To(int32(3)) })
+	poll.Eventually(t, 20*time.Second, "three peers in the config", func() (bool, error) {
+		if ok, err := exists(ns, "files-r2", &corev1.Service{}); !ok {
+			return false, fmt.Errorf("files-r2 absent (%v)", err)
+		}
+		return peersAre(relayIPs(3))()
+	})
+	poll.Consistently(t, 3*servedConfigRecheck, "the StatefulSet held at 1 replica", func() error {
+		if n := ptr.Deref(get(t, ns, "files", &appsv1.StatefulSet{}).Spec.Replicas, 0); n != 1 {
+			return fmt.Errorf("the StatefulSet scaled to %d while files-0 serves a config without the new peers", n)
+		}
+		return nil
+	})
+	daemons.Release(replica0)
+	poll.Eventually(t, 20*time.Second, "the StatefulSet scaled to 3", func() (bool, error) {
+		got := get(t, ns, "files", &appsv1.StatefulSet{})
+		return ptr.Deref(got.Spec.Replicas, 0) == 3, fmt.Errorf("StatefulSet replicas %v", got.Spec.Replicas)
+	})
+	if got := get(t, ns, "files", &appsv1.StatefulSet{}); got.UID != sts.UID {
+		t.Fatalf("StatefulSet after 1 -> 3: uid %s (was %s): replaced, not scaled", got.UID, sts.UID)
+	}
+	if err := testenv.MarkStatefulSetServing(ctx, env.Client, ns, "files", 0, 1, 2); err != nil {
+		t.Fatal(err)
 	}
 	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
-	if s := get(t, ns, "files", &ftpv1alpha1.FTPServer{}); len(s.Status.Replicas) != 0 {
-		t.Fatalf("status.replicas on one replica: %+v", s.Status.Replicas)
+}
+
+// TestMovingToSharedStorageSwapsTheWorkload: a server whose storage becomes shared (here its
+// volume moves from a ReadWriteOnce claim to a ReadWriteMany one; an upgrade from an operator
+// that ran one replica on shared storage in a Deployment gets there too) swaps its Deployment
+// for a StatefulSet once, and the Deployment serves until the StatefulSet does.
+func TestMovingToSharedStorageSwapsTheWorkload(t *testing.T) {
+	startManager(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	createSecret(t, ns, "alice-ftp", map[string]string{"password": "wonderland"})
+	for name, mode := range map[string]corev1.PersistentVolumeAccessMode{"local": corev1.ReadWriteOnce, "shared": corev1.ReadWriteMany} {
+		claim := &corev1.PersistentVolumeClaim{
+			ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: ns},
+			Spec: corev1.PersistentVolumeClaimSpec{AccessModes: []corev1.PersistentVolumeAccessMode{mode},
+				Resources: corev1.VolumeResourceRequirements{Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}}},
+		}
+		if err := env.Client.Create(ctx, claim); err != nil {
+			t.Fatal(err)
+		}
+	}
+	server := newFTPServer(ns, "files")
+	server.Spec.Volumes = []ftpv1alpha1.FTPVolume{{Name: "data", ClaimName: "local"}}
+	if err := env.Client.Create(ctx, server); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 20*time.Second, "Service", func() (bool, error) { return exists(ns, "files", &corev1.Service{}) })
+	setLoadBalancerIP(t, ns, "files", "203.0.113.9")
+	poll.Eventually(t, 20*time.Second, "the Deployment", func() (bool, error) { return exists(ns, "files", &appsv1.Deployment{}) })
+	if st := get(t, ns, "files", &appsv1.Deployment{}).Spec.Strategy.Type; st != appsv1.RecreateDeploymentStrategyType {
+		t.Fatalf("strategy %s on a ReadWriteOnce claim, want Recreate", st)
+	}
+	markDeploymentAvailable(t, ns, "files")
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+
+	patchServer(t, ns, "files", func(s *ftpv1alpha1.FTPServer) { s.Spec.Volumes[0].ClaimName = "shared" })
+	poll.Eventually(t, 20*time.Second, "the StatefulSet", func() (bool, error) { return exists(ns, "files", &appsv1.StatefulSet{}) })
+	time.Sleep(time.Second) // a reconcile or two
+	if ok, err := exists(ns, "files", &appsv1.Deployment{}); !ok {
+		t.Fatalf("the Deployment was removed before the StatefulSet served (%v)", err)
+	}
+	if err := testenv.MarkStatefulSetServing(ctx, env.Client, ns, "files", 0); err != nil {
+		t.Fatal(err)
+	}
+	poll.Eventually(t, 20*time.Second, "the Deployment retired", func() (bool, error) {
+		ok, err := exists(ns, "files", &appsv1.Deployment{})
+		return !ok, err
+	})
+	waitForReason(t, ns, "files", ftpv1alpha1.ReasonReady)
+	if cfg := configData(t, ns, "files"); cfg.Passive.Replicas == nil || len(cfg.Passive.Replicas.Peers) != 1 {
+		t.Fatalf("one replica on shared storage: passive.replicas %+v, want itself as the one peer", cfg.Passive.Replicas)
 	}
 }
 

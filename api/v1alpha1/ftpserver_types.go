@@ -53,11 +53,13 @@ type FTPServerList struct {
 // +kubebuilder:validation:XValidation:rule="!has(self.replicas) || self.replicas <= 1 || !(self.ports.passive.start <= 2122 && 2122 <= self.ports.passive.end)",message="with several replicas ports.passive must not include 2122: inside the pods it carries the data connections relayed between replicas",reason=FieldValueInvalid,fieldPath=".ports.passive"
 type FTPServerSpec struct {
 	// Replicas is the number of daemon pods: 0 stops the server (no pods; the Service, claims
-	// and data are kept), 1 runs one (a Deployment), 2 to 16 run several behind the one Service
-	// address (a StatefulSet): each replica answers PASV/EPSV from its own slice of
-	// ports.passive, and a data connection the load balancer brings to another replica is
-	// relayed to it (docs/design/multi-replica.md). Several replicas need volumes that every
-	// replica can mount (ReadWriteMany).
+	// and data are kept), 1 runs one, 2 to 16 run several behind the one Service address (a
+	// StatefulSet): each replica answers PASV/EPSV from its own slice of ports.passive, and a
+	// data connection the load balancer brings to another replica is relayed to it
+	// (docs/design/multi-replica.md). Several replicas need volumes that every replica can
+	// mount (ReadWriteMany). A server on such volumes runs a StatefulSet at any count, so that
+	// scaling between 1 and several is a plain scale; one on a volume of one node (ReadWriteOnce)
+	// runs a Deployment of at most 1.
 	// +kubebuilder:default=1
 	// +kubebuilder:validation:Minimum=0
 	// +kubebuilder:validation:Maximum=16
