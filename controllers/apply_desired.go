@@ -12,6 +12,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	ftpv1alpha1 "github.com/kubeftp/ftp-operator/api/v1alpha1"
 )
@@ -149,9 +150,12 @@ func (r *FTPServerReconciler) holdScaleUp(ctx context.Context, d desiredSet, sta
 	if ptr.Deref(want.Spec.Replicas, 0) <= running || running == 0 {
 		return want
 	}
-	if served := r.checkServedConfig(ctx, state.pods, d.served); len(served.stale) == 0 {
+	served := r.checkServedConfig(ctx, state.pods, d.served)
+	if len(served.stale) == 0 {
 		return want
 	}
+	log.FromContext(ctx).Info("the scale-up waits for the running replicas to serve the config naming the new peers",
+		"replicas", running, "wanted", ptr.Deref(want.Spec.Replicas, 0), "waiting for", strings.Join(served.stale, "; "))
 	held := want.DeepCopy()
 	held.Spec.Replicas = ptr.To(running)
 	return held
