@@ -105,13 +105,19 @@ func (r *FTPServerReconciler) lookUp(ctx context.Context, s *ftpv1alpha1.FTPServ
 			st.blockers = append(st.blockers, *b)
 		}
 	}
+	// A new relay key only for a server that runs replicas (known once the claims are).
+	if st.facts.relayKey == "" && runsStatefulSet(s, st.facts) {
+		if st.facts.relayKey, err = newRelayKey(); err != nil {
+			return st, err
+		}
+	}
 	return st, nil
 }
 
 // lookUpReplicas reads the objects of several replicas: the StatefulSet, the budget, the relay
 // Secret, every relay Service (also those a scale-down or a return to one replica leaves,
 // which the apply prunes) and which replica pods still exist (removed ones drain as peers). The
-// relay key is kept from the Secret, or made new.
+// relay key is kept from the Secret; lookUp makes a new one if the server needs it.
 func (r *FTPServerReconciler) lookUpReplicas(ctx context.Context, s *ftpv1alpha1.FTPServer, st *clusterState) error {
 	ex := &st.existing
 	var err error
@@ -153,10 +159,8 @@ func (r *FTPServerReconciler) lookUpReplicas(ctx context.Context, s *ftpv1alpha1
 	}
 	if key := ex.relaySecret; key != nil && len(key.Data[relayKeyKey]) >= 2*relayKeyBytes {
 		st.facts.relayKey = string(key.Data[relayKeyKey])
-		return nil
 	}
-	st.facts.relayKey, err = newRelayKey()
-	return err
+	return nil
 }
 
 // newRelayKey is a random key for a new relay Secret, hex-encoded.
