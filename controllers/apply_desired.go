@@ -27,6 +27,9 @@ type applyResult struct {
 	workload workload
 	// pendingClaims are the server's claims not bound yet.
 	pendingClaims []pendingClaim
+	// scaleUpHeld: the StatefulSet stays at its size until the running replicas serve the
+	// config naming the new peers (holdScaleUp).
+	scaleUpHeld bool
 }
 
 // onRefusal says what an object refused by the API server holds back.
@@ -73,7 +76,8 @@ func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.F
 		out.workload = workloadOfStatefulSet(ex.statefulSet)
 	}
 	holding := len(out.blockers) > 0
-	statefulSet := r.holdScaleUp(ctx, d, state)
+	statefulSet, held := r.holdScaleUp(ctx, d, state)
+	out.scaleUpHeld = held
 
 	var steps []applyStep
 	for _, claim := range d.claims {
@@ -134,31 +138,31 @@ func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.F
 	return out, nil
 }
 
-// holdScaleUp returns the StatefulSet to apply: the desired one, or, while a scale-up waits,
-// the same at the replicas it runs now. A scale-up waits until every ready replica serves the
+// holdScaleUp returns the StatefulSet to apply: the desired one, or, while a scale-up waits
+// (held), the same at the replicas it runs now. A scale-up waits until every ready replica serves the
 // config that names the new peers. Until a replica has reloaded it, it refuses the data
 // connections the load balancer brings it for a new replica's slice, and kube-proxy sends it
 // those as soon as the new replica is ready. The config is written in the same pass, so the
 // first pass always waits; the pods are annotated (lookAtPods), and the kubelet refreshes them
 // within a recheck or two.
-func (r *FTPServerReconciler) holdScaleUp(ctx context.Context, d desiredSet, state clusterState) *appsv1.StatefulSet {
+func (r *FTPServerReconciler) holdScaleUp(ctx context.Context, d desiredSet, state clusterState) (*appsv1.StatefulSet, bool) {
 	want, existing := d.statefulSet, state.existing.statefulSet
 	if want == nil || existing == nil || !state.podsListed {
-		return want
+		return want, false
 	}
 	running := ptr.Deref(existing.Spec.Replicas, 0)
 	if ptr.Deref(want.Spec.Replicas, 0) <= running || running == 0 {
-		return want
+		return want, false
 	}
 	served := r.checkServedConfig(ctx, state.pods, d.served)
 	if len(served.stale) == 0 {
-		return want
+		return want, false
 	}
 	log.FromContext(ctx).Info("the scale-up waits for the running replicas to serve the config naming the new peers",
 		"replicas", running, "wanted", ptr.Deref(want.Spec.Replicas, 0), "waiting for", strings.Join(served.stale, "; "))
 	held := want.DeepCopy()
 	held.Spec.Replicas = ptr.To(running)
-	return held
+	return held, true
 }
 
 // deleteIfOurs removes an object we no longer want (a disabled NetworkPolicy), never one that is

@@ -81,6 +81,9 @@ func conclude(s *ftpv1alpha1.FTPServer, facts clusterFacts, applied applyResult,
 		c.message = fmt.Sprintf("serving at %s; PASV replies advertise %s, passive ports %s; pods serve inputs version %s",
 			c.endpoint, c.passiveAddress, c.passivePorts, served.inputsVersion)
 	}
+	if applied.scaleUpHeld && c.reconciling {
+		c.message += "; scaling up: the new replicas start once the running ones serve the configuration that names them as peers"
+	}
 	return c
 }
 

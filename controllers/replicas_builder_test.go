@@ -239,6 +239,11 @@ func TestSeveralReplicas(t *testing.T) {
 		return !ok, err
 	})
 	poll.Eventually(t, 20*time.Second, "two peers in the config", peersAre(relayIPs(2)))
+	// The stand-in reports the generation it sees: mark it only once the scale is applied.
+	poll.Eventually(t, 20*time.Second, "the StatefulSet scaled to 2", func() (bool, error) {
+		sts := get(t, ns, "files", &appsv1.StatefulSet{})
+		return ptr.Deref(sts.Spec.Replicas, 0) == 2, fmt.Errorf("StatefulSet replicas %v", sts.Spec.Replicas)
+	})
 	if err := testenv.MarkStatefulSetServing(ctx, env.Client, ns, "files", 0, 1); err != nil {
 		t.Fatal(err)
 	}
@@ -281,6 +286,10 @@ func TestSeveralReplicas(t *testing.T) {
 			return false, fmt.Errorf("files-r2 absent (%v)", err)
 		}
 		return peersAre(relayIPs(3))()
+	})
+	poll.Eventually(t, 20*time.Second, "Ready saying the scale-up waits", func() (bool, error) {
+		c := readyCondition(t, ns, "files")
+		return c != nil && strings.Contains(c.Message, "scaling up: the new replicas start once"), fmt.Errorf("Ready %+v", c)
 	})
 	poll.Consistently(t, 3*servedConfigRecheck, "the StatefulSet held at 1 replica", func() error {
 		if n := ptr.Deref(get(t, ns, "files", &appsv1.StatefulSet{}).Spec.Replicas, 0); n != 1 {
