@@ -60,8 +60,9 @@ const (
 	natBudget = 60 * time.Second
 	// natCmdTimeout bounds each ip/nft invocation.
 	natCmdTimeout = 10 * time.Second
-	// natClientTimeout bounds one run of the Python client (its own socket timeout is 3 s).
-	natClientTimeout = 20 * time.Second
+	// natClientTimeout bounds one run of the Python client (its own socket timeout is 4 s; a
+	// slow upload runs for seconds).
+	natClientTimeout = 30 * time.Second
 )
 
 // natNamePrefix starts the names of the namespaces this test creates: ftpnat-<pid>-<rand>-<role>.
@@ -91,14 +92,13 @@ func TestPassiveThroughNAT(t *testing.T) {
 		t.Fatal(err)
 	}
 	downloadSum := natSHA256(download)
-	script := writeNATClientScript(t)
 
 	// 1. With --public-host the daemon advertises the load balancer's address.
 	t.Run("with public host", func(t *testing.T) {
 		d := startNATDaemon(ctx, t, n, bin, root, "--public-host", natPublicIP)
 		defer d.stop(t)
 
-		r := n.runClient(ctx, t, script, "pasv", "upload-pasv.bin")
+		r := n.runClient(ctx, t, "pasv", "download.bin", "upload-pasv.bin")
 		if r.Exit != 0 {
 			t.Fatalf("strict PASV client failed: %s", r)
 		}
@@ -107,7 +107,7 @@ func TestPassiveThroughNAT(t *testing.T) {
 		}
 		checkNATTransfers(t, r, downloadSum, home, "upload-pasv.bin")
 
-		r = n.runClient(ctx, t, script, "epsv", "upload-epsv.bin")
+		r = n.runClient(ctx, t, "epsv", "download.bin", "upload-epsv.bin")
 		if r.Exit != 0 {
 			t.Fatalf("EPSV client failed: %s", r)
 		}
@@ -124,7 +124,7 @@ func TestPassiveThroughNAT(t *testing.T) {
 		d := startNATDaemon(ctx, t, n, bin, root)
 		defer d.stop(t)
 
-		r := n.runClient(ctx, t, script, "pasv-must-fail", "upload-nopub.bin")
+		r := n.runClient(ctx, t, "pasv-must-fail", "download.bin", "upload-nopub.bin")
 		switch r.Exit {
 		case 3: // the data connection to the advertised address failed, as it must
 		case 0:
@@ -137,7 +137,7 @@ func TestPassiveThroughNAT(t *testing.T) {
 		}
 		t.Logf("strict PASV client failed as expected: %s", r.Error)
 
-		r = n.runClient(ctx, t, script, "epsv", "upload-epsv2.bin")
+		r = n.runClient(ctx, t, "epsv", "download.bin", "upload-epsv2.bin")
 		if r.Exit != 0 {
 			t.Fatalf("EPSV client failed without --public-host: %s", r)
 		}
@@ -418,28 +418,35 @@ func (l *natLogBuffer) String() string {
 	return l.b.String()
 }
 
+// natClientScript is the strict Python client of the NAT tests; its modes are in its docstring.
+var natClientScript = filepath.Join("testdata", "nat_client.py")
+
 // natResult is what the Python client prints (one JSON object) plus its exit code.
 type natResult struct {
-	Exit        int    `json:"-"`
-	Output      string `json:"-"`
-	PasvReply   string `json:"pasv_reply"`
-	EpsvReply   string `json:"epsv_reply"`
-	DownloadSHA string `json:"download_sha256"`
-	UploadSHA   string `json:"upload_sha256"`
-	Error       string `json:"error"`
+	Exit        int     `json:"-"`
+	Output      string  `json:"-"`
+	PasvReply   string  `json:"pasv_reply"`
+	EpsvReply   string  `json:"epsv_reply"`
+	DownloadSHA string  `json:"download_sha256"`
+	UploadSHA   string  `json:"upload_sha256"`
+	SentSeconds float64 `json:"sent_s"` // slow-stor
+	Final       string  `json:"final"`  // slow-stor: the reply after the upload
+	Error       string  `json:"error"`
 }
 
 func (r natResult) String() string {
 	return fmt.Sprintf("exit %d: %s", r.Exit, strings.TrimSpace(r.Output))
 }
 
-func (n *natNet) runClient(ctx context.Context, t *testing.T, script, mode, uploadName string) natResult {
+// runClient runs the Python client in the client namespace against the public address, in
+// mode with its arguments, and returns what it printed.
+func (n *natNet) runClient(ctx context.Context, t *testing.T, mode string, args ...string) natResult {
 	t.Helper()
 	cctx, cancel := context.WithTimeout(ctx, natClientTimeout)
 	defer cancel()
 	python, _ := exec.LookPath("python3")
-	cmd := exec.CommandContext(cctx, "ip", "netns", "exec", n.client, python, script,
-		natPublicIP, "21", natUser, natPass, mode, "download.bin", uploadName)
+	argv := append([]string{"netns", "exec", n.client, python, natClientScript, natPublicIP, "21", natUser, natPass, mode}, args...)
+	cmd := exec.CommandContext(cctx, "ip", argv...)
 	cmd.WaitDelay = 2 * time.Second
 	out, err := cmd.CombinedOutput()
 	r := natResult{Output: string(out)}
@@ -485,113 +492,3 @@ func natRandHex(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
-
-func writeNATClientScript(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "natclient.py")
-	if err := os.WriteFile(path, []byte(natClientScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// natClientScript is a strict FTP client. Modes:
-//   - pasv: PASV download + upload with ftplib, trusting the 227 address as given;
-//   - epsv: EPSV download + upload, data sockets opened by hand to the control host and the port
-//     of the 229 reply;
-//   - pasv-must-fail: a PASV download expected to fail to connect (exit 3 when it does).
-//
-// It prints one JSON object on its last line. Exit codes: 0 ok, 3 the PASV data connection
-// failed, 1 anything else.
-const natClientScript = `
-import ftplib, hashlib, json, os, re, socket, sys, time
-
-host, port, user, password, mode, download, upload = sys.argv[1:8]
-port = int(port)
-result = {}
-TIMEOUT = 3  # seconds, for the control connection and every data connection
-
-def done(code, **kw):
-    result.update(kw)
-    print(json.dumps(result))
-    sys.exit(code)
-
-def connect():
-    # The daemon may still be starting: retry the control connection for a few seconds.
-    deadline = time.time() + 10
-    while True:
-        ftp = ftplib.FTP(timeout=TIMEOUT)
-        try:
-            ftp.connect(host, port)
-            break
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.1)
-    ftp.login(user, password)
-    ftp.voidcmd('TYPE I')
-    # Record the 227/229 replies ftplib sees.
-    send = ftp.sendcmd
-    def recording_sendcmd(cmd):
-        resp = send(cmd)
-        if resp.startswith('227'):
-            result['pasv_reply'] = resp
-        if resp.startswith('229'):
-            result['epsv_reply'] = resp
-        return resp
-    ftp.sendcmd = recording_sendcmd
-    return ftp
-
-payload = hashlib.sha256(mode.encode()).digest() * (3 * 1024 * 1024 // 32)
-payload += b'tail-' + mode.encode()
-
-def epsv_socket(ftp):
-    resp = ftp.sendcmd('EPSV')
-    m = re.search(r'\(\|\|\|(\d+)\|\)', resp)
-    if not m:
-        done(1, error='bad EPSV reply: ' + resp)
-    # EPSV names only a port: connect to the host of the control connection.
-    return socket.create_connection((host, int(m.group(1))), timeout=TIMEOUT)
-
-try:
-    ftp = connect()
-    if mode == 'pasv' or mode == 'pasv-must-fail':
-        ftp.set_pasv(True)
-        ftp.trust_server_pasv_ipv4_address = True  # connect exactly where the 227 reply says
-        h = hashlib.sha256()
-        try:
-            ftp.retrbinary('RETR ' + download, h.update, blocksize=65536)
-        except (OSError, EOFError) as e:
-            if mode == 'pasv-must-fail' and 'pasv_reply' in result:
-                done(3, error='PASV data connection failed: %r' % e)
-            raise
-        result['download_sha256'] = h.hexdigest()
-        if mode == 'pasv':
-            import io
-            ftp.storbinary('STOR ' + upload, io.BytesIO(payload), blocksize=65536)
-            result['upload_sha256'] = hashlib.sha256(payload).hexdigest()
-    elif mode == 'epsv':
-        h = hashlib.sha256()
-        s = epsv_socket(ftp)
-        ftp.sendcmd('RETR ' + download)  # 150
-        while True:
-            b = s.recv(65536)
-            if not b:
-                break
-            h.update(b)
-        s.close()
-        ftp.voidresp()  # 226
-        result['download_sha256'] = h.hexdigest()
-        s = epsv_socket(ftp)
-        ftp.sendcmd('STOR ' + upload)  # 150
-        s.sendall(payload)
-        s.close()
-        ftp.voidresp()  # 226
-        result['upload_sha256'] = hashlib.sha256(payload).hexdigest()
-    else:
-        done(1, error='unknown mode ' + mode)
-    ftp.quit()
-except Exception as e:
-    done(1, error='%s: %r' % (type(e).__name__, e))
-done(0)
-`

@@ -20,8 +20,6 @@ package ftpd_test
 import (
 	"bufio"
 	"context"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,7 +60,6 @@ func TestKeepAliveThroughForgetfulNAT(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(root, natUser), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	script := writeTCPClientScript(t)
 	// The upload lasts three times natForget, during which the control connection is silent.
 	upload := 3 * natForget
 	cases := []struct {
@@ -83,7 +80,7 @@ func TestKeepAliveThroughForgetfulNAT(t *testing.T) {
 			d := startNATDaemon(ctx, t, n, bin, root, "--public-host", natPublicIP, "--tcp-keepalive", tc.keepalive)
 			defer d.stop(t)
 			name := strings.NewReplacer(" ", "-", ",", "").Replace(tc.name) + ".bin"
-			r := runTCPClient(ctx, t, n, script, "slow-stor", name, strconv.Itoa(2<<20), fmt.Sprint(upload.Seconds()))
+			r := n.runClient(ctx, t, "slow-stor", name, strconv.Itoa(2<<20), fmt.Sprint(upload.Seconds()))
 			if r.Exit != tc.wantExit {
 				t.Fatalf("client exit %d, want %d: %s", r.Exit, tc.wantExit, r)
 			}
@@ -139,7 +136,6 @@ func TestDeadClientsAreReaped(t *testing.T) {
 			if err := os.WriteFile(filepath.Join(home, "big.bin"), big, 0o644); err != nil {
 				t.Fatal(err)
 			}
-			script := writeTCPClientScript(t)
 			d := startNATDaemon(ctx, t, n, bin, root, "--public-host", natPublicIP, "--tcp-keepalive", tc.keepalive,
 				"--health-addr", natHealth)
 			defer d.stop(t)
@@ -152,7 +148,7 @@ func TestDeadClientsAreReaped(t *testing.T) {
 				{"hold-stor", "up.bin"},  // in an upload it stopped sending
 			}
 			for _, h := range held {
-				startHeldClient(ctx, t, n, script, h.mode, h.file)
+				startHeldClient(ctx, t, n, h.mode, h.file)
 			}
 			m := natMetrics(ctx, t, n)
 			if m.sessions != len(held) || m.passive != 3 {
@@ -192,10 +188,11 @@ func TestDeadClientsAreReaped(t *testing.T) {
 
 // startHeldClient runs the client script in one of its hold modes and waits until it says it is
 // in that state. It is killed (by PID) when the test ends.
-func startHeldClient(ctx context.Context, t *testing.T, n *natNet, script, mode, file string) {
+func startHeldClient(ctx context.Context, t *testing.T, n *natNet, mode string, args ...string) {
 	t.Helper()
 	python, _ := exec.LookPath("python3")
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", n.client, python, script, natPublicIP, "21", natUser, natPass, mode, file)
+	argv := append([]string{"netns", "exec", n.client, python, natClientScript, natPublicIP, "21", natUser, natPass, mode}, args...)
+	cmd := exec.CommandContext(ctx, "ip", argv...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -261,148 +258,6 @@ func natMetrics(ctx context.Context, t *testing.T, n *natNet) daemonMetrics {
 	return m
 }
 
-// tcpResult is what the client script prints (one JSON object) in slow-stor mode.
-type tcpResult struct {
-	Exit        int     `json:"-"`
-	Output      string  `json:"-"`
-	SentSeconds float64 `json:"sent_s"`
-	UploadSHA   string  `json:"upload_sha256"`
-	Final       string  `json:"final"`
-	Error       string  `json:"error"`
-}
-
-func (r tcpResult) String() string {
-	return fmt.Sprintf("exit %d: %s", r.Exit, strings.TrimSpace(r.Output))
-}
-
-func runTCPClient(ctx context.Context, t *testing.T, n *natNet, script string, args ...string) tcpResult {
-	t.Helper()
-	cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	python, _ := exec.LookPath("python3")
-	argv := append([]string{"netns", "exec", n.client, python, script, natPublicIP, "21", natUser, natPass}, args...)
-	cmd := exec.CommandContext(cctx, "ip", argv...)
-	cmd.WaitDelay = 2 * time.Second
-	out, err := cmd.CombinedOutput()
-	r := tcpResult{Output: string(out)}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee) && cctx.Err() == nil:
-		r.Exit = ee.ExitCode()
-	default:
-		t.Fatalf("python client: %v\n%s", err, out)
-	}
-	lines := strings.Split(strings.TrimSpace(string(out)), "\n")
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &r); err != nil {
-		t.Fatalf("python client printed no result: %s", r)
-	}
-	return r
-}
-
-func writeTCPClientScript(t *testing.T) string {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "tcpclient.py")
-	if err := os.WriteFile(path, []byte(tcpClientScript), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
-// tcpClientScript drives the daemon through EPSV data connections it opens by hand. Modes:
-//   - slow-stor NAME SIZE SECONDS: upload SIZE bytes spread over SECONDS, then wait for the
-//     final reply; prints one JSON object; exit 0 with the reply, 4 when none came, 1 otherwise;
-//   - hold-idle, hold-pasv, hold-retr NAME, hold-stor NAME: get a session into that state
-//     (logged in; an EPSV port reserved; a download read a little; an upload sent a little),
-//     print "ready" and sleep, holding everything open.
-const tcpClientScript = `
-import ftplib, hashlib, json, re, socket, sys, time
-
-host, port, user, password, mode = sys.argv[1:6]
-args = sys.argv[6:]
-port = int(port)
-TIMEOUT = 4  # seconds: the wait for a reply, and for every socket operation
-result = {}
-
-def done(code, **kw):
-    result.update(kw)
-    print(json.dumps(result))
-    sys.exit(code)
-
-def connect():
-    deadline = time.time() + 10
-    while True:
-        ftp = ftplib.FTP(timeout=TIMEOUT)
-        try:
-            ftp.connect(host, port)
-            break
-        except OSError:
-            if time.time() > deadline:
-                raise
-            time.sleep(0.1)
-    ftp.login(user, password)
-    ftp.voidcmd('TYPE I')
-    return ftp
-
-def epsv(ftp):
-    resp = ftp.sendcmd('EPSV')
-    m = re.search(r'\(\|\|\|(\d+)\|\)', resp)
-    if not m:
-        done(1, error='bad EPSV reply: ' + resp)
-    return int(m.group(1))
-
-def data_socket(ftp):
-    return socket.create_connection((host, epsv(ftp)), timeout=TIMEOUT)
-
-def hold():
-    print('ready', flush=True)
-    time.sleep(600)
-
-try:
-    ftp = connect()
-    if mode == 'slow-stor':
-        name, size, seconds = args[0], int(args[1]), float(args[2])
-        chunks = 64
-        payload = hashlib.sha256(name.encode()).digest() * (size // 32 + 1)
-        payload = payload[:size]
-        step = len(payload) // chunks
-        s = data_socket(ftp)
-        ftp.sendcmd('STOR ' + name)  # 150
-        start = time.time()
-        for i in range(chunks):
-            end = len(payload) if i == chunks - 1 else (i + 1) * step
-            s.sendall(payload[i * step:end])
-            time.sleep(seconds / chunks)
-        s.close()
-        result['sent_s'] = time.time() - start
-        result['upload_sha256'] = hashlib.sha256(payload).hexdigest()
-        try:
-            result['final'] = ftp.voidresp()
-        except (socket.timeout, TimeoutError) as e:
-            done(4, error='no reply within %ds after the upload: %r' % (TIMEOUT, e))
-        ftp.quit()
-        done(0)
-    elif mode == 'hold-idle':
-        hold()
-    elif mode == 'hold-pasv':
-        epsv(ftp)
-        hold()
-    elif mode == 'hold-retr':
-        s = data_socket(ftp)
-        ftp.sendcmd('RETR ' + args[0])  # 150
-        s.recv(65536)
-        hold()  # and never read again: the daemon's sends fill the buffers and wait
-    elif mode == 'hold-stor':
-        s = data_socket(ftp)
-        ftp.sendcmd('STOR ' + args[0])  # 150
-        s.sendall(b'x' * 65536)
-        hold()
-    else:
-        done(1, error='unknown mode ' + mode)
-except Exception as e:
-    done(1, error='%s: %r' % (type(e).__name__, e))
-`
-
 // TestListenBacklogIsSomaxconn: the daemon's listeners (control and passive) ask the kernel
 // for a backlog of net.core.somaxconn as set in the pod's network namespace: a platform that
 // wants a longer accept queue sets that sysctl on the pod (spec.pod.sysctls; an unsafe sysctl
@@ -420,8 +275,7 @@ func TestListenBacklogIsSomaxconn(t *testing.T) {
 	root := t.TempDir()
 	d := startNATDaemon(ctx, t, n, bin, root, "--public-host", natPublicIP)
 	defer d.stop(t)
-	script := writeTCPClientScript(t)
-	startHeldClient(ctx, t, n, script, "hold-pasv", "") // a passive port listening
+	startHeldClient(ctx, t, n, "hold-pasv") // a passive port listening
 
 	// For a listening socket ss shows the backlog as Send-Q.
 	out := func() string {
