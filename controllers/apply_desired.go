@@ -30,6 +30,9 @@ type applyResult struct {
 	// scaleUpHeld: the StatefulSet stays at its size until the running replicas serve the
 	// config naming the new peers (holdScaleUp).
 	scaleUpHeld bool
+	// served is the readiness handshake holdScaleUp made for a scale-up, which lookAtPods
+	// reuses instead of asking every pod again in the same pass; nil when none was made.
+	served *servedConfig
 }
 
 // onRefusal says what an object refused by the API server holds back.
@@ -76,8 +79,8 @@ func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.F
 		out.workload = workloadOfStatefulSet(ex.statefulSet)
 	}
 	holding := len(out.blockers) > 0
-	statefulSet, held := r.holdScaleUp(ctx, d, state)
-	out.scaleUpHeld = held
+	statefulSet, served := r.holdScaleUp(ctx, d, state)
+	out.scaleUpHeld, out.served = statefulSet != d.statefulSet, served
 
 	var steps []applyStep
 	for _, claim := range d.claims {
@@ -138,31 +141,31 @@ func (r *FTPServerReconciler) applyDesired(ctx context.Context, s *ftpv1alpha1.F
 	return out, nil
 }
 
-// holdScaleUp returns the StatefulSet to apply: the desired one, or, while a scale-up waits
-// (held), the same at the replicas it runs now. A scale-up waits until every ready replica serves the
-// config that names the new peers. Until a replica has reloaded it, it refuses the data
-// connections the load balancer brings it for a new replica's slice, and kube-proxy sends it
-// those as soon as the new replica is ready. The config is written in the same pass, so the
-// first pass always waits; the pods are annotated (lookAtPods), and the kubelet refreshes them
-// within a recheck or two.
-func (r *FTPServerReconciler) holdScaleUp(ctx context.Context, d desiredSet, state clusterState) (*appsv1.StatefulSet, bool) {
+// holdScaleUp returns the StatefulSet to apply: the desired one, or, while a scale-up waits,
+// the same at the replicas it runs now; and the readiness handshake it made, if any. A
+// scale-up waits until every ready replica serves the config that names the new peers. Until
+// a replica has reloaded it, it refuses the data connections the load balancer brings it for
+// a new replica's slice, and kube-proxy sends it those as soon as the new replica is ready.
+// The config is written in the same pass, so the first pass always waits; the pods are
+// annotated (lookAtPods), and the kubelet refreshes them within a recheck or two.
+func (r *FTPServerReconciler) holdScaleUp(ctx context.Context, d desiredSet, state clusterState) (*appsv1.StatefulSet, *servedConfig) {
 	want, existing := d.statefulSet, state.existing.statefulSet
 	if want == nil || existing == nil || !state.podsListed {
-		return want, false
+		return want, nil
 	}
 	running := ptr.Deref(existing.Spec.Replicas, 0)
 	if ptr.Deref(want.Spec.Replicas, 0) <= running || running == 0 {
-		return want, false
+		return want, nil
 	}
 	served := r.checkServedConfig(ctx, state.pods, d.served)
 	if len(served.stale) == 0 {
-		return want, false
+		return want, &served
 	}
 	log.FromContext(ctx).Info("the scale-up waits for the running replicas to serve the config naming the new peers",
 		"replicas", running, "wanted", ptr.Deref(want.Spec.Replicas, 0), "waiting for", strings.Join(served.stale, "; "))
 	held := want.DeepCopy()
 	held.Spec.Replicas = ptr.To(running)
-	return held, true
+	return held, &served
 }
 
 // deleteIfOurs removes an object we no longer want (a disabled NetworkPolicy), never one that is

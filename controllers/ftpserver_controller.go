@@ -158,7 +158,11 @@ func (r *FTPServerReconciler) lookAtPods(ctx context.Context, s *ftpv1alpha1.FTP
 	if !desired.address.known() {
 		return seen, nil
 	}
-	seen.served = r.checkServedConfig(ctx, pods, desired.served)
+	if applied.served != nil {
+		seen.served = *applied.served // asked in this pass already (holdScaleUp)
+	} else {
+		seen.served = r.checkServedConfig(ctx, pods, desired.served)
+	}
 	if err := r.announceInputs(ctx, pods, seen.served.olderPods, desired.inputsVersion); err != nil {
 		return seen, err
 	}
