@@ -124,6 +124,9 @@ func runServer(t *testing.T, cfg Config) *testServer {
 			t.Logf("server logs:\n%s", logs.String())
 		}
 	})
+	// Serve reports ready a moment after its accept loop starts; a test that stops the server
+	// and waits for readiness to turn false must not see the "not ready yet" of the start.
+	waitFor(t, "the server to be ready", ts.Ready)
 	return ts
 }
 

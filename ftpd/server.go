@@ -314,8 +314,13 @@ const staleUploadMargin = time.Second
 
 func (s *Server) drain() {
 	s.stopRequested.Store(true)
-	s.ready.Store(false)
 	start := time.Now()
+	// The listener closes before readiness turns false: with no shutdown delay, "not ready"
+	// then means new sessions are refused, never accepted and cut a moment later.
+	if err := s.ftp.Stop(); err != nil && !errors.Is(err, ftpserver.ErrNotListening) {
+		s.logger.Warn("closing control listener", slog.Any("error", err))
+	}
+	s.ready.Store(false)
 	s.mu.Lock()
 	s.draining = true
 	active, late := s.active, s.lateHolds
@@ -327,9 +332,6 @@ func (s *Server) drain() {
 	s.mu.Unlock()
 	s.logger.Info("draining", slog.Int("transfers", active), slog.Int("late_sessions", late), slog.Float64("timeout_s", s.cfg.DrainTimeout.Seconds()))
 
-	if err := s.ftp.Stop(); err != nil && !errors.Is(err, ftpserver.ErrNotListening) {
-		s.logger.Warn("closing control listener", slog.Any("error", err))
-	}
 	if idle != nil {
 		timer := time.NewTimer(s.cfg.DrainTimeout)
 		defer timer.Stop()

@@ -667,7 +667,6 @@ func TestDrainServesLateSessions(t *testing.T) {
 	const content = "served after the drain began"
 	stopping := func(t *testing.T, ts *testServer) (stopped chan error, requested time.Time) {
 		t.Helper()
-		waitFor(t, "the server to be ready", ts.Ready)
 		stopped = make(chan error, 1)
 		requested = time.Now()
 		go func() { stopped <- ts.stop() }()
