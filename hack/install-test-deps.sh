@@ -4,7 +4,8 @@
 # kube-apiserver/etcd are installed by the Makefile into the cache outside the work tree.
 #
 # As root it also installs what the real node of test/realnode needs besides the source-built
-# binaries: runc and the CNI plugins (bridge, host-local, loopback, portmap). A normal user cannot
+# binaries: runc, the CNI plugins (bridge, host-local, loopback, portmap), and iptables and ipset,
+# which its NetworkPolicy enforcer (kube-router's controller) drives. A normal user cannot
 # run that node at all, so their absence is not an error there.
 set -euo pipefail
 
@@ -23,6 +24,8 @@ node_pkgs=()
 if [ "$(id -u)" -eq 0 ]; then
   command -v runc >/dev/null 2>&1 || node_pkgs+=(runc)
   [ -x /usr/lib/cni/bridge ] || node_pkgs+=(containernetworking-plugins)
+  command -v iptables >/dev/null 2>&1 || node_pkgs+=(iptables)
+  command -v ipset >/dev/null 2>&1 || node_pkgs+=(ipset)
 fi
 if [ "${#need[@]}" -eq 0 ] && [ "${#node_pkgs[@]}" -eq 0 ]; then
   echo "install-test-deps: all system tools present"

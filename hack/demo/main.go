@@ -165,8 +165,12 @@ func chooseMode(mode string) (string, string) {
 	return "local", fmt.Sprintf("the real node cannot run here (%v); using the stand-in kubelet, where one FTPServer runs at a time", err)
 }
 
+// realNodeOptions: the CRD comes with the chart, and NetworkPolicies are enforced, so that each
+// server's policy does what it says, as on a cluster whose CNI enforces them.
+var realNodeOptions = realnode.Options{CRDsFromChart: true, NetworkPolicies: true}
+
 func realNodeAvailable() error {
-	if err := realnode.Available(realnode.Options{}); err != nil {
+	if err := realnode.Available(realNodeOptions); err != nil {
 		return err
 	}
 	if os.Getenv("HELM") == "" {
@@ -187,8 +191,10 @@ func startRealNode(ctx context.Context, workDir string, logw io.Writer) (*realno
 	if err != nil {
 		return nil, err
 	}
-	fmt.Println("demo: starting a real node: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, containerd, kubelet, kube-proxy ...")
-	rn, err := realnode.Start(ctx, realnode.Options{Log: logw, Images: []string{image}, CRDsFromChart: true})
+	fmt.Println("demo: starting a real node: kube-apiserver, etcd, kube-controller-manager, kube-scheduler, containerd, kubelet, kube-proxy, kube-router (NetworkPolicies) ...")
+	opts := realNodeOptions
+	opts.Log, opts.Images = logw, []string{image}
+	rn, err := realnode.Start(ctx, opts)
 	if err != nil {
 		return nil, err
 	}

@@ -127,7 +127,7 @@ func runMain(m *testing.M) int {
 		}
 	}
 	if realNode.skip == "" {
-		err := realnode.Available(realnode.Options{})
+		err := realnode.Available(realNodeOptions(1))
 		if err == nil && os.Getenv("HELM") == "" {
 			// The operator is installed from its chart there, as users install it.
 			err = errors.New("HELM is not set (the pinned helm, which `make test` passes)")
@@ -216,6 +216,13 @@ func runMain(m *testing.M) int {
 // written as `make image` does and imported into the node's containerd.
 const realNodeImage = "localhost/ftp-operator/ftp-operator:e2e"
 
+// realNodeOptions are the suite's real-node clusters: the FTPServer CRD comes with the chart,
+// and kube-router's controller enforces NetworkPolicies on every node, so that every scenario
+// there runs under the policies the operator writes, as on a cluster whose CNI enforces them.
+func realNodeOptions(nodeCount int) realnode.Options {
+	return realnode.Options{CRDsFromChart: true, SaveLogsTo: os.Getenv("REALNODE_LOGS"), Nodes: nodeCount, NetworkPolicies: true}
+}
+
 // startRealNode boots test/realnode with nodeCount nodes and our image, and installs the
 // operator from its chart, as a pod with the chart's ServiceAccount and RBAC.
 func startRealNode(c *cluster, dir string, nodeCount int) error {
@@ -228,7 +235,8 @@ func startRealNode(c *cluster, dir string, nodeCount int) error {
 	if err != nil {
 		return err
 	}
-	opts := realnode.Options{Images: []string{archive}, CRDsFromChart: true, SaveLogsTo: os.Getenv("REALNODE_LOGS"), Nodes: nodeCount}
+	opts := realNodeOptions(nodeCount)
+	opts.Images = []string{archive}
 	if os.Getenv("E2E_VERBOSE") != "" {
 		opts.Log = &linePrefixer{w: os.Stderr, prefix: "[" + c.mode + "] "}
 	}

@@ -36,7 +36,8 @@ const (
 	replicasPerReplica   = 4
 )
 
-// replicasManifest: one server of n replicas on a shared claim, 4 passive ports each.
+// replicasManifest: one server of n replicas on a shared claim, 4 passive ports each. The
+// in-cluster client is its metrics source (replicaMetrics scrapes each replica).
 func replicasManifest(c *cluster, name string, n int) string {
 	return fmt.Sprintf(`
 apiVersion: v1
@@ -58,7 +59,9 @@ spec:
   ports: {control: %[3]d, passive: {start: %[4]d, end: %[5]d, perReplica: %[6]d}}
   limits: {maxSessionsPerIP: 50}
   drainTimeout: 30s
-`, name, n, c.control, replicasPassiveStart, replicasPassiveStart+3*replicasPerReplica-1, replicasPerReplica)
+  networkPolicy:
+    metricsSources: [{ipBlock: {cidr: %[7]s/32}}]
+`, name, n, c.control, replicasPassiveStart, replicasPassiveStart+3*replicasPerReplica-1, replicasPerReplica, c.h.ClientIP(harness.InCluster))
 }
 
 // TestSeveralReplicasOnTwoNodes (real nodes only: a real StatefulSet controller, kube-proxy and

@@ -5,7 +5,8 @@
 // binder, the garbage collector, service accounts) and kube-scheduler, around a kube-apiserver
 // and etcd started here with our own flags and certificates and the project's CRDs installed.
 // Each node is a kubelet, a containerd and a kube-proxy in a network namespace and a mount
-// namespace of its own.
+// namespace of its own; with Options.NetworkPolicies also kube-router's network policy
+// controller, which enforces NetworkPolicies (the bridge CNI has no policy engine).
 //
 // Only two parts of a cloud are stood in for, both as goroutines of the test process writing
 // through the API server like a cloud controller would:

@@ -22,7 +22,8 @@ import (
 // (`kubectl apply --server-side -k config/default`, with the image set to ours) and lets it run
 // as a pod: its RBAC, the restricted Pod Security level of its namespace, its probes, its
 // in-cluster API access through the kubernetes Service and its readiness handshake with the
-// daemons' pod IPs are all the real ones. An FTPServer it reconciles is then used from outside.
+// daemons' pod IPs, through their NetworkPolicy (enforced), are all the real ones. An FTPServer
+// it reconciles is then used from outside.
 func TestInClusterOperatorOnRealNode(t *testing.T) {
 	requireRealNode(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -34,7 +35,9 @@ func TestInClusterOperatorOnRealNode(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := startCluster(ctx, t, realnode.Options{Images: []string{archive}})
+	// NetworkPolicies enforced: the daemons' policy must admit the operator's pod, which
+	// config/manager labels ftp.kubeftp.dev/operator, to their ops port (the handshake).
+	c := startCluster(ctx, t, realnode.Options{Images: []string{archive}, NetworkPolicies: true})
 
 	// config/default with the image replaced, as a user's overlay does it (`kustomize edit set
 	// image`): nothing else. The manager reads its own image from its pod and gives it to the

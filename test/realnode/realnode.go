@@ -34,7 +34,8 @@ type Options struct {
 	// kube-proxy, kubectl and etcd, as hack/control-plane.sh builds them. Empty:
 	// $KUBEBUILDER_ASSETS (which `make test` sets to that directory).
 	ControlPlaneDir string
-	// RuntimeDir holds containerd, containerd-shim-runc-v2 and ctr (hack/node-runtime.sh).
+	// RuntimeDir holds containerd, containerd-shim-runc-v2, ctr and kube-router
+	// (hack/node-runtime.sh).
 	// Empty: $NODE_RUNTIME_ASSETS.
 	RuntimeDir string
 	// Log receives progress lines; nil discards them. Components log to files in the run
@@ -52,6 +53,10 @@ type Options struct {
 	// Nodes is the number of nodes, each a kubelet, containerd and kube-proxy in network and
 	// mount namespaces of its own (0: one; at most MaxNodes).
 	Nodes int
+	// NetworkPolicies enforces NetworkPolicies on every node with kube-router's network
+	// policy controller (networkpolicies.go). The bridge CNI has no enforcement of its own: without it a
+	// NetworkPolicy is stored and has no effect, as on a cluster whose CNI ignores them.
+	NetworkPolicies bool
 }
 
 // Phase is one timed step of Start or Stop.
@@ -105,7 +110,11 @@ func Available(opts Options) error {
 	if os.Geteuid() != 0 {
 		return errors.New("a real node needs root (network and mount namespaces, cgroups, containerd)")
 	}
-	for _, tool := range []string{"ip", "nft", "nsenter", "unshare", "mount", "umount", "runc", "go"} {
+	tools := []string{"ip", "nft", "nsenter", "unshare", "mount", "umount", "runc", "go"}
+	if opts.NetworkPolicies {
+		tools = append(tools, "iptables", "ipset") // what kube-router's controller drives
+	}
+	for _, tool := range tools {
 		if _, err := exec.LookPath(tool); err != nil {
 			return fmt.Errorf("%s is not on PATH (hack/install-test-deps.sh installs the system tools as root)", tool)
 		}
@@ -127,7 +136,11 @@ func Available(opts Options) error {
 	if runtimeDir == "" {
 		return errors.New("NODE_RUNTIME_ASSETS is not set: point it at the output of hack/node-runtime.sh (containerd)")
 	}
-	for _, b := range []string{"containerd", "containerd-shim-runc-v2", "ctr"} {
+	runtimeBins := []string{"containerd", "containerd-shim-runc-v2", "ctr"}
+	if opts.NetworkPolicies {
+		runtimeBins = append(runtimeBins, networkPoliciesName)
+	}
+	for _, b := range runtimeBins {
 		if _, err := os.Stat(filepath.Join(runtimeDir, b)); err != nil {
 			return fmt.Errorf("%s missing from %s: hack/node-runtime.sh builds it", b, runtimeDir)
 		}
@@ -309,6 +322,23 @@ func (c *Cluster) start(ctx context.Context, opts Options) error {
 	}); err != nil {
 		return err
 	}
+	if opts.NetworkPolicies {
+		if err := c.phase("network policy controller (kube-router) started and synced on every node", func() error {
+			for _, nd := range c.nodes {
+				if err := c.startNetworkPolicies(nd); err != nil {
+					return err
+				}
+			}
+			for _, nd := range c.nodes {
+				if err := c.waitNetworkPolicies(ctx, nd, time.Minute); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			return err
+		}
+	}
 	if err := c.phase("default service account, storage class", func() error {
 		if err := c.createStorageClass(ctx); err != nil {
 			return err
@@ -449,6 +479,8 @@ func (c *Cluster) Stop() error {
 			return names
 		}
 		stop(10*time.Second, append(names("kubelet"), names("kube-proxy")...)...)
+		// Its chains and sets go with the node's network namespace.
+		stop(5*time.Second, names(networkPoliciesName)...)
 		// The kubelet leaves running containers behind by design; their processes are all in
 		// our cgroup tree (the further nodes' below the first one's).
 		if err := removeCgroups("/" + c.id); err != nil {
